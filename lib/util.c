@@ -1,0 +1,414 @@
+/* lib/util.c: allocation, growable buffers, errors, arenas, small helpers */
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "util.h"
+
+static void
+oom(void)
+{
+	static const char m[] = "devpocket: out of memory\n";
+
+	(void)!write(2, m, sizeof(m) - 1);
+	abort();
+}
+
+void *
+dp_xmalloc(size_t n)
+{
+	void	*p = malloc(n ? n : 1);
+
+	if (p == NULL)
+		oom();
+	return p;
+}
+
+void *
+dp_xcalloc(size_t n, size_t sz)
+{
+	void	*p = calloc(n ? n : 1, sz ? sz : 1);
+
+	if (p == NULL)
+		oom();
+	return p;
+}
+
+void *
+dp_xrealloc(void *p, size_t n)
+{
+	p = realloc(p, n ? n : 1);
+	if (p == NULL)
+		oom();
+	return p;
+}
+
+char *
+dp_xstrdup(const char *s)
+{
+	return dp_xstrndup(s, strlen(s));
+}
+
+char *
+dp_xstrndup(const char *s, size_t n)
+{
+	char	*p = dp_xmalloc(n + 1);
+
+	memcpy(p, s, n);
+	p[n] = '\0';
+	return p;
+}
+
+void
+dp_buf_grow(struct dp_buf *b, size_t extra)
+{
+	size_t	 need;
+
+	if (extra > SIZE_MAX - b->len - 1)
+		oom();
+	need = b->len + extra + 1;
+	if (need <= b->cap)
+		return;
+	if (b->cap < 64)
+		b->cap = 64;
+	while (b->cap < need)
+		b->cap = b->cap > SIZE_MAX / 2 ? need : b->cap * 2;
+	b->s = dp_xrealloc(b->s, b->cap);
+}
+
+void
+dp_buf_add(struct dp_buf *b, const void *p, size_t n)
+{
+	dp_buf_grow(b, n);
+	if (n)
+		memcpy(b->s + b->len, p, n);
+	b->len += n;
+	b->s[b->len] = '\0';
+}
+
+void
+dp_buf_adds(struct dp_buf *b, const char *s)
+{
+	dp_buf_add(b, s, strlen(s));
+}
+
+void
+dp_buf_addc(struct dp_buf *b, char c)
+{
+	dp_buf_add(b, &c, 1);
+}
+
+void
+dp_buf_vprintf(struct dp_buf *b, const char *fmt, va_list ap)
+{
+	va_list	 cp;
+	int	 n;
+
+	dp_buf_grow(b, 64);
+	va_copy(cp, ap);
+	n = vsnprintf(b->s + b->len, b->cap - b->len, fmt, cp);
+	va_end(cp);
+	if (n < 0)
+		return;
+	if ((size_t)n >= b->cap - b->len) {
+		dp_buf_grow(b, (size_t)n);
+		va_copy(cp, ap);
+		n = vsnprintf(b->s + b->len, b->cap - b->len, fmt, cp);
+		va_end(cp);
+		if (n < 0)
+			return;
+	}
+	b->len += (size_t)n;
+}
+
+void
+dp_buf_printf(struct dp_buf *b, const char *fmt, ...)
+{
+	va_list	 ap;
+
+	va_start(ap, fmt);
+	dp_buf_vprintf(b, fmt, ap);
+	va_end(ap);
+}
+
+void
+dp_buf_reset(struct dp_buf *b)
+{
+	b->len = 0;
+	if (b->s)
+		b->s[0] = '\0';
+}
+
+void
+dp_buf_release(struct dp_buf *b)
+{
+	free(b->s);
+	b->s = NULL;
+	b->len = b->cap = 0;
+}
+
+void
+dp_buf_wipe(struct dp_buf *b)
+{
+	if (b->s)
+		explicit_bzero(b->s, b->cap);
+	dp_buf_release(b);
+}
+
+char *
+dp_buf_detach(struct dp_buf *b)
+{
+	char	*s = b->s ? b->s : dp_xstrdup("");
+
+	b->s = NULL;
+	b->len = b->cap = 0;
+	return s;
+}
+
+void
+dp_err_set(struct dp_err *e, int code, const char *fmt, ...)
+{
+	va_list	 ap;
+
+	if (e == NULL)
+		return;
+	e->code = code;
+	va_start(ap, fmt);
+	vsnprintf(e->msg, sizeof(e->msg), fmt, ap);
+	va_end(ap);
+}
+
+/* Arena blocks: a header followed by data. */
+struct dp_arena_blk {
+	struct dp_arena_blk	*next;
+	size_t			 size;
+	size_t			 used;
+	max_align_t		 data[];
+};
+
+#define ARENA_BLK	(16 * 1024)
+
+void *
+dp_arena_alloc(struct dp_arena *a, size_t n)
+{
+	struct dp_arena_blk	*b = a->head;
+	size_t			 al = _Alignof(max_align_t);
+	size_t			 sz;
+	void			*p;
+
+	n = (n + al - 1) & ~(al - 1);
+	if (n == 0)
+		n = al;
+	if (b == NULL || b->size - b->used < n) {
+		sz = n > ARENA_BLK ? n : ARENA_BLK;
+		b = dp_xmalloc(sizeof(*b) + sz);
+		b->size = sz;
+		b->used = 0;
+		b->next = a->head;
+		a->head = b;
+	}
+	p = (char *)b->data + b->used;
+	b->used += n;
+	return p;
+}
+
+char *
+dp_arena_strndup(struct dp_arena *a, const char *s, size_t n)
+{
+	char	*p = dp_arena_alloc(a, n + 1);
+
+	memcpy(p, s, n);
+	p[n] = '\0';
+	return p;
+}
+
+char *
+dp_arena_strdup(struct dp_arena *a, const char *s)
+{
+	return s ? dp_arena_strndup(a, s, strlen(s)) : NULL;
+}
+
+char *
+dp_arena_printf(struct dp_arena *a, const char *fmt, ...)
+{
+	struct dp_buf	 b = { 0 };
+	va_list		 ap;
+	char		*p;
+
+	va_start(ap, fmt);
+	dp_buf_vprintf(&b, fmt, ap);
+	va_end(ap);
+	p = dp_arena_strndup(a, b.s ? b.s : "", b.len);
+	dp_buf_release(&b);
+	return p;
+}
+
+void
+dp_arena_reset(struct dp_arena *a)
+{
+	struct dp_arena_blk	*b, *next;
+
+	if (a->head == NULL)
+		return;
+	/* Keep the oldest block (the tail) for reuse, free the rest. */
+	for (b = a->head; b->next != NULL; b = next) {
+		next = b->next;
+		free(b);
+	}
+	b->used = 0;
+	a->head = b;
+}
+
+void
+dp_arena_release(struct dp_arena *a)
+{
+	struct dp_arena_blk	*b, *next;
+
+	for (b = a->head; b != NULL; b = next) {
+		next = b->next;
+		free(b);
+	}
+	a->head = NULL;
+}
+
+int
+dp_parse_int64(const char *s, int64_t min, int64_t max, int64_t *out)
+{
+	const char	*p;
+	long long	 v;
+	char		*end;
+
+	if (s == NULL || *s == '\0')
+		return -1;
+	p = s;
+	if (*p == '-')
+		p++;
+	if (*p == '\0')
+		return -1;
+	for (; *p; p++)
+		if (*p < '0' || *p > '9')
+			return -1;
+	errno = 0;
+	v = strtoll(s, &end, 10);
+	if (errno || *end != '\0' || v < min || v > max)
+		return -1;
+	*out = v;
+	return 0;
+}
+
+int
+dp_parse_bool(const char *s, bool *out)
+{
+	if (s == NULL)
+		return -1;
+	if (strcasecmp(s, "true") == 0 || strcmp(s, "1") == 0)
+		*out = true;
+	else if (strcasecmp(s, "false") == 0 || strcmp(s, "0") == 0)
+		*out = false;
+	else
+		return -1;
+	return 0;
+}
+
+void
+dp_hex(char *out, const unsigned char *in, size_t n)
+{
+	static const char	 d[] = "0123456789abcdef";
+	size_t			 i;
+
+	for (i = 0; i < n; i++) {
+		out[2 * i] = d[in[i] >> 4];
+		out[2 * i + 1] = d[in[i] & 15];
+	}
+	out[2 * n] = '\0';
+}
+
+void
+dp_random(void *p, size_t n)
+{
+	unsigned char	*c = p;
+	ssize_t		 r;
+
+	while (n > 0) {
+		r = getrandom(c, n, 0);
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			abort();
+		}
+		c += r;
+		n -= (size_t)r;
+	}
+}
+
+void
+dp_new_id(char out[25])
+{
+	unsigned char	 b[12];
+
+	dp_random(b, sizeof(b));
+	dp_hex(out, b, sizeof(b));
+}
+
+bool
+dp_is_id(const char *s)
+{
+	size_t	 i;
+
+	if (s == NULL)
+		return false;
+	for (i = 0; i < 24; i++)
+		if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+			return false;
+	return s[24] == '\0';
+}
+
+bool
+dp_ct_equal(const void *a, size_t alen, const void *b, size_t blen)
+{
+	const volatile unsigned char	*x = a, *y = b;
+	unsigned char			 d = 0;
+	size_t				 i;
+
+	if (alen != blen)
+		return false;
+	for (i = 0; i < alen; i++)
+		d |= x[i] ^ y[i];
+	return d == 0;
+}
+
+double
+dp_now(void)
+{
+	struct timespec	 ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (double)ts.tv_sec + (double)(ts.tv_nsec / 1000) / 1e6;
+}
+
+int64_t
+dp_mono_ms(void)
+{
+	struct timespec	 ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+bool
+dp_strieq(const char *a, const char *b)
+{
+	return strcasecmp(a, b) == 0;
+}
+
+bool
+dp_startswith(const char *s, const char *p)
+{
+	return strncmp(s, p, strlen(p)) == 0;
+}
