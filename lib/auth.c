@@ -1,0 +1,173 @@
+/* lib/auth.c: bearer authentication, login sessions, token pairs, users */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "auth.h"
+#include "config.h"
+#include "crypto.h"
+#include "http.h"
+#include "jwt.h"
+#include "log.h"
+
+const struct dp_buf *
+dp_auth_key(void)
+{
+	static struct dp_buf	 key;
+	static bool		 loaded;
+	struct dp_err		 err = { 0 };
+
+	if (loaded)
+		return &key;
+	if (dp_keyfile_read(dp_cfg.auth_jwt_key_file, &key, &err) < 0) {
+		dp_error("jwt key: %s", err.msg);
+		return NULL;
+	}
+	loaded = true;
+	return &key;
+}
+
+int
+dp_auth_bearer(struct dp_req *req, const char *token, struct dp_user **out)
+{
+	static const char sql[] =
+	    "SELECT u.id, u.username, u.email, u.subscription_plan, "
+	    "u.is_verified, u.password_hash IS NOT NULL, "
+	    "extract(epoch FROM now() - s.authenticated_at)::bigint "
+	    "FROM login_sessions s JOIN users u ON u.id = s.user_id "
+	    "WHERE s.id = $1 AND u.id = $2 AND s.revoked_at IS NULL "
+	    "AND u.is_active AND u.deleted_at IS NULL";
+	const struct dp_buf	*key = dp_auth_key();
+	struct dp_access_claims	 c;
+	struct dp_err		 err = { 0 };
+	struct dp_user		*u;
+	const char		*p[2];
+	PGresult		*r;
+	int			 plan;
+
+	*out = NULL;
+	if (key == NULL || req->db == NULL)
+		return -1;
+	if (dp_jwt_verify_access(token, key->s, key->len, dp_cfg.auth_issuer,
+	    (int64_t)dp_now(), &c, &err) < 0)
+		return -1;
+	p[0] = c.sid;
+	p[1] = c.sub;
+	r = dp_db_exec(req->db, sql, 2, p);
+	if (!dp_db_ok(r) || PQntuples(r) != 1) {
+		PQclear(r);
+		return -1;
+	}
+	u = dp_req_alloc(req, sizeof(*u));
+	memset(u, 0, sizeof(*u));
+	memcpy(u->id, c.sub, sizeof(u->id));
+	memcpy(u->sid, c.sid, sizeof(u->sid));
+	u->username = dp_req_strdup(req, PQgetvalue(r, 0, 1));
+	u->email = dp_req_strdup(req, PQgetvalue(r, 0, 2));
+	plan = dp_plan_from_name(PQgetvalue(r, 0, 3));
+	u->plan = plan < 0 ? DP_PLAN_FREE : plan;
+	u->verified = PQgetvalue(r, 0, 4)[0] == 't';
+	u->has_password = PQgetvalue(r, 0, 5)[0] == 't';
+	u->auth_age = strtoll(PQgetvalue(r, 0, 6), NULL, 10);
+	PQclear(r);
+	*out = u;
+	return 0;
+}
+
+struct json_object *
+dp_user_json(const PGresult *r, int row, int c)
+{
+	struct json_object	*o = json_object_new_object();
+
+	dp_json_str(o, "id", dp_db_val(r, row, c + 0));
+	dp_json_str(o, "username", dp_db_val(r, row, c + 1));
+	dp_json_str(o, "email", dp_db_val(r, row, c + 2));
+	dp_json_str(o, "full_name", dp_db_val(r, row, c + 3));
+	dp_json_str(o, "preferred_region", dp_db_val(r, row, c + 4));
+	dp_json_str(o, "avatar_url", dp_db_val(r, row, c + 5));
+	dp_json_bool(o, "is_active", PQgetvalue(r, row, c + 6)[0] == 't');
+	dp_json_bool(o, "is_verified", PQgetvalue(r, row, c + 7)[0] == 't');
+	dp_json_str(o, "subscription_plan", dp_db_val(r, row, c + 8));
+	dp_json_ts(o, "created_at", dp_db_val(r, row, c + 9));
+	dp_json_ts(o, "updated_at", dp_db_val(r, row, c + 10));
+	dp_json_ts(o, "last_login", dp_db_val(r, row, c + 11));
+	return o;
+}
+
+struct json_object *
+dp_user_json_by_id(struct dp_db *db, const char *id)
+{
+	static const char sql[] =
+	    "SELECT " DP_USER_COLS " FROM users u WHERE u.id = $1";
+	struct json_object	*o = NULL;
+	PGresult		*r = dp_db_exec(db, sql, 1, &id);
+
+	if (dp_db_ok(r) && PQntuples(r) == 1)
+		o = dp_user_json(r, 0, 0);
+	PQclear(r);
+	return o;
+}
+
+int
+dp_auth_session_new(struct dp_db *db, const char *user_id, char sid[25])
+{
+	static const char sql[] =
+	    "INSERT INTO login_sessions (id, user_id) VALUES ($1, $2)";
+	const char	*p[2];
+
+	dp_new_id(sid);
+	p[0] = sid;
+	p[1] = user_id;
+	return dp_db_run(db, sql, 2, p);
+}
+
+struct json_object *
+dp_auth_token_pair(struct dp_db *db, const char *user_id, const char *sid)
+{
+	static const char sql[] =
+	    "INSERT INTO refresh_tokens (token_hash, session_id, expires_at) "
+	    "VALUES ($1, $2, now() + make_interval(secs => $3::bigint))";
+	const struct dp_buf	*key = dp_auth_key();
+	struct json_object	*o = NULL, *user;
+	char			 refresh[44], hash[65], ttl[24];
+	const char		*p[3] = { hash, sid, ttl };
+	char			*access = NULL;
+
+	if (key == NULL)
+		return NULL;
+	access = dp_jwt_issue_access(key->s, key->len, dp_cfg.auth_issuer,
+	    user_id, sid, (int64_t)dp_now(), dp_cfg.auth_access_ttl);
+	if (access == NULL)
+		goto out;
+	dp_token_new(refresh);
+	dp_sha256_hex(refresh, strlen(refresh), hash);
+	snprintf(ttl, sizeof(ttl), "%lld", (long long)dp_cfg.auth_refresh_ttl);
+	if (dp_db_run(db, sql, 3, p) < 0)
+		goto out;
+	if ((user = dp_user_json_by_id(db, user_id)) == NULL)
+		goto out;
+	o = json_object_new_object();
+	dp_json_str(o, "access_token", access);
+	dp_json_str(o, "refresh_token", refresh);
+	dp_json_str(o, "token_type", "bearer");
+	dp_json_int(o, "expires_in", dp_cfg.auth_access_ttl);
+	json_object_object_add(o, "user", user);
+out:
+	if (access != NULL) {
+		explicit_bzero(access, strlen(access));
+		free(access);
+	}
+	explicit_bzero(refresh, sizeof(refresh));
+	return o;
+}
+
+int
+dp_auth_revoke_user(struct dp_db *db, const char *user_id, const char *keep)
+{
+	static const char sql[] =
+	    "UPDATE login_sessions SET revoked_at = now() WHERE user_id = $1 "
+	    "AND revoked_at IS NULL AND ($2::text IS NULL OR id <> $2)";
+	const char	*p[2] = { user_id, keep };
+
+	return dp_db_run(db, sql, 2, p);
+}

@@ -1,0 +1,45 @@
+/* lib/auth.h: bearer authentication, login sessions, token pairs, users */
+#ifndef DP_AUTH_H
+#define DP_AUTH_H
+
+#include <json-c/json.h>
+#include <libpq-fe.h>
+
+#include "db.h"
+#include "util.h"
+
+struct dp_req;
+struct dp_user;
+
+/* Columns of a User object, in the order dp_user_json reads them. */
+#define DP_USER_COLS \
+	"u.id, u.username, u.email, u.full_name, u.preferred_region, " \
+	"u.avatar_url, u.is_active, u.is_verified, u.subscription_plan, " \
+	"u.created_at, u.updated_at, u.last_login"
+#define DP_USER_NCOLS	12
+
+/*
+ * Check an access token: JWT (dp_jwt_verify_access) and, in one query,
+ * that its login session is unrevoked and its user exists and is active.
+ * 0 with *out (arena) set; -1 when invalid or on database failure.
+ */
+int	 dp_auth_bearer(struct dp_req *, const char *token, struct dp_user **out);
+/* The HS256 key, read once from [auth] jwt_key_file; NULL on failure. */
+const struct dp_buf *dp_auth_key(void);
+/* User object from row r of a result whose columns start at c (DP_USER_COLS). */
+struct json_object *dp_user_json(const PGresult *, int r, int c);
+/* User object by id (any state); NULL when missing or on failure. */
+struct json_object *dp_user_json_by_id(struct dp_db *, const char *id);
+/* New login session for user; 0 or -1.  Runs in the caller's transaction. */
+int	 dp_auth_session_new(struct dp_db *, const char *user_id, char sid[25]);
+/*
+ * Issue an access token and a new refresh token of session sid; returns
+ * the Token object (with "user") or NULL on failure.
+ */
+struct json_object *dp_auth_token_pair(struct dp_db *, const char *user_id,
+	    const char *sid);
+/* Revoke sessions of user (all, or all but keep_sid when given). */
+int	 dp_auth_revoke_user(struct dp_db *, const char *user_id,
+	    const char *keep_sid);
+
+#endif

@@ -1,0 +1,1297 @@
+/* lib/http.c: the request pipeline shared by every responder (dp_serve) */
+#include <sys/types.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#include <errno.h>
+#include <fcgiapp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "auth.h"
+#include "config.h"
+#include "http.h"
+#include "log.h"
+#include "metrics.h"
+
+const char *const dp_method_names[DP_METHOD__MAX] = {
+	"GET",		/* DP_GET */
+	"HEAD",		/* DP_HEAD */
+	"POST",		/* DP_POST */
+	"PUT",		/* DP_PUT */
+	"DELETE",	/* DP_DELETE */
+	"PATCH",	/* DP_PATCH */
+	"OPTIONS",	/* DP_OPTIONS */
+};
+
+static const char *const status_texts[][2] = {
+	{ "200", "OK" }, { "201", "Created" }, { "204", "No Content" },
+	{ "400", "Bad Request" }, { "401", "Unauthorized" },
+	{ "403", "Forbidden" }, { "404", "Not Found" },
+	{ "405", "Method Not Allowed" }, { "409", "Conflict" },
+	{ "412", "Precondition Failed" }, { "413", "Payload Too Large" },
+	{ "415", "Unsupported Media Type" },
+	{ "422", "Unprocessable Entity" }, { "423", "Locked" },
+	{ "429", "Too Many Requests" }, { "500", "Internal Server Error" },
+	{ "502", "Bad Gateway" }, { "503", "Service Unavailable" },
+	{ "504", "Gateway Timeout" },
+};
+
+/* The transport of one request: FastCGI or plain CGI. */
+struct io {
+	FCGX_Request	*fr;
+};
+
+static struct dp_db	*db;
+static const char	*program = "devpocket";
+static volatile sig_atomic_t stopping;
+static volatile sig_atomic_t busy;
+
+/* ---- request accessors ------------------------------------------------ */
+
+const char *
+dp_req_param(struct dp_req *req, const char *name)
+{
+	struct io	*io = req->io;
+
+	if (io == NULL)
+		return NULL;
+	if (io->fr != NULL)
+		return FCGX_GetParam(name, io->fr->envp);
+	return getenv(name);
+}
+
+const char *
+dp_req_header(struct dp_req *req, const char *name)
+{
+	char	 cgi[128] = "HTTP_";
+	size_t	 i, j = 5;
+
+	if (strcasecmp(name, "Content-Type") == 0)
+		return dp_req_param(req, "CONTENT_TYPE");
+	if (strcasecmp(name, "Content-Length") == 0)
+		return dp_req_param(req, "CONTENT_LENGTH");
+	for (i = 0; name[i] && j < sizeof(cgi) - 1; i++, j++)
+		cgi[j] = name[i] == '-' ? '_' :
+		    (name[i] >= 'a' && name[i] <= 'z') ? name[i] - 32 : name[i];
+	cgi[j] = '\0';
+	return dp_req_param(req, cgi);
+}
+
+void *
+dp_req_alloc(struct dp_req *req, size_t n)
+{
+	return dp_arena_alloc(&req->arena, n);
+}
+
+char *
+dp_req_strdup(struct dp_req *req, const char *s)
+{
+	return dp_arena_strdup(&req->arena, s);
+}
+
+static int
+hexval(int c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+/* Percent-decode s[0..n) ('+' is a space in query strings) into the arena. */
+static char *
+urldecode(struct dp_arena *a, const char *s, size_t n, size_t *outlen)
+{
+	char	*o = dp_arena_alloc(a, n + 1);
+	size_t	 i, j = 0;
+	int	 h, l;
+
+	for (i = 0; i < n; i++) {
+		if (s[i] == '+')
+			o[j++] = ' ';
+		else if (s[i] == '%' && i + 2 < n &&
+		    (h = hexval(s[i + 1])) >= 0 &&
+		    (l = hexval(s[i + 2])) >= 0) {
+			o[j++] = (char)(h * 16 + l);
+			i += 2;
+		} else
+			o[j++] = s[i];
+	}
+	o[j] = '\0';
+	if (outlen)
+		*outlen = j;
+	return o;
+}
+
+/* Find the first occurrence of name in an urlencoded string. */
+static const char *
+form_get(struct dp_arena *a, const char *qs, const char *name, size_t *len)
+{
+	size_t		 nl = strlen(name), kl, dl, vl;
+	const char	*p, *amp, *eq;
+	char		*k;
+
+	for (p = qs; p != NULL && *p; p = amp ? amp + 1 : NULL) {
+		amp = strchr(p, '&');
+		vl = amp ? (size_t)(amp - p) : strlen(p);
+		eq = memchr(p, '=', vl);
+		kl = eq ? (size_t)(eq - p) : vl;
+		k = urldecode(a, p, kl, &dl);
+		if (dl == nl && memcmp(k, name, nl) == 0) {
+			if (eq == NULL)
+				return urldecode(a, "", 0, len);
+			return urldecode(a, eq + 1, vl - kl - 1, len);
+		}
+	}
+	return NULL;
+}
+
+const char *
+dp_req_query(struct dp_req *req, const char *name)
+{
+	return req->query ? form_get(&req->arena, req->query, name, NULL) :
+	    NULL;
+}
+
+/* ---- errors ----------------------------------------------------------- */
+
+void
+dp_req_invalid(struct dp_req *req, const char *field, enum dp_vcode code,
+    const char *message)
+{
+	struct json_object	*e = json_object_new_object();
+
+	if (req->errors == NULL)
+		req->errors = json_object_new_array();
+	dp_json_str(e, "field", field);
+	dp_json_str(e, "message", message ? message : dp_vcode_names[code]);
+	dp_json_str(e, "code", dp_vcode_names[code]);
+	json_object_array_add(req->errors, e);
+}
+
+bool
+dp_req_has_errors(const struct dp_req *req)
+{
+	return req->errors != NULL &&
+	    json_object_array_length(req->errors) > 0;
+}
+
+bool
+dp_query_int(struct dp_req *req, const char *name, int64_t min, int64_t max,
+    int64_t dflt, int64_t *out)
+{
+	const char	*v = dp_req_query(req, name);
+	int64_t		 n;
+	size_t		 i;
+
+	*out = dflt;
+	if (v == NULL)
+		return true;
+	for (i = 0; v[i]; i++)
+		if (v[i] < '0' || v[i] > '9')
+			break;
+	if (i == 0 || v[i] != '\0') {
+		dp_req_invalid(req, name, DP_V_TYPE_ERROR,
+		    "must be an integer");
+		return false;
+	}
+	if (i > 18 || dp_parse_int64(v, min, max, &n) < 0) {
+		dp_req_invalid(req, name, DP_V_OUT_OF_RANGE, "out of range");
+		return false;
+	}
+	*out = n;
+	return true;
+}
+
+bool
+dp_query_bool(struct dp_req *req, const char *name, bool dflt, bool *out)
+{
+	const char	*v = dp_req_query(req, name);
+
+	*out = dflt;
+	if (v == NULL)
+		return true;
+	if (dp_parse_bool(v, out) < 0) {
+		dp_req_invalid(req, name, DP_V_TYPE_ERROR, "must be a boolean");
+		*out = dflt;
+		return false;
+	}
+	return true;
+}
+
+bool
+dp_query_page(struct dp_req *req, int64_t *limit, int64_t *offset)
+{
+	bool	 a = dp_query_int(req, "limit", 1, 500, 100, limit);
+	bool	 b = dp_query_int(req, "offset", 0, INT32_MAX, 0, offset);
+
+	return a && b;
+}
+
+/* ---- responses -------------------------------------------------------- */
+
+int
+dp_ok(struct dp_res *res, int status, struct json_object *o)
+{
+	json_object_put(res->json);
+	res->json = o;
+	res->status = status;
+	return status;
+}
+
+int
+dp_no_content(struct dp_res *res)
+{
+	json_object_put(res->json);
+	res->json = NULL;
+	res->status = 204;
+	return 204;
+}
+
+int
+dp_fail(struct dp_res *res, int status, const char *detail)
+{
+	struct json_object	*o = json_object_new_object();
+
+	dp_json_str(o, "detail", detail);
+	return dp_ok(res, status, o);
+}
+
+int
+dp_fail_invalid(struct dp_req *req, struct dp_res *res)
+{
+	struct json_object	*o = json_object_new_object();
+
+	dp_json_str(o, "detail", "Validation error");
+	json_object_object_add(o, "errors", req->errors ? req->errors :
+	    json_object_new_array());
+	req->errors = NULL;
+	return dp_ok(res, 422, o);
+}
+
+int
+dp_fail_db(struct dp_req *req, struct dp_res *res)
+{
+	/* db.c logged the cause; a lost database is a 503, the rest 500. */
+	if (req->db == NULL || !dp_db_ping(req->db))
+		return dp_fail(res, 503, "Service temporarily unavailable");
+	return dp_fail(res, 500, "Internal server error");
+}
+
+int
+dp_fail_internal(struct dp_req *req, struct dp_res *res, const char *why)
+{
+	(void)req;
+	dp_error("internal error: %s", why);
+	return dp_fail(res, 500, "Internal server error");
+}
+
+void
+dp_res_header(struct dp_res *res, const char *name, const char *fmt, ...)
+{
+	va_list	 ap;
+
+	dp_buf_adds(&res->headers, name);
+	dp_buf_adds(&res->headers, ": ");
+	va_start(ap, fmt);
+	dp_buf_vprintf(&res->headers, fmt, ap);
+	va_end(ap);
+	dp_buf_adds(&res->headers, "\r\n");
+}
+
+void
+dp_res_total(struct dp_res *res, int64_t total)
+{
+	dp_res_header(res, "X-Total-Count", "%lld", (long long)total);
+}
+
+/* ---- rate limits -------------------------------------------------------- */
+
+int
+dp_ratelimit(struct dp_req *req, struct dp_res *res, const char *key,
+    int64_t limit, int64_t window)
+{
+	static const char sql[] =
+	    "INSERT INTO rate_windows (key, window_start, window_len, count) "
+	    "VALUES ($1, $2, $3, 1) ON CONFLICT (key, window_start) DO "
+	    "UPDATE SET count = rate_windows.count + 1 RETURNING count";
+	char		 ws[24], wl[24];
+	const char	*p[3] = { key, ws, wl };
+	PGresult	*r;
+	int64_t		 now = (int64_t)dp_now(), start, count, remaining;
+	int		 rc;
+
+	if (req->db == NULL)
+		return -1;
+	start = now - now % window;
+	snprintf(ws, sizeof(ws), "%lld", (long long)start);
+	snprintf(wl, sizeof(wl), "%lld", (long long)window);
+	r = dp_db_exec(req->db, sql, 3, p);
+	if (!dp_db_ok(r) || PQntuples(r) != 1) {
+		PQclear(r);
+		return -1;
+	}
+	count = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+	PQclear(r);
+	remaining = limit - count;
+	if (remaining < 0)
+		remaining = 0;
+	/* Report the limiter with the lowest remaining (tie: smaller limit). */
+	if (!req->rl.set || remaining < req->rl.remaining ||
+	    (remaining == req->rl.remaining && limit < req->rl.limit)) {
+		req->rl.set = true;
+		req->rl.limit = limit;
+		req->rl.remaining = remaining;
+		req->rl.reset = start + window;
+	}
+	rc = 0;
+	if (count > limit) {
+		struct json_object	*o = json_object_new_object();
+		int64_t			 after = start + window - now;
+
+		if (after < 1)
+			after = 1;
+		req->rl.set = true;
+		req->rl.limit = limit;
+		req->rl.remaining = 0;
+		req->rl.reset = start + window;
+		dp_json_str(o, "detail",
+		    "Too many requests. Please try again later.");
+		dp_json_int(o, "retry_after", after);
+		dp_res_header(res, "Retry-After", "%lld", (long long)after);
+		rc = dp_ok(res, 429, o);
+	}
+	return rc;
+}
+
+/* ---- routing ----------------------------------------------------------- */
+
+/*
+ * Match path against pattern; {x} matches one non-empty segment.  The
+ * score ranks literal segments first (literal beats parameter at the
+ * first difference).  Returns -1 when it does not match.
+ */
+static long
+route_match(const char *pat, const char *path, const char **params,
+    size_t *np, struct dp_arena *a)
+{
+	long		 score = 0;
+	const char	*pe, *se;
+	size_t		 n = 0;
+
+	for (;;) {
+		if (*pat != '/' || *path != '/')
+			return (*pat == '\0' && *path == '\0') ? score : -1;
+		pat++;
+		path++;
+		pe = pat + strcspn(pat, "/");
+		se = path + strcspn(path, "/");
+		if (se == path)
+			return -1;	/* empty segment */
+		score <<= 1;
+		if (*pat == '{') {
+			if (params != NULL && n < 8)
+				params[n] = dp_arena_strndup(a, path,
+				    (size_t)(se - path));
+			n++;
+		} else {
+			if ((size_t)(pe - pat) != (size_t)(se - path) ||
+			    memcmp(pat, path, (size_t)(se - path)) != 0)
+				return -1;
+			score |= 1;
+		}
+		pat = pe;
+		path = se;
+		if (np != NULL)
+			*np = n;
+	}
+}
+
+/* ---- the pipeline -------------------------------------------------------- */
+
+static bool
+origin_allowed(const char *origin)
+{
+	const char	*p = dp_cfg.web_cors_origins, *e;
+	size_t		 n, ol;
+
+	if (origin == NULL || p == NULL)
+		return false;
+	ol = strlen(origin);
+	while (*p) {
+		while (*p == ' ' || *p == ',')
+			p++;
+		e = p + strcspn(p, ",");
+		n = (size_t)(e - p);
+		while (n > 0 && p[n - 1] == ' ')
+			n--;
+		if ((n == 1 && *p == '*') || (n == ol && n > 0 &&
+		    memcmp(p, origin, n) == 0))
+			return true;
+		p = e;
+	}
+	return false;
+}
+
+static bool
+ip_trusted(const char *ip)
+{
+	const char	*p = dp_cfg.web_trusted_proxies, *e;
+	size_t		 n, l;
+
+	if (ip == NULL || p == NULL)
+		return false;
+	l = strlen(ip);
+	while (*p) {
+		while (*p == ' ' || *p == ',')
+			p++;
+		e = p + strcspn(p, ",");
+		n = (size_t)(e - p);
+		while (n > 0 && p[n - 1] == ' ')
+			n--;
+		if (n == l && n > 0 && memcmp(p, ip, n) == 0)
+			return true;
+		p = e;
+	}
+	return false;
+}
+
+/* Client IP: the peer, or the forwarded address when the peer is trusted. */
+static const char *
+client_ip(struct dp_req *req)
+{
+	const char	*peer = dp_req_param(req, "REMOTE_ADDR");
+	const char	*xff, *p, *start, *end;
+	char		*ip;
+
+	if (peer == NULL)
+		peer = "unknown";
+	if (!ip_trusted(peer))
+		return peer;
+	if ((xff = dp_req_header(req, "X-Forwarded-For")) != NULL &&
+	    strlen(xff) < 1024) {
+		/* The rightmost address that is not one of our proxies. */
+		end = xff + strlen(xff);
+		while (end > xff) {
+			p = end;
+			while (p > xff && p[-1] != ',')
+				p--;
+			start = p;
+			while (start < end && *start == ' ')
+				start++;
+			ip = dp_arena_strndup(&req->arena, start,
+			    (size_t)(end - start));
+			ip[strcspn(ip, " ")] = '\0';
+			if (*ip && (!ip_trusted(ip) || p == xff))
+				return ip;
+			end = p > xff ? p - 1 : xff;
+		}
+	}
+	if ((p = dp_req_header(req, "X-Real-IP")) != NULL && *p &&
+	    strlen(p) < 64)
+		return p;
+	return peer;
+}
+
+static void
+set_request_id(struct dp_req *req)
+{
+	const char	*h = dp_req_header(req, "X-Request-ID");
+	unsigned char	 r[16];
+	size_t		 i;
+
+	if (h != NULL) {
+		for (i = 0; h[i] && i <= 64; i++)
+			if (!((h[i] >= 'a' && h[i] <= 'z') ||
+			    (h[i] >= 'A' && h[i] <= 'Z') ||
+			    (h[i] >= '0' && h[i] <= '9') || h[i] == '-'))
+				break;
+		if (i >= 1 && i <= 64 && h[i] == '\0') {
+			memcpy(req->request_id, h, i + 1);
+			return;
+		}
+	}
+	dp_random(r, sizeof(r));
+	dp_hex(req->request_id, r, sizeof(r));
+}
+
+static void
+allow_header(struct dp_res *res, const struct dp_route *routes, size_t n,
+    const char *pattern)
+{
+	bool		 has[DP_METHOD__MAX] = { false };
+	struct dp_buf	 b = { 0 };
+	size_t		 i;
+	int		 m;
+
+	for (i = 0; i < n; i++)
+		if (strcmp(routes[i].pattern, pattern) == 0)
+			has[routes[i].method] = true;
+	if (has[DP_GET])
+		has[DP_HEAD] = true;
+	has[DP_OPTIONS] = true;
+	for (m = 0; m < DP_METHOD__MAX; m++)
+		if (has[m]) {
+			if (b.len)
+				dp_buf_adds(&b, ", ");
+			dp_buf_adds(&b, dp_method_names[m]);
+		}
+	dp_res_header(res, "Allow", "%s", b.s);
+	dp_buf_release(&b);
+}
+
+static bool
+is_json_type(const char *ct)
+{
+	size_t	 n;
+
+	if (ct == NULL)
+		return true;
+	while (*ct == ' ')
+		ct++;
+	if (*ct == '\0')
+		return true;
+	n = strcspn(ct, "; ");
+	return n == 16 && strncasecmp(ct, "application/json", 16) == 0;
+}
+
+static bool
+is_form_type(const char *ct)
+{
+	size_t	 n;
+
+	if (ct == NULL)
+		return false;
+	while (*ct == ' ')
+		ct++;
+	n = strcspn(ct, "; ");
+	return n == 33 &&
+	    strncasecmp(ct, "application/x-www-form-urlencoded", 33) == 0;
+}
+
+/* Turn an urlencoded body into a JSON object of strings. */
+static struct json_object *
+form_to_json(struct dp_req *req)
+{
+	struct json_object	*o = json_object_new_object();
+	const char		*p, *amp, *eq;
+	size_t			 vl, kl, dl;
+	char			*k, *v;
+
+	for (p = req->body_raw; p != NULL && *p; p = amp ? amp + 1 : NULL) {
+		amp = strchr(p, '&');
+		vl = amp ? (size_t)(amp - p) : strlen(p);
+		eq = memchr(p, '=', vl);
+		kl = eq ? (size_t)(eq - p) : vl;
+		k = urldecode(&req->arena, p, kl, NULL);
+		v = eq ? urldecode(&req->arena, eq + 1, vl - kl - 1, &dl) :
+		    urldecode(&req->arena, "", 0, &dl);
+		/* The first occurrence counts. */
+		if (*k && !json_object_object_get_ex(o, k, NULL))
+			json_object_object_add(o, k,
+			    json_object_new_string_len(v, (int)dl));
+	}
+	return o;
+}
+
+static void
+validate_field(struct dp_req *req, const struct dp_field *f,
+    struct dp_value *v)
+{
+	struct json_object	*j = NULL;
+	enum dp_vcode		 c = DP_V_OK;
+	const char		*s;
+	char			*norm;
+	size_t			 len;
+	int64_t			 n;
+
+	if (!json_object_object_get_ex(req->body, f->name, &j) || j == NULL) {
+		if (f->flags & DP_F_REQUIRED)
+			dp_req_invalid(req, f->name, DP_V_MISSING,
+			    "field required");
+		return;
+	}
+	switch (f->type) {
+	case DP_FT_INT:
+		if (!json_object_is_type(j, json_type_int)) {
+			c = DP_V_TYPE_ERROR;
+			break;
+		}
+		n = json_object_get_int64(j);
+		if (n < f->min || n > f->max ||
+		    (n == INT64_MAX && errno == ERANGE))
+			c = DP_V_OUT_OF_RANGE;
+		v->i = n;
+		break;
+	case DP_FT_BOOL:
+		if (!json_object_is_type(j, json_type_boolean))
+			c = DP_V_TYPE_ERROR;
+		v->b = json_object_get_boolean(j);
+		break;
+	case DP_FT_OBJECT:
+		if (!json_object_is_type(j, json_type_object))
+			c = DP_V_TYPE_ERROR;
+		v->j = j;
+		break;
+	case DP_FT_ARRAY:
+		if (!json_object_is_type(j, json_type_array))
+			c = DP_V_TYPE_ERROR;
+		v->j = j;
+		break;
+	default:
+		if (!json_object_is_type(j, json_type_string)) {
+			c = DP_V_TYPE_ERROR;
+			break;
+		}
+		s = json_object_get_string(j);
+		len = (size_t)json_object_get_string_len(j);
+		if (memchr(s, '\0', len) != NULL) {
+			c = DP_V_INVALID_FORMAT;
+			break;
+		}
+		if (len == 0 && (f->flags & DP_F_EMPTYNULL)) {
+			v->cleared = true;
+			return;
+		}
+		v->s = s;
+		v->len = len;
+		switch (f->type) {
+		case DP_FT_TEXT:
+			c = dp_check_text(s, len, f->min, f->max);
+			break;
+		case DP_FT_RAW:
+			c = len > (size_t)f->max ? DP_V_TOO_LONG :
+			    (len < (size_t)f->min ? DP_V_TOO_SHORT : DP_V_OK);
+			break;
+		case DP_FT_USERNAME:
+			c = dp_check_username(s, len);
+			break;
+		case DP_FT_EMAIL:
+			norm = dp_arena_alloc(&req->arena, len + 1);
+			c = dp_check_email(s, len, norm);
+			v->s = norm;
+			v->len = strlen(norm);
+			break;
+		case DP_FT_PASSWORD:
+			c = dp_check_password(s, len);
+			break;
+		case DP_FT_REGION:
+			c = dp_check_region(s, len);
+			break;
+		case DP_FT_URL:
+			c = dp_check_url(s, len);
+			break;
+		case DP_FT_CHOICE:
+			c = dp_check_choice(s, len, f->choices);
+			break;
+		default:
+			break;
+		}
+	}
+	if (c != DP_V_OK)
+		dp_req_invalid(req, f->name, c, NULL);
+	else
+		v->present = true;
+}
+
+/* Steps 8–9 of §0.9: content type, JSON, field validation. */
+static int
+read_input(struct dp_req *req, struct dp_res *res)
+{
+	const struct dp_route	*rt = req->route;
+	const struct dp_field	*f;
+	const char		*ct = dp_req_param(req, "CONTENT_TYPE");
+	struct json_object	*o = NULL;
+	size_t			 i, nf = 0;
+
+	if (rt->fields == NULL && !(rt->flags & DP_BODY))
+		return 0;
+	if ((rt->flags & DP_FORM) && is_form_type(ct))
+		o = form_to_json(req);
+	else if (!is_json_type(ct))
+		return dp_fail(res, 415, "Unsupported Media Type");
+	else if (req->body_len == 0)
+		o = json_object_new_object();
+	else if ((o = dp_json_parse(req->body_raw, req->body_len,
+	    (int)dp_cfg.limits_json_depth)) == NULL)
+		return dp_fail(res, 400, "Invalid JSON in request body");
+	if (!json_object_is_type(o, json_type_object)) {
+		json_object_put(o);
+		dp_req_invalid(req, "body", DP_V_TYPE_ERROR,
+		    "body must be a JSON object");
+		return dp_fail_invalid(req, res);
+	}
+	req->body = o;
+	for (f = rt->fields; f != NULL && f->name != NULL; f++)
+		nf++;
+	req->in = dp_arena_alloc(&req->arena, (nf + 1) * sizeof(*req->in));
+	memset(req->in, 0, (nf + 1) * sizeof(*req->in));
+	for (i = 0; i < nf; i++)
+		validate_field(req, &rt->fields[i], &req->in[i]);
+	if (dp_req_has_errors(req))
+		return dp_fail_invalid(req, res);
+	return 0;
+}
+
+static int
+read_body(struct dp_req *req)
+{
+	struct io	*io = req->io;
+	const char	*cl = dp_req_param(req, "CONTENT_LENGTH");
+	int64_t		 want = 0, max = dp_cfg.limits_body_max;
+	char		*buf, drain[8192];
+	size_t		 got = 0;
+	int		 n;
+
+	if (cl != NULL && *cl && dp_parse_int64(cl, 0, INT64_MAX, &want) < 0)
+		want = max + 1;
+	if (want > max) {
+		/* Drain what the web server sends so it reads our answer. */
+		while (io != NULL && want > 0) {
+			n = io->fr ? FCGX_GetStr(drain, sizeof(drain),
+			    io->fr->in) : (int)fread(drain, 1, sizeof(drain),
+			    stdin);
+			if (n <= 0)
+				break;
+			want -= n;
+		}
+		return 413;
+	}
+	buf = dp_arena_alloc(&req->arena, (size_t)want + 1);
+	while (io != NULL && got < (size_t)want) {
+		n = io->fr ? FCGX_GetStr(buf + got, (int)((size_t)want - got),
+		    io->fr->in) : (int)fread(buf + got, 1, (size_t)want - got,
+		    stdin);
+		if (n <= 0)
+			break;
+		got += (size_t)n;
+	}
+	buf[got] = '\0';
+	req->body_raw = buf;
+	req->body_len = got;
+	return 0;
+}
+
+static const char *
+bearer(struct dp_req *req, bool *present)
+{
+	const char	*h = dp_req_header(req, "Authorization");
+
+	*present = false;
+	if (h == NULL)
+		return NULL;
+	while (*h == ' ')
+		h++;
+	if (strncasecmp(h, "Bearer ", 7) != 0)
+		return NULL;
+	h += 7;
+	while (*h == ' ')
+		h++;
+	*present = true;
+	return h;
+}
+
+static int
+general_limit(struct dp_req *req)
+{
+	if (req->user == NULL)
+		return (int)dp_cfg.limits_rate_anonymous;
+	switch (req->user->plan) {
+	case DP_PLAN_STARTER:
+		return (int)dp_cfg.limits_rate_starter;
+	case DP_PLAN_PRO:
+		return (int)dp_cfg.limits_rate_pro;
+	case DP_PLAN_ADMIN:
+		return 0;
+	default:
+		return (int)dp_cfg.limits_rate_free;
+	}
+}
+
+void
+dp_http_dispatch(struct dp_req *req, struct dp_res *res,
+    const struct dp_route *routes, size_t n)
+{
+	const struct dp_route	*rt = NULL;
+	const char		*m = dp_req_param(req, "REQUEST_METHOD");
+	const char		*uri = dp_req_param(req, "DOCUMENT_URI");
+	const char		*tok, *pattern = NULL;
+	bool			 has_bearer, head = false;
+	char			*path, *key;
+	long			 best = -1, s;
+	size_t			 i, len;
+	int			 method = -1, rc, lim;
+
+	set_request_id(req);
+	dp_log_set_request(req->request_id);
+	req->client_ip = client_ip(req);
+	req->https = (tok = dp_req_param(req, "HTTPS")) != NULL &&
+	    strcasecmp(tok, "on") == 0;
+	if (origin_allowed(tok = dp_req_header(req, "Origin")))
+		req->origin = tok;
+	req->query = dp_req_param(req, "QUERY_STRING");
+	if (uri == NULL) {
+		uri = dp_req_param(req, "REQUEST_URI");
+		if (uri == NULL)
+			uri = "/";
+		uri = dp_arena_strndup(&req->arena, uri, strcspn(uri, "?"));
+	}
+	/* One trailing slash is the same route (§0.1). */
+	path = dp_arena_strdup(&req->arena, uri);
+	len = strlen(path);
+	if (len > 1 && path[len - 1] == '/')
+		path[len - 1] = '\0';
+	req->path = path;
+	res->route_label = "unmatched";
+
+	for (i = 0; m != NULL && i < DP_METHOD__MAX; i++)
+		if (strcmp(m, dp_method_names[i]) == 0)
+			method = (int)i;
+	if (method == DP_HEAD) {
+		head = true;
+		method = DP_GET;
+	}
+	req->method = head ? DP_HEAD : (enum dp_method)(method < 0 ? 0 : method);
+
+	/* 1. route */
+	for (i = 0; i < n; i++) {
+		s = route_match(routes[i].pattern, path, NULL, NULL, NULL);
+		if (s > best) {
+			best = s;
+			pattern = routes[i].pattern;
+		}
+	}
+	if (pattern == NULL) {
+		dp_fail(res, 404, "Not Found");
+		return;
+	}
+	res->route_label = pattern;
+	/* 2. method, 3. OPTIONS */
+	if (method == DP_OPTIONS) {
+		allow_header(res, routes, n, pattern);
+		if (req->origin != NULL &&
+		    dp_req_header(req, "Access-Control-Request-Method")) {
+			dp_res_header(res, "Access-Control-Allow-Methods",
+			    "GET, POST, PUT, DELETE, OPTIONS");
+			dp_res_header(res, "Access-Control-Allow-Headers",
+			    "Authorization, Content-Type, X-Request-ID, "
+			    "X-AI-API-Key, X-Device-ID, If-Match");
+			dp_res_header(res, "Access-Control-Max-Age", "86400");
+		}
+		dp_no_content(res);
+		return;
+	}
+	for (i = 0; i < n; i++)
+		if (strcmp(routes[i].pattern, pattern) == 0 &&
+		    (int)routes[i].method == method)
+			rt = &routes[i];
+	if (rt == NULL) {
+		allow_header(res, routes, n, pattern);
+		dp_fail(res, 405, "Method Not Allowed");
+		return;
+	}
+	req->route = rt;
+	route_match(rt->pattern, path, req->params, &req->nparams,
+	    &req->arena);
+
+	/* 4. body size */
+	if (read_body(req) == 413) {
+		dp_fail(res, 413, "Request body too large");
+		return;
+	}
+	req->db = dp_http_db();
+
+	/* Identify the caller (401 is decided after the rate limit). */
+	tok = bearer(req, &has_bearer);
+	if (has_bearer && req->db != NULL) {
+		if (dp_auth_bearer(req, tok, &req->user) < 0 && req->db &&
+		    !dp_db_ping(req->db)) {
+			dp_fail(res, 503, "Service temporarily unavailable");
+			return;
+		}
+	}
+
+	/* 5. rate limits */
+	if (!(rt->flags & DP_NOLIMIT)) {
+		if (req->db == NULL) {
+			dp_fail(res, 503, "Service temporarily unavailable");
+			return;
+		}
+		if (rt->flags & DP_AUTHLIMIT) {
+			key = dp_arena_printf(&req->arena, "ip:auth:%s",
+			    req->client_ip);
+			rc = dp_ratelimit(req, res, key,
+			    dp_cfg.limits_rate_auth_ip, 60);
+		} else if ((lim = general_limit(req)) > 0) {
+			key = req->user ? dp_arena_printf(&req->arena,
+			    "user:%s", req->user->id) :
+			    dp_arena_printf(&req->arena, "ip:%s",
+			    req->client_ip);
+			rc = dp_ratelimit(req, res, key, lim, 60);
+		} else
+			rc = 0;
+		if (rc < 0) {
+			dp_fail_db(req, res);
+			return;
+		}
+		if (rc > 0)
+			return;
+	}
+
+	/* 6. authentication, 7. verified-email gate and role */
+	if (rt->flags & (DP_AUTH | DP_ADMIN)) {
+		if (!has_bearer) {
+			dp_fail(res, 401, "Not authenticated");
+			return;
+		}
+		if (req->user == NULL) {
+			if (req->db == NULL) {
+				dp_fail(res, 503,
+				    "Service temporarily unavailable");
+				return;
+			}
+			dp_fail(res, 401, "Could not validate credentials");
+			return;
+		}
+		if (dp_cfg.auth_require_verified_email &&
+		    !req->user->verified && !(rt->flags & DP_UNVERIFIED)) {
+			dp_fail(res, 403, "Please verify your email address");
+			return;
+		}
+		if ((rt->flags & DP_ADMIN) && req->user->plan != DP_PLAN_ADMIN) {
+			dp_fail(res, 403, "Admin access required");
+			return;
+		}
+	}
+
+	/* 8. content type and JSON, 9. validation */
+	if (read_input(req, res) != 0)
+		return;
+	rt->handler(req, res);
+	if (res->status == 0)
+		dp_fail_internal(req, res, "handler set no status");
+}
+
+/* ---- output ------------------------------------------------------------- */
+
+static const char *
+status_text(int status)
+{
+	char	 s[8];
+	size_t	 i;
+
+	snprintf(s, sizeof(s), "%d", status);
+	for (i = 0; i < DP_NITEMS(status_texts); i++)
+		if (strcmp(status_texts[i][0], s) == 0)
+			return status_texts[i][1];
+	return "Unknown";
+}
+
+/* Render status line, headers and body into out. */
+static void
+render(struct dp_req *req, struct dp_res *res, struct dp_buf *out)
+{
+	const char	*body = NULL;
+	size_t		 blen = 0;
+
+	/* Error bodies carry the request id. */
+	if (res->status >= 400 && res->json != NULL &&
+	    json_object_object_get_ex(res->json, "detail", NULL))
+		dp_json_str(res->json, "request_id", req->request_id);
+	dp_buf_printf(out, "Status: %d %s\r\n", res->status,
+	    status_text(res->status));
+	if (res->status != 204) {
+		if (res->json != NULL) {
+			body = json_object_to_json_string_length(res->json,
+			    JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE,
+			    &blen);
+			dp_buf_adds(out, "Content-Type: application/json\r\n");
+		} else {
+			body = res->body.s ? res->body.s : "";
+			blen = res->body.len;
+			dp_buf_printf(out, "Content-Type: %s\r\n",
+			    res->content_type ? res->content_type :
+			    "application/json");
+		}
+		dp_buf_printf(out, "Content-Length: %zu\r\n", blen);
+	}
+	dp_buf_printf(out, "X-Request-ID: %s\r\n", req->request_id);
+	dp_buf_adds(out,
+	    "X-Content-Type-Options: nosniff\r\n"
+	    "X-Frame-Options: DENY\r\n"
+	    "X-XSS-Protection: 0\r\n"
+	    "Content-Security-Policy: default-src 'none'; "
+	    "frame-ancestors 'none'\r\n"
+	    "Referrer-Policy: no-referrer\r\n");
+	if ((req->path != NULL && dp_startswith(req->path, "/api/")) ||
+	    (req->route && (req->route->flags & DP_NOCACHE)))
+		dp_buf_adds(out, "Cache-Control: no-store\r\n");
+	if (req->https)
+		dp_buf_adds(out, "Strict-Transport-Security: max-age=31536000; "
+		    "includeSubDomains\r\n");
+	if (res->status == 401)
+		dp_buf_adds(out, "WWW-Authenticate: Bearer\r\n");
+	if (req->origin != NULL) {
+		dp_buf_printf(out, "Access-Control-Allow-Origin: %s\r\n"
+		    "Access-Control-Allow-Credentials: true\r\n"
+		    "Vary: Origin\r\n"
+		    "Access-Control-Expose-Headers: X-Request-ID, "
+		    "X-Total-Count, X-RateLimit-Limit, X-RateLimit-Remaining, "
+		    "X-RateLimit-Reset, Retry-After, ETag\r\n", req->origin);
+	}
+	if (req->rl.set)
+		dp_buf_printf(out, "X-RateLimit-Limit: %lld\r\n"
+		    "X-RateLimit-Remaining: %lld\r\nX-RateLimit-Reset: %lld\r\n",
+		    (long long)req->rl.limit, (long long)req->rl.remaining,
+		    (long long)req->rl.reset);
+	if (res->headers.len)
+		dp_buf_add(out, res->headers.s, res->headers.len);
+	dp_buf_adds(out, "\r\n");
+	if (body != NULL && blen > 0 && req->method != DP_HEAD)
+		dp_buf_add(out, body, blen);
+}
+
+static void
+request_release(struct dp_req *req, struct dp_res *res)
+{
+	json_object_put(req->body);
+	json_object_put(req->errors);
+	json_object_put(res->json);
+	dp_buf_release(&res->body);
+	dp_buf_release(&res->headers);
+	if (req->db != NULL)
+		dp_db_rollback(req->db);	/* never leave a transaction open */
+	dp_log_set_request(NULL);
+}
+
+static void
+handle(struct io *io, const struct dp_route *routes, size_t n,
+    struct dp_arena *arena, struct dp_buf *out)
+{
+	struct dp_req	 req;
+	struct dp_res	 res;
+	int64_t		 t0 = dp_mono_ms();
+	double		 t0s = dp_now(), ms;
+
+	(void)t0;
+	memset(&req, 0, sizeof(req));
+	memset(&res, 0, sizeof(res));
+	req.arena = *arena;
+	req.io = io;
+	dp_http_dispatch(&req, &res, routes, n);
+	dp_buf_reset(out);
+	render(&req, &res, out);
+	if (io->fr != NULL)
+		FCGX_PutStr(out->s, (int)out->len, io->fr->out);
+	else {
+		fwrite(out->s, 1, out->len, stdout);
+		fflush(stdout);
+	}
+	ms = (dp_now() - t0s) * 1000.0;
+	dp_metrics_observe(res.route_label,
+	    dp_method_names[req.method], res.status, ms / 1000.0);
+	dp_log_access(dp_method_names[req.method], res.route_label,
+	    res.status, ms, req.user ? req.user->id : NULL, req.client_ip);
+	request_release(&req, &res);
+	*arena = req.arena;
+	dp_arena_reset(arena);
+}
+
+/* ---- process model ------------------------------------------------------ */
+
+struct dp_db *
+dp_http_db(void)
+{
+	static int64_t	 last_try;
+	struct dp_err	 err = { 0 };
+	int64_t		 now = dp_mono_ms();
+
+	if (db != NULL)
+		return db;
+	if (last_try != 0 && now - last_try < 1000)
+		return NULL;
+	last_try = now;
+	if ((db = dp_db_open(dp_cfg.db_url, &err)) == NULL)
+		dp_error("%s", err.msg);
+	return db;
+}
+
+static void
+on_term(int sig)
+{
+	(void)sig;
+	stopping = 1;
+	FCGX_ShutdownPending();
+	if (!busy)
+		_exit(0);
+}
+
+static void
+worker_loop(int sock, const struct dp_route *routes, size_t n)
+{
+	FCGX_Request	 fr;
+	struct io	 io = { &fr };
+	struct dp_arena	 arena = { 0 };
+	struct dp_buf	 out = { 0 };
+
+	FCGX_InitRequest(&fr, sock, 0);
+	(void)dp_http_db();
+	while (!stopping) {
+		busy = 0;
+		if (stopping)
+			break;
+		if (FCGX_Accept_r(&fr) < 0) {
+			if (stopping)
+				break;
+			continue;
+		}
+		busy = 1;
+		handle(&io, routes, n, &arena, &out);
+		FCGX_Finish_r(&fr);
+	}
+	dp_arena_release(&arena);
+	dp_buf_release(&out);
+	dp_db_free(db);
+	db = NULL;
+}
+
+static volatile sig_atomic_t parent_stop;
+
+static void
+on_parent_term(int sig)
+{
+	(void)sig;
+	parent_stop = 1;
+}
+
+static pid_t
+spawn_worker(int sock, const struct dp_route *routes, size_t n)
+{
+	struct sigaction	 sa;
+	pid_t			 pid = fork();
+
+	if (pid != 0)
+		return pid;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_term;
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	dp_metrics_open(program);
+	worker_loop(sock, routes, n);
+	_exit(0);
+}
+
+static void
+usage(const char *prog)
+{
+	fprintf(stderr, "usage: %s [--config PATH] [--socket PATH] "
+	    "[--workers N]\n", prog);
+}
+
+int
+dp_serve(int argc, char *argv[], const char *prog,
+    const struct dp_route *routes, size_t n)
+{
+	const char		*cfgpath = NULL, *sockpath = NULL;
+	struct dp_err		 err = { 0 };
+	struct sigaction	 sa;
+	struct io		 io = { NULL };
+	struct dp_arena		 arena = { 0 };
+	struct dp_buf		 out = { 0 };
+	int64_t			 workers = -1;
+	pid_t			*pids;
+	const char		*lf;
+	int			 i, sock = 0, status;
+	pid_t			 pid;
+
+	program = prog;
+	for (i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--config") == 0 && i + 1 < argc)
+			cfgpath = argv[++i];
+		else if (strcmp(argv[i], "--socket") == 0 && i + 1 < argc)
+			sockpath = argv[++i];
+		else if (strcmp(argv[i], "--workers") == 0 && i + 1 < argc) {
+			if (dp_parse_int64(argv[++i], 1, 256, &workers) < 0) {
+				usage(argv[0]);
+				return 2;
+			}
+		} else {
+			usage(argv[0]);
+			return 2;
+		}
+	}
+	if (dp_config_load(&dp_cfg, cfgpath ? cfgpath :
+	    dp_config_default_path(), cfgpath != NULL, &err) < 0) {
+		fprintf(stderr, "%s: %s\n", prog, err.msg);
+		return 1;
+	}
+	dp_log_init(prog, dp_cfg.web_log_format, dp_cfg.web_log_level);
+	if (workers < 0)
+		workers = dp_cfg.web_workers;
+	if (workers <= 0)
+		workers = sysconf(_SC_NPROCESSORS_ONLN) > 0 ?
+		    sysconf(_SC_NPROCESSORS_ONLN) : 1;
+	FCGX_Init();
+	if (sockpath != NULL) {
+		unlink(sockpath);
+		if ((sock = FCGX_OpenSocket(sockpath, 128)) < 0) {
+			dp_error("cannot listen on %s: %s", sockpath,
+			    strerror(errno));
+			return 1;
+		}
+		chmod(sockpath, 0660);
+	} else if ((lf = getenv("LISTEN_FDS")) != NULL && atoi(lf) >= 1)
+		sock = 3;
+	else if (FCGX_IsCGI()) {
+		/* Plain CGI: one request on stdin/stdout. */
+		dp_metrics_open(prog);
+		handle(&io, routes, n, &arena, &out);
+		dp_arena_release(&arena);
+		dp_buf_release(&out);
+		dp_db_free(db);
+		return 0;
+	}
+	signal(SIGPIPE, SIG_IGN);
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_parent_term;
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	pids = dp_xcalloc((size_t)workers, sizeof(*pids));
+	for (i = 0; i < workers; i++)
+		pids[i] = spawn_worker(sock, routes, n);
+	dp_info("%s serving with %lld workers", prog, (long long)workers);
+	while (!parent_stop) {
+		pid = waitpid(-1, &status, 0);
+		if (pid < 0) {
+			if (errno == EINTR)
+				continue;
+			break;
+		}
+		for (i = 0; i < workers; i++)
+			if (pids[i] == pid && !parent_stop) {
+				dp_warn("worker %d exited (status %d), "
+				    "restarting", (int)pid, status);
+				sleep(0);
+				pids[i] = spawn_worker(sock, routes, n);
+			}
+	}
+	for (i = 0; i < workers; i++)
+		if (pids[i] > 0)
+			kill(pids[i], SIGTERM);
+	while (waitpid(-1, &status, 0) > 0 || errno == EINTR)
+		;
+	if (sockpath != NULL)
+		unlink(sockpath);
+	free(pids);
+	dp_info("%s stopped", prog);
+	return 0;
+}

@@ -1,0 +1,81 @@
+/* lib/json.c: json-c helpers: capped parsing, timestamps, typed adds */
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "http.h"
+
+struct json_object *
+dp_json_parse(const char *s, size_t len, int depth)
+{
+	struct json_tokener	*t;
+	struct json_object	*o = NULL;
+
+	/* The caller's buffer is NUL-terminated: parsing len + 1 bytes ends
+	 * the input for json-c (a top-level number needs that), and an
+	 * embedded NUL stops the parse short of len, which we refuse. */
+	if (s == NULL || s[len] != '\0')
+		return NULL;
+	if ((t = json_tokener_new_ex(depth)) == NULL)
+		return NULL;
+	json_tokener_set_flags(t, JSON_TOKENER_STRICT |
+	    JSON_TOKENER_VALIDATE_UTF8);
+	o = json_tokener_parse_ex(t, s, (int)len + 1);
+	if (json_tokener_get_error(t) != json_tokener_success ||
+	    json_tokener_get_parse_end(t) < len) {
+		json_object_put(o);
+		o = NULL;
+	}
+	json_tokener_free(t);
+	return o;
+}
+
+void
+dp_json_str(struct json_object *o, const char *k, const char *s)
+{
+	json_object_object_add(o, k, s ? json_object_new_string(s) : NULL);
+}
+
+void
+dp_json_int(struct json_object *o, const char *k, int64_t v)
+{
+	json_object_object_add(o, k, json_object_new_int64(v));
+}
+
+void
+dp_json_bool(struct json_object *o, const char *k, bool v)
+{
+	json_object_object_add(o, k, json_object_new_boolean(v));
+}
+
+void
+dp_json_double(struct json_object *o, const char *k, double v)
+{
+	json_object_object_add(o, k, json_object_new_double(v));
+}
+
+/*
+ * PostgreSQL sends timestamptz as "2024-01-01 12:00:00.123+00" (the
+ * session runs with TimeZone UTC, set at connect), possibly without a
+ * fraction.  Render exactly six fractional digits and Z.
+ */
+void
+dp_json_ts(struct json_object *o, const char *k, const char *pg)
+{
+	char		 out[40], frac[7] = "000000";
+	const char	*p;
+	size_t		 i;
+
+	if (pg == NULL || strlen(pg) < 19) {
+		json_object_object_add(o, k, NULL);
+		return;
+	}
+	p = pg + 19;
+	if (*p == '.') {
+		for (p++, i = 0; *p >= '0' && *p <= '9'; p++, i++)
+			if (i < 6)
+				frac[i] = *p;
+	}
+	snprintf(out, sizeof(out), "%.10sT%.8s.%sZ", pg, pg + 11, frac);
+	json_object_object_add(o, k, json_object_new_string(out));
+}

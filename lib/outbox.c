@@ -1,0 +1,40 @@
+/* lib/outbox.c: queueing templated mail for the worker */
+#include <stdio.h>
+#include <stdlib.h>
+#include <json-c/json.h>
+
+#include "config.h"
+#include "jobs.h"
+#include "log.h"
+#include "mail.h"
+#include "outbox.h"
+
+int
+dp_outbox_queue(struct dp_db *db, const char *name, const char *to,
+    const char *const *vars)
+{
+	struct dp_buf		 body = { 0 }, dir = { 0 };
+	struct dp_err		 err = { 0 };
+	struct json_object	*o = NULL;
+	char			*subject = NULL;
+	int			 rc = -1;
+
+	dp_buf_printf(&dir, "%s/templates/email", dp_cfg.web_data_dir);
+	if (dp_mail_render(dir.s, name, vars, &subject, &body, &err) < 0) {
+		dp_error("mail template %s: %s", name, err.msg);
+		goto out;
+	}
+	o = json_object_new_object();
+	json_object_object_add(o, "to", json_object_new_string(to));
+	json_object_object_add(o, "subject", json_object_new_string(subject));
+	json_object_object_add(o, "body", json_object_new_string(body.s ?
+	    body.s : ""));
+	rc = dp_job_enqueue(db, "mail", json_object_to_json_string_ext(o,
+	    JSON_C_TO_STRING_PLAIN), 0);
+out:
+	json_object_put(o);
+	free(subject);
+	dp_buf_wipe(&body);
+	dp_buf_release(&dir);
+	return rc;
+}
