@@ -58,6 +58,7 @@ struct dp_config {
 	int64_t	 limits_session_retention_days, limits_command_history_max,
 		 limits_metrics_interval, limits_install_timeout,
 		 limits_idle_stop_minutes, limits_terminated_retention_hours;
+	int64_t	 limits_sync_retention_days;	/* sync change log */
 	/* [plans] */
 	struct dp_plan_limits plans[DP_PLAN__MAX];
 	/* [mail] */
@@ -72,6 +73,18 @@ struct dp_config {
 	/* [drivers] */
 	char	*drivers_local_root;	/* environments' folders */
 	bool	 drivers_local_sandbox;	/* use bubblewrap when installed */
+	/* [ai] */
+	char	*ai_base_url;		/* OpenAI-compatible API root */
+	char	*ai_default_model;
+	int64_t	 ai_timeout;		/* seconds */
+	/* [apps] */
+	char	*apps_domain;		/* <name>-<user>.<domain> */
+	char	*apps_public_scheme;	/* http | https */
+	int64_t	 apps_public_port;	/* 0 = none (scheme's default) */
+	bool	 apps_allow_file_urls;
+	int64_t	 apps_build_timeout;	/* seconds */
+	/* [ssh] */
+	bool	 ssh_allow_private_networks;
 };
 
 /* The process's configuration, filled by dp_config_load. */
@@ -83,10 +96,13 @@ extern struct dp_config dp_cfg;
  * environment variables.  On error returns -1 and err->msg reads
  * "file:line: message" (or "DEVPOCKET_X_Y: message").  Unknown keys,
  * bad types and out-of-range values are errors.
+ * The struct must be zeroed (static, "= { 0 }") or hold an earlier load:
+ * on success its old strings are freed and replaced; on error it is left
+ * unchanged.
  */
 int	 dp_config_load(struct dp_config *, const char *path, bool required,
 	    struct dp_err *err);
-/* Set defaults only. */
+/* Set defaults only; overwrites without freeing (fresh or released struct). */
 void	 dp_config_defaults(struct dp_config *);
 void	 dp_config_release(struct dp_config *);
 /* Set one key from text, as the file would; 0 or -1 with err->msg. */
