@@ -9,10 +9,27 @@
  * Compose an RFC 5322 message (Date, From, To, Subject, Message-ID,
  * MIME-Version, Content-Type text/plain; charset=utf-8, 8bit, CRLF line
  * ends, header injection impossible: CR/LF in to/subject are refused).
- * 0 or -1 with err.
+ * from and to are "addr@domain" or "Display Name <addr@domain>" in
+ * printable ASCII; a non-ASCII subject becomes RFC 2047 encoded-words.
+ * subject and body must be valid UTF-8; the body is at most 1 MiB and
+ * its lines at most 998 octets.  The message is appended to out (left
+ * unchanged on error).  0 or -1 with err.
  */
 int	 dp_mail_compose(struct dp_buf *out, const char *from, const char *to,
 	    const char *subject, const char *body, struct dp_err *err);
+/*
+ * Render template_dir/<name>.txt (name: 1-64 of [A-Za-z0-9_-]).  The file
+ * (at most 64 KiB, no NUL bytes) holds "Subject: ..." on its first line,
+ * an empty line, then the body.  Every {{key}} in subject and body is
+ * replaced by the value of key in vars, NULL-terminated key, value pairs
+ * (values are inserted verbatim, not re-expanded); an unknown or
+ * malformed placeholder is an error.  On success *subject is a new heap
+ * string the caller frees and the body is appended to body; on error
+ * *subject is NULL and body is unchanged.  0 or -1 with err.
+ */
+int	 dp_mail_render(const char *template_dir, const char *name,
+	    const char *const *vars, char **subject, struct dp_buf *body,
+	    struct dp_err *err);
 /*
  * Deliver one composed message with cfg->mail_transport:
  * "file": write <mail_file_dir>/<time>-<random>.eml atomically (tmp + rename);
