@@ -66,8 +66,8 @@ START_TEST(test_crypto_sha256_vectors)
 	dp_sha256_hex("", 0, hex);
 	ck_assert_str_eq(hex,
 	    "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
-	dp_sha256_hex("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq",
-	    56, hex);
+	dp_sha256_hex("abcdbcdecdefdefgefghfghighijhijk"
+	    "ijkljklmklmnlmnomnopnopq", 56, hex);
 	ck_assert_str_eq(hex,
 	    "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
 	/* Length is honoured, NUL bytes included. */
@@ -168,10 +168,15 @@ END_TEST
 START_TEST(test_crypto_b64_hostile)
 {
 	static const char *const bad[] = {
+		/* Lengths and padding. */
 		"Z", "Zm9vY", "Zg=", "Zg===", "Zm8==", "Zm9v=", "Zm9v==",
-		"=", "==", "====", "Zm=9", "Z===", "Zh==", "Zm9=", "Zh",
-		"Zm9", "+_8=", "-/", "Zm9v!", "Zm 9v", "Zm9v\n", "\xc3\xa9",
-		"Zm9v\xff", "Zg==Zg==", "Zg=x",
+		"=", "==", "====", "Zm=9", "Z===", "Zg==Zg==", "Zg=x",
+		/* Leftover bits set: non-canonical. */
+		"Zh==", "Zm9=", "Zh", "Zm9",
+		/* Mixed alphabets. */
+		"+_8=", "-/", "-/8", "_+8=", "Zm9v+/8-",
+		/* Bytes outside either alphabet. */
+		"Zm9v!", "Zm 9v", "Zm9v\n", "\xc3\xa9", "Zm9v\xff", "Zm9v.",
 	};
 	struct dp_buf	 b = { 0 };
 	char		*huge;
