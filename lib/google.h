@@ -31,4 +31,17 @@ enum dp_google_result dp_google_verify(const char *id_token,
 	    const char *jwks_url, const char *client_ids, int64_t timeout,
 	    int64_t now, struct dp_google_claims *out, struct dp_err *err);
 
+/*
+ * Notes on dp_google_verify: out is zeroed first and filled only on
+ * DP_GOOGLE_OK (name and picture may be NULL); the caller releases it.
+ * An empty client_ids gives DP_GOOGLE_INVALID without any fetch.  Cache
+ * times follow the now argument.  A failed fetch with cached keys keeps
+ * using them (asking again at most once a minute); with none it gives
+ * DP_GOOGLE_UNAVAILABLE.  The JWKS response is capped at 256 KiB, only
+ * http/https, no redirects.  The cache is guarded by a mutex.
+ */
+
+/* Forget the cached key set (tests). */
+void	 dp_google_cache_clear(void);
+
 #endif
