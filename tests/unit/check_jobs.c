@@ -23,6 +23,7 @@
 #include "config.h"
 #include "db.h"
 #include "jobs.h"
+#include "log.h"
 #include "util.h"
 
 static const char	*conninfo;
@@ -902,6 +903,9 @@ main(void)
 		    "PostgreSQL: tests/pgtmp.sh start DIR)\n");
 		return 0;
 	}
+	/* Job lines are expected here; keep only errors unless asked. */
+	dp_log_init("check_jobs", "text",
+	    getenv("DP_TEST_VERBOSE") != NULL ? "debug" : "error");
 	if (make_schema() == -1) {
 		drop_schema();
 		return 1;
