@@ -62,4 +62,37 @@ enum dp_vcode dp_check_choice(const char *, size_t, const char *const *);
 extern const char *const dp_regions[];
 extern const char *const dp_region_display[];
 
+/*
+ * Notes on the checkers above (CONTRACT §0.3):
+ * - A NULL pointer with len 0 is the empty string; with len > 0 it is
+ *   DP_V_INVALID_FORMAT.  NUL bytes and invalid UTF-8 are always
+ *   DP_V_INVALID_FORMAT, before any other rule.
+ * - Output parameters (*mc, *bytes, *usec) are written only on DP_V_OK.
+ * - dp_check_email and dp_check_env_name write the normalised string to
+ *   out (if out is not NULL) before checking, whatever the result.
+ * - cpu and quantity values too large for int64 are DP_V_OUT_OF_RANGE.
+ * - timestamp: "YYYY-MM-DDTHH:MM:SS[.f{1,9}][Z|±HH:MM]" ('t' and 'z'
+ *   also accepted, a space in the offset position is '+', no offset is
+ *   UTC).  The fraction is truncated to microseconds.  A leap second
+ *   (:60) is DP_V_INVALID_FORMAT: the epoch scale cannot hold it.
+ * - Empty strings get the type's own code (pattern, invalid_choice, …);
+ *   the §8 "empty required string is too_short" rule belongs to the
+ *   form layer.
+ */
+
+/* Environment name (§2.4): ASCII-lowercased into out (>= len + 1 bytes,
+ * may be NULL) first, then 1–50 chars of
+ * ^[a-z0-9_]([a-z0-9_-]{0,48}[a-z0-9_])?$ [too_short, too_long, pattern]. */
+enum dp_vcode dp_check_env_name(const char *, size_t, char *out);
+/* Template name (§1.4): ^[a-z0-9][a-z0-9_-]{0,49}$ [pattern]. */
+enum dp_vcode dp_check_template_name(const char *, size_t);
+/* Docker image reference (§2.5): ≤255 chars [too_long], the regex of §2.5
+ * [pattern]. */
+enum dp_vcode dp_check_image_ref(const char *, size_t);
+/* Canonical renderings (§4.3): cpu as "<n>m"; quantity in the largest of
+ * Ti, Gi, Mi, Ki dividing it exactly, else plain bytes.  out is always
+ * NUL-terminated; it is the empty string if n is too small. */
+void	 dp_format_cpu(int64_t mc, char *out, size_t n);
+void	 dp_format_quantity(int64_t bytes, char *out, size_t n);
+
 #endif
