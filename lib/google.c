@@ -118,17 +118,11 @@ dp_google_claims_release(struct dp_google_claims *c)
 static int
 b64url_val(unsigned char c)
 {
-	if (c >= 'A' && c <= 'Z')
-		return c - 'A';
-	if (c >= 'a' && c <= 'z')
-		return c - 'a' + 26;
-	if (c >= '0' && c <= '9')
-		return c - '0' + 52;
-	if (c == '-')
-		return 62;
-	if (c == '_')
-		return 63;
-	return -1;
+	static const char	 abc[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+	    "abcdefghijklmnopqrstuvwxyz0123456789-_";
+	const char		*p;
+
+	return c != '\0' && (p = strchr(abc, c)) != NULL ? (int)(p - abc) : -1;
 }
 
 /*
@@ -140,15 +134,15 @@ b64url_decode(struct dp_buf *out, const char *s, size_t len)
 {
 	uint32_t	 acc = 0;
 	size_t		 i, bits = 0;
-	int		 v;
+	int		 v, rc = -1;
 
 	while (len > 0 && s[len - 1] == '=')
 		len--;
 	if (len % 4 == 1)
-		return -1;
+		goto out;
 	for (i = 0; i < len; i++) {
 		if ((v = b64url_val((unsigned char)s[i])) < 0)
-			return -1;
+			goto out;
 		acc = (acc << 6) | (uint32_t)v;
 		bits += 6;
 		if (bits >= 8) {
@@ -156,7 +150,9 @@ b64url_decode(struct dp_buf *out, const char *s, size_t len)
 			dp_buf_addc(out, (char)((acc >> bits) & 0xff));
 		}
 	}
-	return 0;
+	rc = 0;
+out:
+	return rc;
 }
 
 /* A string member without embedded NUL and at most max bytes, or NULL. */
@@ -167,15 +163,18 @@ get_str(struct json_object *o, const char *key, size_t max)
 	const char		*s;
 	int			 len;
 
+	const char		*r = NULL;
+
 	if (!json_object_object_get_ex(o, key, &v) ||
 	    !json_object_is_type(v, json_type_string))
-		return NULL;
+		goto out;
 	s = json_object_get_string(v);
 	len = json_object_get_string_len(v);
-	if (s == NULL || len < 0 || (size_t)len > max ||
-	    strlen(s) != (size_t)len)
-		return NULL;
-	return s;
+	if (s != NULL && len >= 0 && (size_t)len <= max &&
+	    strlen(s) == (size_t)len)
+		r = s;
+out:
+	return r;
 }
 
 /* Parse exactly len bytes as one JSON value (trailing blanks allowed). */
@@ -354,16 +353,18 @@ out:
 	return rc;
 }
 
-/* Seconds from a "max-age=N" directive in a Cache-Control value, or -1. */
+/*
+ * Seconds from the first "max-age=N" directive of a Cache-Control value
+ * (quotes tolerated; more digits than fit count as "very long"), or -1.
+ */
 static int64_t
 max_age(const char *v, size_t len)
 {
 	const char	*p = v, *end = v + len, *tok, *te;
-	char		 num[24];
-	size_t		 nl;
-	int64_t		 n;
+	int64_t		 n = -1;
+	size_t		 i, nl;
 
-	while (p < end) {
+	while (p < end && n < 0) {
 		while (p < end && (*p == ' ' || *p == '\t' || *p == ','))
 			p++;
 		tok = p;
@@ -380,15 +381,14 @@ max_age(const char *v, size_t len)
 			te--;
 		}
 		nl = (size_t)(te - tok);
-		if (nl == 0 || nl >= sizeof(num))
-			return nl == 0 ? -1 : TTL_MAX;	/* huge = long */
-		memcpy(num, tok, nl);
-		num[nl] = '\0';
-		if (dp_parse_int64(num, 0, INT64_MAX, &n) == -1)
-			return -1;
-		return n;
+		for (i = 0; i < nl && tok[i] >= '0' && tok[i] <= '9'; i++)
+			continue;
+		if (nl == 0 || i != nl)
+			break;		/* malformed: as if absent */
+		for (n = 0, i = 0; i < nl && n <= TTL_MAX; i++)
+			n = n * 10 + (tok[i] - '0');
 	}
-	return -1;
+	return n;
 }
 
 /*
@@ -424,12 +424,15 @@ ttl_from_headers(const char *h, size_t len)
 			continue;
 		}
 		if (vl >= sizeof(tmp))
-			continue;
+			vl = sizeof(tmp) - 1;	/* no date is this long */
 		memcpy(tmp, v, vl);
 		tmp[vl] = '\0';
 		if ((size_t)(colon - p) == 7 &&
-		    strncasecmp(p, "expires", 7) == 0)
-			expires = curl_getdate(tmp, NULL);
+		    strncasecmp(p, "expires", 7) == 0) {
+			/* An unreadable Expires means "already expired". */
+			if ((expires = curl_getdate(tmp, NULL)) == -1)
+				expires = 0;
+		}
 		else if ((size_t)(colon - p) == 4 &&
 		    strncasecmp(p, "date", 4) == 0)
 			date = curl_getdate(tmp, NULL);
@@ -452,9 +455,10 @@ body_cb(char *p, size_t sz, size_t nm, void *arg)
 	struct dp_buf	*b = arg;
 	size_t		 n = sz * nm;
 
-	if (n > JWKS_MAX || b->len + n > JWKS_MAX)
-		return 0;	/* aborts the transfer */
-	dp_buf_add(b, p, n);
+	if (n <= JWKS_MAX && b->len + n <= JWKS_MAX)
+		dp_buf_add(b, p, n);
+	else
+		n = 0;		/* a short count aborts the transfer */
 	return n;
 }
 
@@ -557,12 +561,13 @@ out:
 static const struct gkey *
 key_find_locked(const char *kid)
 {
-	size_t	 i;
+	const struct gkey	*k = NULL;
+	size_t			 i;
 
-	for (i = 0; i < cache.nkeys; i++)
+	for (i = 0; i < cache.nkeys && k == NULL; i++)
 		if (strcmp(cache.keys[i].kid, kid) == 0)
-			return &cache.keys[i];
-	return NULL;
+			k = &cache.keys[i];
+	return k;
 }
 
 /* True if a fetch was attempted less than REFETCH_MIN seconds ago. */
@@ -681,10 +686,9 @@ static bool
 client_id_match(const char *ids, const char *aud, size_t alen)
 {
 	const char	*p = ids, *s, *e;
+	bool		 match = false;
 
-	if (alen == 0)
-		return false;
-	while (*p != '\0') {
+	while (alen > 0 && !match && *p != '\0') {
 		while (*p == ' ' || *p == '\t' || *p == ',')
 			p++;
 		s = p;
@@ -693,10 +697,9 @@ client_id_match(const char *ids, const char *aud, size_t alen)
 		e = p;
 		while (e > s && (e[-1] == ' ' || e[-1] == '\t'))
 			e--;
-		if ((size_t)(e - s) == alen && memcmp(s, aud, alen) == 0)
-			return true;
+		match = (size_t)(e - s) == alen && memcmp(s, aud, alen) == 0;
 	}
-	return false;
+	return match;
 }
 
 static bool
@@ -705,28 +708,30 @@ aud_ok(struct json_object *claims, const char *ids)
 	struct json_object	*aud, *el;
 	size_t			 i, n;
 
+	bool			 ok = false;
+
 	if (!json_object_object_get_ex(claims, "aud", &aud))
-		return false;
-	if (json_object_is_type(aud, json_type_string))
-		return get_str(claims, "aud", 1024) != NULL &&
+		goto out;
+	if (json_object_is_type(aud, json_type_string)) {
+		ok = get_str(claims, "aud", 1024) != NULL &&
 		    client_id_match(ids, json_object_get_string(aud),
 		    (size_t)json_object_get_string_len(aud));
-	if (!json_object_is_type(aud, json_type_array))
-		return false;
-	n = json_object_array_length(aud);
-	if (n > AUD_MAX)
-		return false;
-	for (i = 0; i < n; i++) {
+		goto out;
+	}
+	if (!json_object_is_type(aud, json_type_array) ||
+	    (n = json_object_array_length(aud)) > AUD_MAX)
+		goto out;
+	for (i = 0; i < n && !ok; i++) {
 		el = json_object_array_get_idx(aud, i);
 		if (!json_object_is_type(el, json_type_string) ||
 		    (size_t)json_object_get_string_len(el) !=
 		    strlen(json_object_get_string(el)))
 			continue;
-		if (client_id_match(ids, json_object_get_string(el),
-		    (size_t)json_object_get_string_len(el)))
-			return true;
+		ok = client_id_match(ids, json_object_get_string(el),
+		    (size_t)json_object_get_string_len(el));
 	}
-	return false;
+out:
+	return ok;
 }
 
 /* Check the verified claims and fill out.  0 or -1 with err. */

@@ -38,7 +38,9 @@ enum dp_google_result dp_google_verify(const char *id_token,
  * times follow the now argument.  A failed fetch with cached keys keeps
  * using them (asking again at most once a minute); with none it gives
  * DP_GOOGLE_UNAVAILABLE.  The JWKS response is capped at 256 KiB, only
- * http/https, no redirects.  The cache is guarded by a mutex.
+ * http/https, no redirects; keys must be RSA of at least 2048 bits with
+ * a kid.  The cache is guarded by a mutex, held during a fetch.  On
+ * failure err->msg says why, in words safe to log (no token content).
  */
 
 /* Forget the cached key set (tests). */

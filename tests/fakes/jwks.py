@@ -16,7 +16,9 @@ POST /_body            body is served verbatim instead of the JWKS (with a
 POST /_redirect        certs answers 302 to /elsewhere (POST /_ok clears)
 POST /_hang            body "<seconds>": certs sleeps that long first
 POST /_cache           body {"max_age": N, "expires": S or null} changes the
-                       cache headers (max_age < 0: no Cache-Control)
+                       cache headers (max_age < 0: no Cache-Control; a
+                       string expires or max_age is sent verbatim as the
+                       Expires or Cache-Control value)
 POST /_reset           clears fail, body, redirect, hang and the counter and
                        restores the cache headers of the command line
 
@@ -98,9 +100,13 @@ class Handler(BaseHTTPRequestHandler):
                        [("Location", "/oauth2/v3/certs?moved=1")])
             return
         extra = []
-        if max_age >= 0:
+        if isinstance(max_age, str):
+            extra.append(("Cache-Control", max_age))
+        elif max_age >= 0:
             extra.append(("Cache-Control", "public, max-age=%d" % max_age))
-        if expires is not None:
+        if isinstance(expires, str):
+            extra.append(("Expires", expires))
+        elif expires is not None:
             now = time.time()
             extra.append(("Expires", email.utils.formatdate(now + expires,
                                                             usegmt=True)))
@@ -138,8 +144,9 @@ class Handler(BaseHTTPRequestHandler):
         elif path == "/_cache":
             try:
                 c = json.loads(data)
-                ma, ex = int(c["max_age"]), c.get("expires")
-                ex = None if ex is None else int(ex)
+                ma, ex = c["max_age"], c.get("expires")
+                ma = ma if isinstance(ma, str) else int(ma)
+                ex = ex if ex is None or isinstance(ex, str) else int(ex)
             except (ValueError, KeyError, TypeError) as e:
                 self._send(400, json.dumps({"error": str(e)}).encode())
                 return

@@ -1,4 +1,5 @@
 /* tests/unit/check_google.c: Google ID tokens against a fake JWKS server */
+#include <sys/prctl.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 
@@ -986,14 +987,39 @@ START_TEST(test_google_cache_headers)
 	ck_assert_int_eq(fetches(), 6);
 	ck_assert_int_eq(verify_at(t, now + 86400), DP_GOOGLE_OK);
 	ck_assert_int_eq(fetches(), 7);
+	/* An unreadable Expires means expired: refetched after a minute. */
+	dp_google_cache_clear();
+	ctl_do("/_cache", "{\"max_age\":-1,\"expires\":\"0\"}");
+	ck_assert_int_eq(verify(t), DP_GOOGLE_OK);
+	ck_assert_int_eq(verify_at(t, now + 59), DP_GOOGLE_OK);
+	ck_assert_int_eq(fetches(), 8);
+	ck_assert_int_eq(verify_at(t, now + 60), DP_GOOGLE_OK);
+	ck_assert_int_eq(fetches(), 9);
+	/* Other directives around max-age, any case, quoted. */
+	dp_google_cache_clear();
+	ctl_do("/_cache", "{\"max_age\":\"no-transform, s-maxage=5, "
+	    "Max-Age=\\\"7200\\\", must-revalidate\"}");
+	ck_assert_int_eq(verify(t), DP_GOOGLE_OK);
+	ck_assert_int_eq(verify_at(t, now + 7199), DP_GOOGLE_OK);
+	ck_assert_int_eq(fetches(), 10);
+	ck_assert_int_eq(verify_at(t, now + 7200), DP_GOOGLE_OK);
+	ck_assert_int_eq(fetches(), 11);
+	/* A malformed max-age is ignored (the default hour applies). */
+	dp_google_cache_clear();
+	ctl_do("/_cache", "{\"max_age\":\"max-age=-5, max-age=12abc\"}");
+	ck_assert_int_eq(verify(t), DP_GOOGLE_OK);
+	ck_assert_int_eq(verify_at(t, now + 3599), DP_GOOGLE_OK);
+	ck_assert_int_eq(fetches(), 12);
+	ck_assert_int_eq(verify_at(t, now + 3600), DP_GOOGLE_OK);
+	ck_assert_int_eq(fetches(), 13);
 	/* max-age=0: refetched, but at most once a minute. */
 	dp_google_cache_clear();
 	ctl_do("/_cache", "{\"max_age\":0}");
 	ck_assert_int_eq(verify(t), DP_GOOGLE_OK);
 	ck_assert_int_eq(verify_at(t, now + 30), DP_GOOGLE_OK);
-	ck_assert_int_eq(fetches(), 8);
+	ck_assert_int_eq(fetches(), 14);
 	ck_assert_int_eq(verify_at(t, now + 61), DP_GOOGLE_OK);
-	ck_assert_int_eq(fetches(), 9);
+	ck_assert_int_eq(fetches(), 15);
 	free(t);
 }
 END_TEST
@@ -1085,6 +1111,8 @@ server_start(void)
 		exit(1);
 	}
 	if (server == 0) {
+		/* Do not outlive a test program that crashes. */
+		prctl(PR_SET_PDEATHSIG, SIGTERM);
 		dup2(fd[1], 1);
 		close(fd[0]);
 		close(fd[1]);
