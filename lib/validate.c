@@ -899,10 +899,10 @@ dp_format_cpu(int64_t mc, char *out, size_t n)
 {
 	int	 r;
 
-	if (n == 0)
-		return;
-	r = snprintf(out, n, "%" PRId64 "m", mc);
-	format_or_empty(out, n, r);
+	if (n > 0) {
+		r = snprintf(out, n, "%" PRId64 "m", mc);
+		format_or_empty(out, n, r);
+	}
 }
 
 void
@@ -915,7 +915,7 @@ dp_format_quantity(int64_t bytes, char *out, size_t n)
 	bool			 done = false;
 
 	if (n == 0)
-		return;
+		goto out;
 	for (i = 0; bytes > 0 && !done && i < DP_NITEMS(sfx); i++)
 		if ((bytes & (((int64_t)1 << shift[i]) - 1)) == 0) {
 			r = snprintf(out, n, "%" PRId64 "%s",
@@ -925,4 +925,6 @@ dp_format_quantity(int64_t bytes, char *out, size_t n)
 	if (!done)
 		r = snprintf(out, n, "%" PRId64, bytes);
 	format_or_empty(out, n, r);
+out:
+	return;
 }
