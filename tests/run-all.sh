@@ -1,0 +1,170 @@
+#!/bin/sh
+# tests/run-all.sh: every test, as `make test` runs it.
+#
+#   1. make all, then the unit tests (make check) with a throw-away
+#      PostgreSQL in DP_TEST_DB (tests/pgtmp.sh) for those that need one;
+#   2. a fresh test stack (bin/devpocket-stack start --var var/test
+#      --port 18000: its own PostgreSQL, responders, worker, nginx), the
+#      integration tests against it (tests/integration/run.py), the stack
+#      stopped again whatever happens;
+#   3. as the very last line of output: "N passed, N failed", unit and
+#      integration checks summed.  Exit status 1 if anything failed.
+#
+# A build that fails, a test program that does not build, or a stack that
+# does not start counts as one failure (with the reason printed) rather than
+# hiding the other results.  DP_TEST_PORT changes the port, DP_TEST_VAR the
+# var directory; extra arguments go to tests/integration/run.py.
+set -u
+
+cd "$(dirname "$0")/.." || exit 1
+ROOT=$(pwd)
+PORT=${DP_TEST_PORT:-18000}
+VAR=${DP_TEST_VAR:-$ROOT/var/test}
+STACK="sh $ROOT/bin/devpocket-stack"
+MAKE=${MAKE:-make}
+
+upass=0
+ufail=0
+ipass=0
+ifail=0
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/run-all.XXXXXX")
+stack_up=0
+unitpg_up=0
+
+cleanup() {
+	if [ "$unitpg_up" -eq 1 ]; then
+		sh tests/pgtmp.sh stop "$UNITPG" >/dev/null 2>&1 || true
+		unitpg_up=0
+	fi
+	if [ "$stack_up" -eq 1 ]; then
+		$STACK stop --var "$VAR" >"$tmp/stop.log" 2>&1 || true
+		stack_up=0
+	fi
+	rm -rf "$tmp"
+}
+trap cleanup EXIT
+trap 'cleanup; trap - EXIT; exit 130' INT TERM HUP
+
+section() {
+	echo
+	echo "==== $*"
+}
+
+# "<label>: N passed, N failed" from a log -> "N M" (or nothing).
+counts() {
+	sed -n "s/^$1: \([0-9][0-9]*\) passed, \([0-9][0-9]*\) failed\$/\1 \2/p" \
+	    "$2" | tail -n 1
+}
+
+# --------------------------------------------------------------- build
+section "build (make all)"
+built=1
+if ! $MAKE -k all; then
+	echo "FAIL build: make all failed"
+	ufail=$((ufail + 1))
+	built=0
+fi
+
+# ---------------------------------------------------------------- unit
+section "unit tests (make check)"
+# Unit tests of the database modules (check_jobs, ...) get a throw-away
+# PostgreSQL through DP_TEST_DB.
+UNITPG=$VAR-unit-pg
+sh tests/pgtmp.sh stop "$UNITPG" >/dev/null 2>&1 || true
+rm -rf "$UNITPG"
+if DP_TEST_DB=$(sh tests/pgtmp.sh start "$UNITPG" 2>"$tmp/pgtmp.log"); then
+	export DP_TEST_DB
+	unitpg_up=1
+else
+	cat "$tmp/pgtmp.log"
+	echo "warning: no PostgreSQL for the unit tests (tests/pgtmp.sh failed)"
+fi
+$MAKE -k check 2>&1 | tee "$tmp/unit.log"
+c=$(counts unit "$tmp/unit.log")
+if [ -z "$c" ]; then
+	# make check stopped before running anything (a test program did
+	# not build): run those that did, and count the others as failures.
+	echo "make check did not run the unit tests; running the built ones"
+	progs=
+	for src in tests/unit/check_*.c; do
+		[ -e "$src" ] || continue
+		b=build/tests/$(basename "$src" .c)
+		if $MAKE -k "$b" >/dev/null 2>&1 && [ -x "$b" ]; then
+			progs="$progs $b"
+		else
+			echo "FAIL unit: $b does not build"
+			ufail=$((ufail + 1))
+		fi
+	done
+	# shellcheck disable=SC2086 # one word per program
+	sh tests/run-unit.sh $progs 2>&1 | tee "$tmp/unit.log"
+	c=$(counts unit "$tmp/unit.log")
+fi
+if [ -n "$c" ]; then
+	read -r a b <<-EOF
+	$c
+	EOF
+	upass=$((upass + a))
+	ufail=$((ufail + b))
+else
+	echo "FAIL unit: no unit summary"
+	ufail=$((ufail + 1))
+fi
+if [ "$unitpg_up" -eq 1 ]; then
+	sh tests/pgtmp.sh stop "$UNITPG" >/dev/null 2>&1 || true
+	unitpg_up=0
+	rm -rf "$UNITPG"
+fi
+unset DP_TEST_DB
+
+# --------------------------------------------------------- integration
+section "integration tests (stack on 127.0.0.1:$PORT, var $VAR)"
+if [ "$built" -eq 0 ] && [ ! -x cgi-bin/health ]; then
+	echo "FAIL integration: nothing to test, the build failed"
+	ifail=$((ifail + 1))
+else
+	# A clean database every time; stops a stack left over from an
+	# interrupted run first.
+	$STACK wipe --var "$VAR" >/dev/null 2>&1 || rm -rf "$VAR"
+	stack_up=1
+	if ! $STACK start --var "$VAR" --port "$PORT" >"$tmp/start.log" 2>&1; then
+		cat "$tmp/start.log"
+		echo "FAIL integration: the test stack did not start (logs above, and in $VAR/log/)"
+		ifail=$((ifail + 1))
+	else
+		cat "$tmp/start.log"
+		DP_TEST_URL=http://127.0.0.1:$PORT DP_TEST_VAR=$VAR \
+		    python3 tests/integration/run.py "$@" 2>&1 |
+		    tee "$tmp/integration.log"
+		c=$(counts integration "$tmp/integration.log")
+		if [ -n "$c" ]; then
+			read -r a b <<-EOF
+			$c
+			EOF
+			ipass=$((ipass + a))
+			ifail=$((ifail + b))
+		else
+			echo "FAIL integration: tests/integration/run.py gave no summary"
+			ifail=$((ifail + 1))
+		fi
+		# Processes that died during the tests are a failure too.
+		if ! $STACK status --var "$VAR" >"$tmp/status.log" 2>&1; then
+			cat "$tmp/status.log"
+			echo "FAIL integration: a stack process died during the tests"
+			for f in "$VAR"/log/*.log; do
+				[ -s "$f" ] || continue
+				echo "---- $f (last 10 lines)"
+				tail -n 10 "$f"
+			done
+			ifail=$((ifail + 1))
+		fi
+	fi
+	$STACK stop --var "$VAR" >"$tmp/stop.log" 2>&1 || true
+	cat "$tmp/stop.log"
+	stack_up=0
+fi
+
+echo
+echo "unit: $upass passed, $ufail failed; integration: $ipass passed, $ifail failed"
+echo "$((upass + ipass)) passed, $((ufail + ifail)) failed"
+[ $((ufail + ifail)) -eq 0 ]
