@@ -4,8 +4,8 @@ import re
 import subprocess
 import tempfile
 
-from harness import (CONF, ROOT, bearer, check, ctl, eq, expect, http, login,
-                     unique)
+from harness import (CONF, ROOT, bearer, check, ctl, eq, expect, fail, http,
+                     login, unique)
 
 CTL = os.path.join(ROOT, "bin", "devpocketctl")
 PW = "Passw0rd-ctl"
@@ -302,3 +302,44 @@ def test_ctl_usage_errors():
         eq(p.returncode, 2, "exit for %r" % args)
         check("usage:" in p.stderr, "stderr for %r: %r" % (args, p.stderr))
         eq(p.stdout, "", "stdout for %r" % args)
+
+
+WORKER = os.path.join(ROOT, "bin", "devpocket-worker")
+
+
+def test_worker_usage_and_config_errors():
+    for args, rc in ((["--bogus"], 2), (["extra"], 2),
+                     (["--config", "/nonexistent/devpocket.conf", "--once"], 1)):
+        p = subprocess.run([WORKER] + args, capture_output=True, text=True,
+                           timeout=30)
+        eq(p.returncode, rc, "worker exit for %r" % args)
+        check(p.stderr, "worker %r said nothing" % args)
+
+
+def test_worker_once_and_sigterm():
+    import signal
+    import time
+    # --once with nothing (or little) to do exits 0 by itself.
+    p = subprocess.run([WORKER, "--config", CONF, "--once"],
+                       capture_output=True, text=True, timeout=30)
+    eq(p.returncode, 0, "worker --once exit: %s" % p.stderr[-300:])
+    # A second long-running worker beside the stack's stops at once on
+    # SIGTERM (the self-pipe wakes its poll) with status 0.
+    w = subprocess.Popen([WORKER, "--config", CONF], stderr=subprocess.PIPE,
+                         text=True)
+    try:
+        time.sleep(1.0)
+        if w.poll() is not None:
+            fail("worker exited early: %s" % w.stderr.read()[-300:])
+        t0 = time.time()
+        w.send_signal(signal.SIGTERM)
+        rc = w.wait(timeout=5)
+        took = time.time() - t0
+    finally:
+        if w.poll() is None:
+            w.kill()
+            w.wait()
+    err = w.stderr.read()
+    eq(rc, 0, "worker exit after SIGTERM")
+    check(took < 1.0, "worker took %.2fs to stop" % took)
+    check('"worker ' in err and "stopped" in err, err[-300:])
