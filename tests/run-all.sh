@@ -34,6 +34,7 @@ unitpg_up=0
 cleanup() {
 	if [ "$unitpg_up" -eq 1 ]; then
 		sh tests/pgtmp.sh stop "$UNITPG" >/dev/null 2>&1 || true
+		rm -rf "$UNITPG"
 		unitpg_up=0
 	fi
 	if [ "$stack_up" -eq 1 ]; then
@@ -69,9 +70,9 @@ fi
 section "unit tests (make check)"
 # Unit tests of the database modules (check_jobs, ...) get a throw-away
 # PostgreSQL through DP_TEST_DB.
-UNITPG=$VAR-unit-pg
-sh tests/pgtmp.sh stop "$UNITPG" >/dev/null 2>&1 || true
-rm -rf "$UNITPG"
+# It lives under /tmp: postgres may not be able to enter the checkout.
+UNITPG=$(mktemp -d "${TMPDIR:-/tmp}/devpocket-unit-pg.XXXXXX")
+chmod 0755 "$UNITPG"
 if DP_TEST_DB=$(sh tests/pgtmp.sh start "$UNITPG" 2>"$tmp/pgtmp.log"); then
 	export DP_TEST_DB
 	unitpg_up=1
