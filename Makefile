@@ -28,7 +28,7 @@ CHECK_LIBS  ?= $(shell $(PKG_CONFIG) --libs check 2>/dev/null || echo -lcheck -l
 WARN        := -Wall -Wextra -Werror -Wno-unused-parameter
 DEFS        := -D_GNU_SOURCE -DDP_VERSION='"$(VERSION)"' \
                -DDP_SYSCONFDIR='"$(SYSCONFDIR)"' -DDP_DATADIR='"$(DATADIR)"'
-ALL_CFLAGS  := -std=c17 $(WARN) $(DEFS) -Ilib $(PKG_CFLAGS) $(CFLAGS) -MMD -MP
+ALL_CFLAGS  := -std=c17 $(WARN) $(DEFS) -iquote lib $(PKG_CFLAGS) $(CFLAGS) -MMD -MP
 ifneq ($(SANITIZE),)
 ALL_CFLAGS  += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer
 LDFLAGS     += -fsanitize=$(SANITIZE)
@@ -80,6 +80,9 @@ build/tests/unit/%.o: tests/unit/%.c
 	@mkdir -p $(dir $@)
 	$(Q)$(CC) $(ALL_CFLAGS) $(CHECK_CFLAGS) -c -o $@ $<
 
+bench/fcgi-trivial: bench/fcgi-trivial.c
+	$(Q)$(CC) -std=c17 -O2 -Wall -Wextra -Werror -D_GNU_SOURCE -o $@ $< $(FCGI_LIBS)
+
 deps:
 	@sh packaging/install-deps.sh
 
@@ -113,6 +116,6 @@ install: all
 	install -m 0644 etc/devpocket.conf $(DESTDIR)$(SYSCONFDIR)/devpocket/devpocket.conf
 
 clean:
-	rm -rf build $(PROGS)
+	rm -rf build $(PROGS) bench/fcgi-trivial
 
 -include $(LIB_OBJ:.o=.d) $(PROGS:%=build/%.d) $(TEST_SRC:%.c=build/%.d)

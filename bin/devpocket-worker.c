@@ -1,4 +1,5 @@
 /* bin/devpocket-worker.c: runs queued jobs (LISTEN devpocket_jobs) and housekeeping */
+#include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -270,6 +271,8 @@ main(int argc, char *argv[])
 		fprintf(stderr, "devpocket-worker: %s\n", err.msg);
 		goto out;
 	}
+	/* Before any thread could exist: curl's own lazy init is not safe. */
+	curl_global_init(CURL_GLOBAL_DEFAULT);
 	dp_log_init("devpocket-worker", dp_cfg.web_log_format,
 	    dp_cfg.web_log_level);
 	/* libpq honours this for every connect, including reconnects. */

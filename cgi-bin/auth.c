@@ -366,7 +366,7 @@ auth_login(struct dp_req *req, struct dp_res *res)
 /* ---- refresh ------------------------------------------------------------ */
 
 static const struct dp_field refresh_fields[] = {
-	{ "refresh_token", DP_FT_RAW, DP_F_REQUIRED, 0, 4096, NULL },
+	{ "refresh_token", DP_FT_RAW, DP_F_REQUIRED, 0, 1 << 20, NULL },
 	{ NULL, 0, 0, 0, 0, NULL }
 };
 
@@ -480,11 +480,7 @@ auth_logout(struct dp_req *req, struct dp_res *res)
 static int
 auth_me(struct dp_req *req, struct dp_res *res)
 {
-	struct json_object	*o = dp_user_json_by_id(req->db, req->user->id);
-
-	if (o == NULL)
-		return dp_fail_db(req, res);
-	return dp_ok(res, 200, o);
+	return dp_ok(res, 200, dp_user_json_self(req->user));
 }
 
 /* ---- Google --------------------------------------------------------------- */
@@ -640,7 +636,7 @@ db:
 /* ---- email tokens ------------------------------------------------------- */
 
 static const struct dp_field token_fields[] = {
-	{ "token", DP_FT_RAW, DP_F_REQUIRED, 0, 4096, NULL },
+	{ "token", DP_FT_RAW, DP_F_REQUIRED, 0, 1 << 20, NULL },
 	{ NULL, 0, 0, 0, 0, NULL }
 };
 
@@ -785,7 +781,7 @@ queue_changed(struct dp_db *db, const char *uid)
 }
 
 static const struct dp_field reset_fields[] = {
-	{ "token", DP_FT_RAW, DP_F_REQUIRED, 0, 4096, NULL },
+	{ "token", DP_FT_RAW, DP_F_REQUIRED, 0, 1 << 20, NULL },
 	{ "new_password", DP_FT_PASSWORD, DP_F_REQUIRED, 0, 0, NULL },
 	{ NULL, 0, 0, 0, 0, NULL }
 };

@@ -11,11 +11,7 @@
 static int
 users_me(struct dp_req *req, struct dp_res *res)
 {
-	struct json_object	*o = dp_user_json_by_id(req->db, req->user->id);
-
-	if (o == NULL)
-		return dp_fail_db(req, res);
-	return dp_ok(res, 200, o);
+	return dp_ok(res, 200, dp_user_json_self(req->user));
 }
 
 static const struct dp_field update_fields[] = {
@@ -46,6 +42,7 @@ users_update(struct dp_req *req, struct dp_res *res)
 	    "SELECT 1 FROM users WHERE lower(username) = lower($1) AND id <> $2";
 	const struct dp_value	*fn = DP_IN(req, 0), *un = DP_IN(req, 1),
 				*av = DP_IN(req, 2), *rg = DP_IN(req, 3);
+	struct json_object	*o;
 	const char		*p[7];
 	PGresult		*r;
 
@@ -81,9 +78,10 @@ users_update(struct dp_req *req, struct dp_res *res)
 		return dp_fail_db(req, res);
 	}
 	PQclear(r);
-	if (dp_db_commit(req->db) < 0)
+	if (dp_db_commit(req->db) < 0 ||
+	    (o = dp_user_json_by_id(req->db, req->user->id)) == NULL)
 		return dp_fail_db(req, res);
-	return users_me(req, res);
+	return dp_ok(res, 200, o);
 }
 
 static const struct dp_field delete_fields[] = {

@@ -28,20 +28,28 @@ dp_auth_key(void)
 }
 
 int
-dp_auth_bearer(struct dp_req *req, const char *token, struct dp_user **out)
+dp_auth_bearer(struct dp_req *req, const char *token, bool count,
+    struct dp_user **out)
 {
 	static const char sql[] =
-	    "SELECT u.id, u.username, u.email, u.subscription_plan, "
-	    "u.is_verified, u.password_hash IS NOT NULL, "
-	    "extract(epoch FROM now() - s.authenticated_at)::bigint "
+	    "WITH me AS (SELECT " DP_USER_COLS ", "
+	    "u.password_hash IS NOT NULL AS has_pw, "
+	    "extract(epoch FROM now() - s.authenticated_at)::bigint AS age "
 	    "FROM login_sessions s JOIN users u ON u.id = s.user_id "
 	    "WHERE s.id = $1 AND u.id = $2 AND s.revoked_at IS NULL "
-	    "AND u.is_active AND u.deleted_at IS NULL";
+	    "AND u.is_active AND u.deleted_at IS NULL), "
+	    "hit AS (INSERT INTO rate_windows (key, window_start, window_len, "
+	    "count) SELECT 'user:' || $2, $3::bigint, $4::int, 1 "
+	    "WHERE $5::bool AND EXISTS (SELECT 1 FROM me) "
+	    "ON CONFLICT (key, window_start) DO UPDATE "
+	    "SET count = rate_windows.count + 1 RETURNING count) "
+	    "SELECT me.*, (SELECT count FROM hit) FROM me";
 	const struct dp_buf	*key = dp_auth_key();
 	struct dp_access_claims	 c;
 	struct dp_err		 err = { 0 };
 	struct dp_user		*u;
-	const char		*p[2];
+	char			 ws[24], wl[24];
+	const char		*p[5];
 	PGresult		*r;
 	int			 plan;
 
@@ -51,9 +59,13 @@ dp_auth_bearer(struct dp_req *req, const char *token, struct dp_user **out)
 	if (dp_jwt_verify_access(token, key->s, key->len, dp_cfg.auth_issuer,
 	    (int64_t)dp_now(), &c, &err) < 0)
 		return -1;
+	dp_ratelimit_window(60, ws, wl);
 	p[0] = c.sid;
 	p[1] = c.sub;
-	r = dp_db_exec(req->db, sql, 2, p);
+	p[2] = ws;
+	p[3] = wl;
+	p[4] = count ? "true" : "false";
+	r = dp_db_exec(req->db, sql, 5, p);
 	if (!dp_db_ok(r) || PQntuples(r) != 1) {
 		PQclear(r);
 		return -1;
@@ -62,16 +74,25 @@ dp_auth_bearer(struct dp_req *req, const char *token, struct dp_user **out)
 	memset(u, 0, sizeof(*u));
 	memcpy(u->id, c.sub, sizeof(u->id));
 	memcpy(u->sid, c.sid, sizeof(u->sid));
-	u->username = dp_req_strdup(req, PQgetvalue(r, 0, 1));
-	u->email = dp_req_strdup(req, PQgetvalue(r, 0, 2));
-	plan = dp_plan_from_name(PQgetvalue(r, 0, 3));
+	u->username = PQgetvalue(r, 0, 1);
+	u->email = PQgetvalue(r, 0, 2);
+	u->verified = PQgetvalue(r, 0, 7)[0] == 't';
+	plan = dp_plan_from_name(PQgetvalue(r, 0, 8));
 	u->plan = plan < 0 ? DP_PLAN_FREE : plan;
-	u->verified = PQgetvalue(r, 0, 4)[0] == 't';
-	u->has_password = PQgetvalue(r, 0, 5)[0] == 't';
-	u->auth_age = strtoll(PQgetvalue(r, 0, 6), NULL, 10);
-	PQclear(r);
+	u->has_password = PQgetvalue(r, 0, DP_USER_NCOLS)[0] == 't';
+	u->auth_age = strtoll(PQgetvalue(r, 0, DP_USER_NCOLS + 1), NULL, 10);
+	if (!PQgetisnull(r, 0, DP_USER_NCOLS + 2))
+		u->window_count = strtoll(PQgetvalue(r, 0, DP_USER_NCOLS + 2),
+		    NULL, 10);
+	u->row = r;	/* freed with the request */
 	*out = u;
 	return 0;
+}
+
+struct json_object *
+dp_user_json_self(const struct dp_user *u)
+{
+	return dp_user_json(u->row, 0, 0);
 }
 
 struct json_object *

@@ -20,10 +20,15 @@ struct dp_user;
 
 /*
  * Check an access token: JWT (dp_jwt_verify_access) and, in one query,
- * that its login session is unrevoked and its user exists and is active.
- * 0 with *out (arena) set; -1 when invalid or on database failure.
+ * that its login session is unrevoked and its user exists and is active;
+ * with count, the same statement counts the user's general rate-limit
+ * window (user->window_count).  0 with *out (arena; out->row holds the
+ * User columns) set; -1 when invalid or on database failure.
  */
-int	 dp_auth_bearer(struct dp_req *, const char *token, struct dp_user **out);
+int	 dp_auth_bearer(struct dp_req *, const char *token, bool count,
+	    struct dp_user **out);
+/* The authenticated caller's User object. */
+struct json_object *dp_user_json_self(const struct dp_user *);
 /* The HS256 key, read once from [auth] jwt_key_file; NULL on failure. */
 const struct dp_buf *dp_auth_key(void);
 /* User object from row r of a result whose columns start at c (DP_USER_COLS). */

@@ -68,8 +68,8 @@ connect_db(const char *conninfo, struct dp_err *err)
 		return NULL;
 	}
 	if (PQstatus(c) != CONNECTION_OK) {
-		dp_err_set(err, 1, "database connection failed: %s",
-		    PQerrorMessage(c));
+		dp_err_set(err, 1, "database connection failed: %.*s",
+		    (int)strcspn(PQerrorMessage(c), "\n"), PQerrorMessage(c));
 		PQfinish(c);
 		return NULL;
 	}

@@ -8,7 +8,7 @@
 #include <curl/curl.h>
 #include <json-c/json.h>
 /* libjwt's header by path: lib/jwt.h shadows <jwt.h> under -Ilib. */
-#include </usr/include/jwt.h>
+#include <jwt.h>
 #include <openssl/bio.h>
 #include <openssl/bn.h>
 #include <openssl/core_names.h>

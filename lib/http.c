@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 
+#include <curl/curl.h>
 #include <errno.h>
 #include <fcgiapp.h>
 #include <signal.h>
@@ -59,9 +60,8 @@ dp_req_param(struct dp_req *req, const char *name)
 {
 	struct io	*io = req->io;
 
-	if (io == NULL)
-		return NULL;
-	if (io->fr != NULL)
+	/* Without a FastCGI request, this is CGI: the environment. */
+	if (io != NULL && io->fr != NULL)
 		return FCGX_GetParam(name, io->fr->envp);
 	return getenv(name);
 }
@@ -317,31 +317,13 @@ dp_res_total(struct dp_res *res, int64_t total)
 /* ---- rate limits -------------------------------------------------------- */
 
 int
-dp_ratelimit(struct dp_req *req, struct dp_res *res, const char *key,
-    int64_t limit, int64_t window)
+dp_ratelimit_apply(struct dp_req *req, struct dp_res *res, int64_t limit,
+    int64_t window, int64_t count)
 {
-	static const char sql[] =
-	    "INSERT INTO rate_windows (key, window_start, window_len, count) "
-	    "VALUES ($1, $2, $3, 1) ON CONFLICT (key, window_start) DO "
-	    "UPDATE SET count = rate_windows.count + 1 RETURNING count";
-	char		 ws[24], wl[24];
-	const char	*p[3] = { key, ws, wl };
-	PGresult	*r;
-	int64_t		 now = (int64_t)dp_now(), start, count, remaining;
-	int		 rc;
+	struct json_object	*o;
+	int64_t			 now = (int64_t)dp_now(), start, remaining, after;
 
-	if (req->db == NULL)
-		return -1;
 	start = now - now % window;
-	snprintf(ws, sizeof(ws), "%lld", (long long)start);
-	snprintf(wl, sizeof(wl), "%lld", (long long)window);
-	r = dp_db_exec(req->db, sql, 3, p);
-	if (!dp_db_ok(r) || PQntuples(r) != 1) {
-		PQclear(r);
-		return -1;
-	}
-	count = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
-	PQclear(r);
 	remaining = limit - count;
 	if (remaining < 0)
 		remaining = 0;
@@ -353,24 +335,55 @@ dp_ratelimit(struct dp_req *req, struct dp_res *res, const char *key,
 		req->rl.remaining = remaining;
 		req->rl.reset = start + window;
 	}
-	rc = 0;
-	if (count > limit) {
-		struct json_object	*o = json_object_new_object();
-		int64_t			 after = start + window - now;
+	if (count <= limit)
+		return 0;
+	after = start + window - now;
+	if (after < 1)
+		after = 1;
+	req->rl.set = true;
+	req->rl.limit = limit;
+	req->rl.remaining = 0;
+	req->rl.reset = start + window;
+	o = json_object_new_object();
+	dp_json_str(o, "detail", "Too many requests. Please try again later.");
+	dp_json_int(o, "retry_after", after);
+	dp_res_header(res, "Retry-After", "%lld", (long long)after);
+	return dp_ok(res, 429, o);
+}
 
-		if (after < 1)
-			after = 1;
-		req->rl.set = true;
-		req->rl.limit = limit;
-		req->rl.remaining = 0;
-		req->rl.reset = start + window;
-		dp_json_str(o, "detail",
-		    "Too many requests. Please try again later.");
-		dp_json_int(o, "retry_after", after);
-		dp_res_header(res, "Retry-After", "%lld", (long long)after);
-		rc = dp_ok(res, 429, o);
+void
+dp_ratelimit_window(int64_t window, char start[24], char len[24])
+{
+	int64_t	 now = (int64_t)dp_now();
+
+	snprintf(start, 24, "%lld", (long long)(now - now % window));
+	snprintf(len, 24, "%lld", (long long)window);
+}
+
+int
+dp_ratelimit(struct dp_req *req, struct dp_res *res, const char *key,
+    int64_t limit, int64_t window)
+{
+	static const char sql[] =
+	    "INSERT INTO rate_windows (key, window_start, window_len, count) "
+	    "VALUES ($1, $2, $3, 1) ON CONFLICT (key, window_start) DO "
+	    "UPDATE SET count = rate_windows.count + 1 RETURNING count";
+	char		 ws[24], wl[24];
+	const char	*p[3] = { key, ws, wl };
+	PGresult	*r;
+	int64_t		 count;
+
+	if (req->db == NULL)
+		return -1;
+	dp_ratelimit_window(window, ws, wl);
+	r = dp_db_exec(req->db, sql, 3, p);
+	if (!dp_db_ok(r) || PQntuples(r) != 1) {
+		PQclear(r);
+		return -1;
 	}
-	return rc;
+	count = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+	PQclear(r);
+	return dp_ratelimit_apply(req, res, limit, window, count);
 }
 
 /* ---- routing ----------------------------------------------------------- */
@@ -746,6 +759,7 @@ static int
 read_body(struct dp_req *req)
 {
 	struct io	*io = req->io;
+	FCGX_Request	*fr = io != NULL ? io->fr : NULL;
 	const char	*cl = dp_req_param(req, "CONTENT_LENGTH");
 	int64_t		 want = 0, max = dp_cfg.limits_body_max;
 	char		*buf, drain[8192];
@@ -756,10 +770,9 @@ read_body(struct dp_req *req)
 		want = max + 1;
 	if (want > max) {
 		/* Drain what the web server sends so it reads our answer. */
-		while (io != NULL && want > 0) {
-			n = io->fr ? FCGX_GetStr(drain, sizeof(drain),
-			    io->fr->in) : (int)fread(drain, 1, sizeof(drain),
-			    stdin);
+		while (want > 0) {
+			n = fr ? FCGX_GetStr(drain, sizeof(drain), fr->in) :
+			    (int)fread(drain, 1, sizeof(drain), stdin);
 			if (n <= 0)
 				break;
 			want -= n;
@@ -767,10 +780,9 @@ read_body(struct dp_req *req)
 		return 413;
 	}
 	buf = dp_arena_alloc(&req->arena, (size_t)want + 1);
-	while (io != NULL && got < (size_t)want) {
-		n = io->fr ? FCGX_GetStr(buf + got, (int)((size_t)want - got),
-		    io->fr->in) : (int)fread(buf + got, 1, (size_t)want - got,
-		    stdin);
+	while (got < (size_t)want) {
+		n = fr ? FCGX_GetStr(buf + got, (int)((size_t)want - got),
+		    fr->in) : (int)fread(buf + got, 1, (size_t)want - got, stdin);
 		if (n <= 0)
 			break;
 		got += (size_t)n;
@@ -825,7 +837,7 @@ dp_http_dispatch(struct dp_req *req, struct dp_res *res,
 	const char		*m = dp_req_param(req, "REQUEST_METHOD");
 	const char		*uri = dp_req_param(req, "DOCUMENT_URI");
 	const char		*tok, *pattern = NULL;
-	bool			 has_bearer, head = false;
+	bool			 has_bearer, head = false, general;
 	char			*path, *key;
 	long			 best = -1, s;
 	size_t			 i, len;
@@ -910,11 +922,16 @@ dp_http_dispatch(struct dp_req *req, struct dp_res *res,
 	}
 	req->db = dp_http_db();
 
-	/* Identify the caller (401 is decided after the rate limit). */
+	/*
+	 * Identify the caller (401 is decided after the rate limit).  The
+	 * same statement counts the user's general window when the route
+	 * uses it, so an authenticated request costs one round trip.
+	 */
 	tok = bearer(req, &has_bearer);
+	general = !(rt->flags & (DP_NOLIMIT | DP_AUTHLIMIT));
 	if (has_bearer && req->db != NULL) {
-		if (dp_auth_bearer(req, tok, &req->user) < 0 && req->db &&
-		    !dp_db_ping(req->db)) {
+		if (dp_auth_bearer(req, tok, general, &req->user) < 0 &&
+		    req->db && !dp_db_ping(req->db)) {
 			dp_fail(res, 503, "Service temporarily unavailable");
 			return;
 		}
@@ -931,7 +948,11 @@ dp_http_dispatch(struct dp_req *req, struct dp_res *res,
 			    req->client_ip);
 			rc = dp_ratelimit(req, res, key,
 			    dp_cfg.limits_rate_auth_ip, 60);
-		} else if ((lim = general_limit(req)) > 0) {
+		} else if ((lim = general_limit(req)) > 0 && req->user &&
+		    req->user->window_count > 0) {
+			rc = dp_ratelimit_apply(req, res, lim, 60,
+			    req->user->window_count);
+		} else if (lim > 0) {
 			key = req->user ? dp_arena_printf(&req->arena,
 			    "user:%s", req->user->id) :
 			    dp_arena_printf(&req->arena, "ip:%s",
@@ -1063,6 +1084,8 @@ render(struct dp_req *req, struct dp_res *res, struct dp_buf *out)
 static void
 request_release(struct dp_req *req, struct dp_res *res)
 {
+	if (req->user != NULL)
+		PQclear(req->user->row);
 	json_object_put(req->body);
 	json_object_put(req->errors);
 	json_object_put(res->json);
@@ -1240,6 +1263,7 @@ dp_serve(int argc, char *argv[], const char *prog,
 	if (workers <= 0)
 		workers = sysconf(_SC_NPROCESSORS_ONLN) > 0 ?
 		    sysconf(_SC_NPROCESSORS_ONLN) : 1;
+	curl_global_init(CURL_GLOBAL_DEFAULT);
 	FCGX_Init();
 	if (sockpath != NULL) {
 		unlink(sockpath);

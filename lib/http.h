@@ -81,6 +81,8 @@ struct dp_user {
 	bool	 verified;
 	bool	 has_password;
 	int64_t	 auth_age;	/* seconds since the session authenticated */
+	int64_t	 window_count;	/* general limiter count, 0 = not counted */
+	PGresult *row;		/* DP_USER_COLS at column 0 (owned) */
 };
 
 struct dp_req;
@@ -187,6 +189,11 @@ void	 dp_res_total(struct dp_res *, int64_t total);
  */
 int	 dp_ratelimit(struct dp_req *, struct dp_res *, const char *key,
 	    int64_t limit, int64_t window);
+/* The same with a count already taken (e.g. by the bearer query). */
+int	 dp_ratelimit_apply(struct dp_req *, struct dp_res *, int64_t limit,
+	    int64_t window, int64_t count);
+/* The current window's start and length as text, for SQL parameters. */
+void	 dp_ratelimit_window(int64_t window, char start[24], char len[24]);
 
 /* JSON helpers. */
 void	 dp_json_str(struct json_object *, const char *key, const char *s);

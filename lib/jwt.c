@@ -6,7 +6,7 @@
 
 #include <json-c/json.h>
 /* Our own header is "jwt.h" too; take libjwt's from the system path. */
-#include </usr/include/jwt.h>
+#include <jwt.h>
 
 #include "crypto.h"
 #include "jwt.h"

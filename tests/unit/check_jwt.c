@@ -10,7 +10,7 @@
 #include <openssl/rsa.h>
 #include <openssl/ec.h>
 /* lib/jwt.h shadows libjwt's <jwt.h> on the -Ilib path. */
-#include </usr/include/jwt.h>
+#include <jwt.h>
 
 #include "crypto.h"
 #include "jwt.h"
