@@ -20,6 +20,8 @@ make -s all bench/fcgi-trivial
 export DEVPOCKET_LIMITS_RATE_ANONYMOUS=100000000 DEVPOCKET_LIMITS_RATE_FREE=100000000
 export DEVPOCKET_LIMITS_RATE_AUTH_IP=100000000 DEVPOCKET_LIMITS_RATE_AUTH_IDENTIFIER=100000000
 export DEVPOCKET_WEB_LOG_LEVEL=warning
+# The production password cost, whatever the test stack uses.
+export DEVPOCKET_AUTH_SCRYPT_N=32768
 
 TMP=$(mktemp -d)
 cleanup() {

@@ -515,6 +515,31 @@ client_ip(struct dp_req *req)
 	return peer;
 }
 
+/*
+ * Request ids need to be unique, not secret: a splitmix64 stream seeded
+ * from getrandom once per process saves a system call per request.
+ */
+static void
+request_id_bytes(unsigned char out[16])
+{
+	static uint64_t	 state;
+	static pid_t	 owner;
+	uint64_t	 z;
+	int		 i;
+
+	if (owner != getpid()) {
+		dp_random(&state, sizeof(state));
+		owner = getpid();
+	}
+	for (i = 0; i < 2; i++) {
+		z = (state += 0x9e3779b97f4a7c15ULL);
+		z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+		z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+		z ^= z >> 31;
+		memcpy(out + 8 * i, &z, 8);
+	}
+}
+
 static void
 set_request_id(struct dp_req *req)
 {
@@ -533,7 +558,7 @@ set_request_id(struct dp_req *req)
 			return;
 		}
 	}
-	dp_random(r, sizeof(r));
+	request_id_bytes(r);
 	dp_hex(req->request_id, r, sizeof(r));
 }
 
