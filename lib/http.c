@@ -523,13 +523,13 @@ static void
 request_id_bytes(unsigned char out[16])
 {
 	static uint64_t	 state;
-	static pid_t	 owner;
+	static bool	 seeded;	/* workers fork before their first request */
 	uint64_t	 z;
 	int		 i;
 
-	if (owner != getpid()) {
+	if (!seeded) {
 		dp_random(&state, sizeof(state));
-		owner = getpid();
+		seeded = true;
 	}
 	for (i = 0; i < 2; i++) {
 		z = (state += 0x9e3779b97f4a7c15ULL);
