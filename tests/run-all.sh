@@ -127,6 +127,15 @@ else
 	# A clean database every time; stops a stack left over from an
 	# interrupted run first.
 	$STACK wipe --var "$VAR" >/dev/null 2>&1 || rm -rf "$VAR"
+	# Google sign-in against the fake JWKS that test_google.py starts on
+	# this port (DP_TEST_JWKS_PORT); the client id is the tests' own.
+	JWKS_PORT=$((PORT + 99))
+	DP_TEST_JWKS_PORT=$JWKS_PORT
+	DEVPOCKET_GOOGLE_CLIENT_IDS="devpocket-test.apps.googleusercontent.com, other-client"
+	DEVPOCKET_GOOGLE_JWKS_URL="http://127.0.0.1:$JWKS_PORT/oauth2/v3/certs"
+	DEVPOCKET_GOOGLE_TIMEOUT=2
+	export DP_TEST_JWKS_PORT DEVPOCKET_GOOGLE_CLIENT_IDS DEVPOCKET_GOOGLE_JWKS_URL \
+	    DEVPOCKET_GOOGLE_TIMEOUT
 	stack_up=1
 	if ! $STACK start --var "$VAR" --port "$PORT" >"$tmp/start.log" 2>&1; then
 		cat "$tmp/start.log"
