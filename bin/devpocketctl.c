@@ -49,7 +49,8 @@ usage(void)
 	    "  user enable USERNAME\n"
 	    "  user list\n"
 	    "  doctor\n"
-	    "  config dump\n");
+	    "  config dump\n"
+	    "  keygen PATH...\n");
 }
 
 static void
@@ -1066,6 +1067,30 @@ cmd_config(int argc, char *argv[])
 	return 0;
 }
 
+/* --- keys --------------------------------------------------------------- */
+
+/*
+ * keygen PATH...: a 32-byte random key as 64 hex characters, mode 0640,
+ * for [auth] jwt_key_file and secret_key_file; an existing file is kept.
+ */
+static int
+cmd_keygen(int argc, char *argv[])
+{
+	struct dp_err	 err = { 0 };
+	int		 i, status = 0;
+
+	if (argc < 2) {
+		usage();
+		return EXIT_USAGE;
+	}
+	for (i = 1; i < argc; i++)
+		if (dp_keyfile_create(argv[i], &err) < 0) {
+			complain("%s", err.msg);
+			status = 1;
+		}
+	return status;
+}
+
 int
 main(int argc, char *argv[])
 {
@@ -1098,6 +1123,8 @@ main(int argc, char *argv[])
 		return EXIT_USAGE;
 	}
 	cmd = argv[0];
+	if (strcmp(cmd, "keygen") == 0)
+		return cmd_keygen(argc, argv);	/* needs no configuration */
 	if (strcmp(cmd, "migrate") != 0 && strcmp(cmd, "user") != 0 &&
 	    strcmp(cmd, "doctor") != 0 && strcmp(cmd, "config") != 0) {
 		usage();

@@ -343,3 +343,19 @@ def test_worker_once_and_sigterm():
     eq(rc, 0, "worker exit after SIGTERM")
     check(took < 1.0, "worker took %.2fs to stop" % took)
     check('"worker ' in err and "stopped" in err, err[-300:])
+
+
+def test_ctl_keygen():
+    d = tempfile.mkdtemp()
+    path = os.path.join(d, "k.key")
+    p = raw_ctl("keygen", path)
+    eq(p.returncode, 0, "keygen exit")
+    text = open(path).read()
+    check(re.match(r"^[0-9a-f]{64}\n$", text), "64 hex digits")
+    eq(oct(os.stat(path).st_mode & 0o777), "0o640", "mode")
+    p = raw_ctl("keygen", path)
+    eq(p.returncode, 0, "second keygen")
+    eq(open(path).read(), text, "kept")
+    p = raw_ctl("keygen", os.path.join(d, "no", "such", "dir"))
+    eq(p.returncode, 1, "bad path exit")
+    eq(raw_ctl("keygen").returncode, 2, "usage")
