@@ -9,6 +9,13 @@ SBINDIR     ?= $(PREFIX)/sbin
 DATADIR     ?= $(PREFIX)/share/devpocket
 MANDIR      ?= $(PREFIX)/share/man
 DESTDIR     ?=
+# systemd units and the group that may connect to the responder sockets
+# (nginx and lighttpd run as www-data on Debian, nginx on Fedora).
+UNITDIR     ?= $(PREFIX)/lib/systemd/system
+WEBGROUP    ?= www-data
+DEB_VERSION ?=
+RPM_RELEASE ?= 1
+PKG_REF     ?=
 
 CC          ?= cc
 PKG_CONFIG  ?= pkg-config
@@ -35,6 +42,9 @@ LDFLAGS     += -fsanitize=$(SANITIZE)
 endif
 LIBS        := build/libdevpocket.a $(FCGI_LIBS) $(SCRYPT_LIBS) $(PKG_LIBS) -lm
 
+UNIT_SED    = sed -e "s|@LIBEXECDIR@|$(LIBEXECDIR)|g" -e "s|@SBINDIR@|$(SBINDIR)|g" \
+              -e "s|@SYSCONFDIR@|$(SYSCONFDIR)|g" -e "s|@WEBGROUP@|$(WEBGROUP)|g"
+
 ifeq ($(V),1)
 Q :=
 else
@@ -53,7 +63,7 @@ TEST_SRC    := $(sort $(wildcard tests/unit/check_*.c))
 TEST_BIN    := $(TEST_SRC:tests/unit/%.c=build/tests/%)
 PROGS       := $(CGI_BIN) $(WS_BIN) $(BIN_BIN)
 
-.PHONY: all check test run install clean deps valgrind help bench deb rpm
+.PHONY: all check test run install clean deps valgrind help bench deb rpm pkgsrc
 
 all: $(PROGS)
 
@@ -104,16 +114,71 @@ bench: deps all
 	@sh bench/http.sh
 
 install: all
-	install -d $(DESTDIR)$(LIBEXECDIR) $(DESTDIR)$(BINDIR) $(DESTDIR)$(SBINDIR) \
+	install -d $(DESTDIR)$(LIBEXECDIR) $(DESTDIR)$(LIBEXECDIR)/ws \
+		$(DESTDIR)$(BINDIR) $(DESTDIR)$(SBINDIR) \
 		$(DESTDIR)$(DATADIR)/sql $(DESTDIR)$(DATADIR)/templates/environments \
 		$(DESTDIR)$(DATADIR)/templates/email $(DESTDIR)$(SYSCONFDIR)/devpocket/conf.d
-	for p in $(CGI_BIN) $(WS_BIN); do install -m 0755 $$p $(DESTDIR)$(LIBEXECDIR)/; done
+	for p in $(CGI_BIN); do install -m 0755 $$p $(DESTDIR)$(LIBEXECDIR)/; done
+	for p in $(WS_BIN); do install -m 0755 $$p $(DESTDIR)$(LIBEXECDIR)/ws/; done
 	install -m 0755 bin/devpocketctl $(DESTDIR)$(BINDIR)/devpocketctl
 	install -m 0755 bin/devpocket-worker $(DESTDIR)$(SBINDIR)/devpocket-worker
 	install -m 0644 sql/*.sql $(DESTDIR)$(DATADIR)/sql/
 	-install -m 0644 templates/environments/*.yaml $(DESTDIR)$(DATADIR)/templates/environments/
 	-install -m 0644 templates/email/*.txt $(DESTDIR)$(DATADIR)/templates/email/
 	install -m 0644 etc/devpocket.conf $(DESTDIR)$(SYSCONFDIR)/devpocket/devpocket.conf
+	# packaging (issue 5): man pages, web-server sites, systemd units.
+	install -d $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8 \
+		$(DESTDIR)$(SYSCONFDIR)/nginx/sites-available \
+		$(DESTDIR)$(SYSCONFDIR)/lighttpd/conf-available $(DESTDIR)$(UNITDIR)
+	install -m 0644 docs/devpocket.conf.5 $(DESTDIR)$(MANDIR)/man5/
+	install -m 0644 docs/devpocketctl.8 docs/devpocket-worker.8 $(DESTDIR)$(MANDIR)/man8/
+	install -m 0644 etc/conf.d/README $(DESTDIR)$(SYSCONFDIR)/devpocket/conf.d/README
+	install -m 0644 etc/nginx/devpocket.conf $(DESTDIR)$(SYSCONFDIR)/nginx/sites-available/devpocket
+	install -m 0644 etc/lighttpd/devpocket.conf $(DESTDIR)$(SYSCONFDIR)/lighttpd/conf-available/50-devpocket.conf
+	for n in $(notdir $(CGI_BIN)); do for u in socket service; do \
+		$(UNIT_SED) -e "s|@NAME@|$$n|g" etc/systemd/devpocket-responder.$$u.in \
+		>$(DESTDIR)$(UNITDIR)/devpocket-$$n.$$u && \
+		chmod 0644 $(DESTDIR)$(UNITDIR)/devpocket-$$n.$$u || exit 1; done; done
+	for u in worker websocketd; do \
+		$(UNIT_SED) etc/systemd/devpocket-$$u.service.in \
+		>$(DESTDIR)$(UNITDIR)/devpocket-$$u.service && \
+		chmod 0644 $(DESTDIR)$(UNITDIR)/devpocket-$$u.service || exit 1; done
+
+# Packages (issue 5).  Both build from a copy of the working tree under
+# build/, so the checkout's own build is left alone.  DEB_VERSION
+# (default: packaging/debian/changelog's) and RPM_RELEASE may be set.
+PKG_SRC     := $(CURDIR)/build/pkgsrc/devpocket-$(VERSION)
+pkgsrc:
+	rm -rf build/pkgsrc && mkdir -p $(PKG_SRC)
+	# In a git checkout, the files git tracks (as they are in the working
+	# tree): untracked files are someone's work in progress.
+	# PKG_REF=<commit> packages that commit instead.
+	if [ -n "$(PKG_REF)" ]; then \
+		git archive --format=tar $(PKG_REF); \
+	elif git rev-parse --is-inside-work-tree >/dev/null 2>&1; then \
+		git ls-files -z | tar --null --ignore-failed-read -T - -cf - 2>/dev/null; \
+	else \
+		tar -cf - --exclude=./build --exclude=./var --exclude=./.git \
+			--exclude=__pycache__ .; \
+	fi | tar -xf - -C $(PKG_SRC)
+	$(MAKE) -C $(PKG_SRC) clean >/dev/null
+
+deb: pkgsrc
+	cp -a $(PKG_SRC)/packaging/debian $(PKG_SRC)/debian
+	sh $(PKG_SRC)/packaging/deb-version.sh $(PKG_SRC)/debian/changelog "$(DEB_VERSION)"
+	cd $(PKG_SRC) && dpkg-buildpackage -us -uc -b $(DEB_FLAGS)
+	rm -rf build/deb && mkdir -p build/deb
+	mv build/pkgsrc/*.deb build/pkgsrc/*.buildinfo build/pkgsrc/*.changes build/deb/
+	@ls build/deb/*.deb
+
+rpm: pkgsrc
+	rm -rf build/rpm && mkdir -p build/rpm/SOURCES build/rpm/SPECS
+	tar -czf build/rpm/SOURCES/devpocket-$(VERSION).tar.gz -C build/pkgsrc devpocket-$(VERSION)
+	sed -e "s|@VERSION@|$(VERSION)|g" -e "s|@RELEASE@|$(RPM_RELEASE)|g" \
+		$(PKG_SRC)/packaging/rpm/devpocket.spec >build/rpm/SPECS/devpocket.spec
+	rpmbuild --define "_topdir $(CURDIR)/build/rpm" $(RPM_FLAGS) \
+		-bb build/rpm/SPECS/devpocket.spec
+	@ls build/rpm/RPMS/*/*.rpm
 
 clean:
 	rm -rf build $(PROGS) bench/fcgi-trivial
