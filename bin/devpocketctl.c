@@ -13,7 +13,10 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "clusters.h"
 #include "crypto.h"
+#include "templates.h"
+#include "validate.h"
 #include "db.h"
 #include "log.h"
 #include "password.h"
@@ -50,7 +53,10 @@ usage(void)
 	    "  user list\n"
 	    "  doctor\n"
 	    "  config dump\n"
-	    "  keygen PATH...\n");
+	    "  keygen PATH...\n"
+	    "  templates load [--force] [DIR]\n"
+	    "  templates list [DIR]\n"
+	    "  clusters ensure-local [REGION]\n");
 }
 
 static void
@@ -1091,6 +1097,154 @@ cmd_keygen(int argc, char *argv[])
 	return status;
 }
 
+/* --- templates and clusters ------------------------------------------ */
+
+static char *
+catalog_dir(int argc, char *argv[], int i)
+{
+	struct dp_buf	 b = { 0 };
+
+	if (i < argc)
+		return dp_xstrdup(argv[i]);
+	dp_buf_printf(&b, "%s/templates/environments", dp_cfg.web_data_dir);
+	return dp_buf_detach(&b);
+}
+
+static void
+print_names(const char *what, struct json_object *report, const char *key)
+{
+	struct json_object	*a;
+	size_t			 i, n;
+
+	if (!json_object_object_get_ex(report, key, &a))
+		return;
+	n = json_object_array_length(a);
+	for (i = 0; i < n; i++)
+		printf("%s %s\n", what,
+		    json_object_get_string(json_object_array_get_idx(a, i)));
+}
+
+/*
+ * templates load [--force] [DIR]: the catalog into the database, as
+ * POST /templates/initialize does.  Exit 1 when a file was invalid.
+ * templates list [DIR]: the catalog files, parsed, without a database.
+ */
+static int
+cmd_templates(int argc, char *argv[])
+{
+	struct json_object	*report = NULL, *errs, *e, *f, *m;
+	struct dp_template	 t;
+	struct dp_err		 err = { 0 };
+	struct dirent		**names = NULL;
+	bool			 force = false;
+	struct dp_buf		 pb = { 0 };
+	char			*dir = NULL;
+	size_t			 i, n;
+	int			 k, nn, status = 1, argi = 2;
+
+	if (argc < 2) {
+		usage();
+		return EXIT_USAGE;
+	}
+	if (strcmp(argv[1], "load") == 0) {
+		if (argi < argc && strcmp(argv[argi], "--force") == 0) {
+			force = true;
+			argi++;
+		}
+		if (argc - argi > 1) {
+			usage();
+			return EXIT_USAGE;
+		}
+		dir = catalog_dir(argc, argv, argi);
+		if (open_db() < 0)
+			goto out;
+		report = json_object_new_object();
+		if (dp_templates_load_dir(db, dir, force, report) < 0) {
+			complain("loading %s failed (database error)", dir);
+			goto out;
+		}
+		print_names("created", report, "created");
+		print_names("updated", report, "updated");
+		print_names("skipped", report, "skipped");
+		status = 0;
+		if (json_object_object_get_ex(report, "errors", &errs) &&
+		    (n = json_object_array_length(errs)) > 0) {
+			for (i = 0; i < n; i++) {
+				e = json_object_array_get_idx(errs, i);
+				json_object_object_get_ex(e, "file", &f);
+				json_object_object_get_ex(e, "message", &m);
+				complain("%s: %s", json_object_get_string(f),
+				    json_object_get_string(m));
+			}
+			status = 1;
+		}
+	} else if (strcmp(argv[1], "list") == 0) {
+		if (argc > 3) {
+			usage();
+			return EXIT_USAGE;
+		}
+		dir = catalog_dir(argc, argv, 2);
+		if ((nn = scandir(dir, &names, NULL, alphasort)) < 0) {
+			complain("%s: %s", dir, strerror(errno));
+			goto out;
+		}
+		status = 0;
+		for (k = 0; k < nn; k++) {
+			size_t l = strlen(names[k]->d_name);
+
+			if (names[k]->d_name[0] != '.' && l > 5 &&
+			    strcmp(names[k]->d_name + l - 5, ".yaml") == 0) {
+				dp_buf_reset(&pb);
+				dp_buf_printf(&pb, "%s/%s", dir, names[k]->d_name);
+				if (dp_template_parse_file(pb.s, &t, &err) < 0) {
+					complain("%s", err.msg);
+					status = 1;
+				} else {
+					printf("%s\t%s\t%s\t%s\t%s\n", t.name,
+					    t.version, t.status, t.category,
+					    t.display_name);
+					dp_template_release(&t);
+				}
+			}
+			free(names[k]);
+		}
+		free(names);
+	} else {
+		usage();
+		return EXIT_USAGE;
+	}
+out:
+	json_object_put(report);
+	dp_buf_release(&pb);
+	free(dir);
+	return status;
+}
+
+/* clusters ensure-local [REGION]: the "local" cluster for single hosts. */
+static int
+cmd_clusters(int argc, char *argv[])
+{
+	int	 rc;
+
+	if (argc < 2 || strcmp(argv[1], "ensure-local") != 0 || argc > 3) {
+		usage();
+		return EXIT_USAGE;
+	}
+	if (argc == 3 && dp_check_region(argv[2], strlen(argv[2])) != DP_V_OK) {
+		complain("unknown region '%s'", argv[2]);
+		return 1;
+	}
+	if (open_db() < 0)
+		return 1;
+	if ((rc = dp_clusters_ensure_local(db, argc == 3 ? argv[2] : NULL)) < 0) {
+		complain("creating the local cluster failed");
+		return 1;
+	}
+	printf("%s\n", rc == 1 ? "created cluster local" :
+	    "cluster local exists");
+	return 0;
+}
+
 int
 main(int argc, char *argv[])
 {
@@ -1126,7 +1280,8 @@ main(int argc, char *argv[])
 	if (strcmp(cmd, "keygen") == 0)
 		return cmd_keygen(argc, argv);	/* needs no configuration */
 	if (strcmp(cmd, "migrate") != 0 && strcmp(cmd, "user") != 0 &&
-	    strcmp(cmd, "doctor") != 0 && strcmp(cmd, "config") != 0) {
+	    strcmp(cmd, "doctor") != 0 && strcmp(cmd, "config") != 0 &&
+	    strcmp(cmd, "templates") != 0 && strcmp(cmd, "clusters") != 0) {
 		usage();
 		return EXIT_USAGE;
 	}
@@ -1152,6 +1307,10 @@ main(int argc, char *argv[])
 		status = cmd_user(argc, argv);
 	else if (strcmp(cmd, "doctor") == 0)
 		status = cmd_doctor(argc, argv, cfg_ok, err.msg);
+	else if (strcmp(cmd, "templates") == 0)
+		status = cmd_templates(argc, argv);
+	else if (strcmp(cmd, "clusters") == 0)
+		status = cmd_clusters(argc, argv);
 	else
 		status = cmd_config(argc, argv);
 out:

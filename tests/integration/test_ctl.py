@@ -359,3 +359,31 @@ def test_ctl_keygen():
     p = raw_ctl("keygen", os.path.join(d, "no", "such", "dir"))
     eq(p.returncode, 1, "bad path exit")
     eq(raw_ctl("keygen").returncode, 2, "usage")
+
+
+def test_ctl_templates_list_without_database():
+    p = raw_ctl("--config", "/dev/null", "templates", "list", os.path.join(ROOT, "templates", "environments"))
+    eq(p.returncode, 0, "list exit: " + p.stderr)
+    names = [l.split("\t")[0] for l in p.stdout.splitlines()]
+    eq(names, ["golang", "nodejs", "python", "rust", "ubuntu"], "catalog")
+    d = tempfile.mkdtemp()
+    open(os.path.join(d, "broken.yaml"), "w").write("name: other\n")
+    p = raw_ctl("--config", "/dev/null", "templates", "list", d)
+    eq(p.returncode, 1, "invalid file exit")
+    check("broken.yaml:" in p.stderr, "file:line in " + p.stderr)
+
+
+def test_ctl_templates_load_and_clusters():
+    p = ctl("templates", "load", check=False)
+    eq(p.returncode, 0, "load: " + p.stderr)
+    check(all(l.split()[0] in ("created", "skipped", "updated") for l in p.stdout.splitlines()), p.stdout)
+    p = ctl("templates", "load", check=False)
+    eq(sorted(l.split()[0] for l in p.stdout.splitlines()), ["skipped"] * 5, "second load")
+    p = ctl("templates", "load", "--force", check=False)
+    eq(sorted(l.split()[0] for l in p.stdout.splitlines()), ["updated"] * 5, "forced load")
+    p = ctl("clusters", "ensure-local", check=False)
+    eq(p.returncode, 0, "ensure-local: " + p.stderr)
+    p = ctl("clusters", "ensure-local", check=False)
+    eq(p.stdout.strip(), "cluster local exists", "second ensure-local")
+    eq(ctl("clusters", "ensure-local", "mars", check=False).returncode, 1, "bad region")
+    eq(ctl("templates", "frob", check=False).returncode, 2, "usage")
