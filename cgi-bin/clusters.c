@@ -31,6 +31,94 @@ begin_locked(struct dp_db *db)
 	return dp_db_run(db, lock_sql, 0, NULL);
 }
 
+/*
+ * The field tables below are applied here rather than by dp_serve: the
+ * pipeline answers 422 for table errors before the handler runs, and the
+ * rules that need more than the table (name pattern, https endpoint,
+ * kube_config contents) must land in the same list (§0.7: one entry per
+ * invalid field).  Same semantics as the pipeline's table for the types
+ * used here.
+ */
+static void
+check_field(struct dp_req *req, const struct dp_field *f, struct dp_value *v)
+{
+	struct json_object	*j = NULL;
+	enum dp_vcode		 c = DP_V_OK;
+	const char		*s;
+	size_t			 len;
+
+	memset(v, 0, sizeof(*v));
+	if (!json_object_object_get_ex(req->body, f->name, &j) || j == NULL) {
+		if (f->flags & DP_F_REQUIRED)
+			dp_req_invalid(req, f->name, DP_V_MISSING,
+			    "field required");
+		return;
+	}
+	switch (f->type) {
+	case DP_FT_INT:
+		if (!json_object_is_type(j, json_type_int)) {
+			c = DP_V_TYPE_ERROR;
+			break;
+		}
+		v->i = json_object_get_int64(j);
+		if (v->i < f->min || v->i > f->max)
+			c = DP_V_OUT_OF_RANGE;
+		break;
+	case DP_FT_BOOL:
+		if (!json_object_is_type(j, json_type_boolean))
+			c = DP_V_TYPE_ERROR;
+		v->b = json_object_get_boolean(j);
+		break;
+	default:
+		if (!json_object_is_type(j, json_type_string)) {
+			c = DP_V_TYPE_ERROR;
+			break;
+		}
+		s = json_object_get_string(j);
+		len = (size_t)json_object_get_string_len(j);
+		if (memchr(s, '\0', len) != NULL) {
+			c = DP_V_INVALID_FORMAT;
+			break;
+		}
+		if (len == 0 && (f->flags & DP_F_EMPTYNULL)) {
+			v->cleared = true;
+			return;
+		}
+		v->s = s;
+		v->len = len;
+		if (f->type == DP_FT_TEXT)
+			c = dp_check_text(s, len, f->min, f->max);
+		else if (f->type == DP_FT_RAW)
+			c = len > (size_t)f->max ? DP_V_TOO_LONG : DP_V_OK;
+		else if (f->type == DP_FT_REGION)
+			c = dp_check_region(s, len);
+		else if (f->type == DP_FT_CHOICE)
+			c = dp_check_choice(s, len, f->choices);
+		else
+			c = DP_V_TYPE_ERROR;	/* not used by these tables */
+		break;
+	}
+	if (c != DP_V_OK)
+		dp_req_invalid(req, f->name, c, NULL);
+	else
+		v->present = true;
+}
+
+/* Check every field of table into a new array of values (arena). */
+static struct dp_value *
+check_fields(struct dp_req *req, const struct dp_field *table)
+{
+	struct dp_value	*in;
+	size_t		 i, n = 0;
+
+	while (table[n].name != NULL)
+		n++;
+	in = dp_req_alloc(req, (n + 1) * sizeof(*in));
+	for (i = 0; i < n; i++)
+		check_field(req, &table[i], &in[i]);
+	return in;
+}
+
 /* name: 3–50 chars of [A-Za-z0-9_-] (the lengths are the table's). */
 static void
 check_name(struct dp_req *req, const struct dp_value *v)
@@ -186,9 +274,9 @@ enum {
 };
 
 /*
- * endpoint and kube_config are plain strings in the table: whether they
- * are checked at all depends on the provider (both are ignored for
- * local), so the handlers check them.
+ * Applied by check_fields.  endpoint and kube_config are plain strings
+ * here: whether they are checked at all depends on the provider (both
+ * are ignored for local), so the handlers check them.
  */
 static const struct dp_field create_fields[] = {
 	{ "name", DP_FT_TEXT, DP_F_REQUIRED, 3, 50, NULL },
@@ -215,13 +303,14 @@ clusters_create(struct dp_req *req, struct dp_res *res)
 	    "INSERT INTO clusters (id, name, description, region, provider, "
 	    "endpoint, is_default, max_environments, kube_config_sealed) "
 	    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
-	const struct dp_value	*name = DP_IN(req, F_NAME),
-				*desc = DP_IN(req, F_DESCRIPTION),
-				*ep = DP_IN(req, F_ENDPOINT),
-				*def = DP_IN(req, F_IS_DEFAULT),
-				*maxe = DP_IN(req, F_MAX_ENVIRONMENTS),
-				*kcv = DP_IN(req, F_KUBE_CONFIG),
-				*prov = DP_IN(req, F_PROVIDER);
+	const struct dp_value	*in = check_fields(req, create_fields);
+	const struct dp_value	*name = &in[F_NAME],
+				*desc = &in[F_DESCRIPTION],
+				*ep = &in[F_ENDPOINT],
+				*def = &in[F_IS_DEFAULT],
+				*maxe = &in[F_MAX_ENVIRONMENTS],
+				*kcv = &in[F_KUBE_CONFIG],
+				*prov = &in[F_PROVIDER];
 	const char		*provider, *endpoint = NULL, *p[9];
 	struct dp_kubeconfig	 kc = { 0 };
 	struct dp_buf		 yaml = { 0 }, sealed = { 0 };
@@ -269,7 +358,7 @@ clusters_create(struct dp_req *req, struct dp_res *res)
 	p[0] = id;
 	p[1] = name->s;
 	p[2] = desc->present ? desc->s : NULL;
-	p[3] = DP_IN(req, F_REGION)->s;
+	p[3] = in[F_REGION].s;
 	p[4] = provider;
 	p[5] = endpoint;
 	p[6] = def->present && def->b ? "true" : "false";
@@ -397,48 +486,41 @@ clusters_update(struct dp_req *req, struct dp_res *res)
 	    "updated_at = CASE WHEN $13::bool THEN now() ELSE updated_at END "
 	    "WHERE id = $1";
 	const char		*id = req->params[0];
-	const struct dp_value	*name = DP_IN(req, F_NAME),
-				*region = DP_IN(req, F_REGION),
-				*desc = DP_IN(req, F_DESCRIPTION),
-				*ep = DP_IN(req, F_ENDPOINT),
-				*def = DP_IN(req, F_IS_DEFAULT),
-				*maxe = DP_IN(req, F_MAX_ENVIRONMENTS),
-				*kcv = DP_IN(req, F_KUBE_CONFIG),
-				*st = DP_IN(req, F_STATUS);
+	const struct dp_value	*in = check_fields(req, update_fields);
+	const struct dp_value	*name = &in[F_NAME],
+				*region = &in[F_REGION],
+				*desc = &in[F_DESCRIPTION],
+				*ep = &in[F_ENDPOINT],
+				*def = &in[F_IS_DEFAULT],
+				*maxe = &in[F_MAX_ENVIRONMENTS],
+				*kcv = &in[F_KUBE_CONFIG],
+				*st = &in[F_STATUS];
 	const char		*p[13], *endpoint = NULL;
 	struct dp_kubeconfig	 kc = { 0 };
 	struct dp_buf		 yaml = { 0 }, sealed = { 0 };
 	struct dp_err		 err = { 0 };
 	PGresult		*r = NULL;
 	char			 maxbuf[24];
-	bool			 local, taken, ep_set = false, kc_set = false;
-	bool			 changed;
+	bool			 found = false, local = false, taken;
+	bool			 ep_set = false, kc_set = false, changed;
 	int			 rc;
 
+	/*
+	 * The provider decides which fields are checked, so the cluster is
+	 * looked up first; but validation answers before the lookup
+	 * (§0.9), so an unknown id is 404 only when the body is valid.
+	 */
 	check_name(req, name);
-	if (dp_req_has_errors(req)) {
-		rc = dp_fail_invalid(req, res);
-		goto out;
+	if (dp_is_id(id)) {
+		if (begin_locked(req->db) < 0 ||
+		    !dp_db_ok(r = dp_db_exec(req->db, get_sql, 1, &id))) {
+			rc = dp_fail_db(req, res);
+			goto out;
+		}
+		found = PQntuples(r) == 1;
+		local = found && strcmp(PQgetvalue(r, 0, 0), "local") == 0;
 	}
-	if (!dp_is_id(id)) {
-		rc = dp_fail(res, 404, "Cluster not found");
-		goto out;
-	}
-	if (begin_locked(req->db) < 0) {
-		rc = dp_fail_db(req, res);
-		goto out;
-	}
-	r = dp_db_exec(req->db, get_sql, 1, &id);
-	if (!dp_db_ok(r)) {
-		rc = dp_fail_db(req, res);
-		goto out;
-	}
-	if (PQntuples(r) != 1) {
-		rc = dp_fail(res, 404, "Cluster not found");
-		goto out;
-	}
-	local = strcmp(PQgetvalue(r, 0, 0), "local") == 0;
-	if (!local) {
+	if (found && !local) {
 		check_endpoint(req, ep);
 		if (ep->present || ep->cleared) {
 			ep_set = true;
@@ -454,10 +536,14 @@ clusters_update(struct dp_req *req, struct dp_res *res)
 				endpoint = kc.server;
 			}
 		}
-		if (dp_req_has_errors(req)) {
-			rc = dp_fail_invalid(req, res);
-			goto out;
-		}
+	}
+	if (dp_req_has_errors(req)) {
+		rc = dp_fail_invalid(req, res);
+		goto out;
+	}
+	if (!found) {
+		rc = dp_fail(res, 404, "Cluster not found");
+		goto out;
 	}
 	if (kc_set && yaml.len > 0 &&
 	    dp_cluster_seal(yaml.s, yaml.len, &sealed, &err) < 0) {
@@ -586,11 +672,11 @@ clusters_health(struct dp_req *req, struct dp_res *res)
 #define C	"/api/v1/clusters"
 static const struct dp_route routes[] = {
 	{ DP_GET, C, clusters_list, NULL, DP_AUTH | DP_ADMIN },
-	{ DP_POST, C, clusters_create, create_fields, DP_AUTH | DP_ADMIN },
+	{ DP_POST, C, clusters_create, NULL, DP_AUTH | DP_ADMIN | DP_BODY },
 	{ DP_GET, C "/regions", clusters_regions, NULL, DP_AUTH },
 	{ DP_GET, C "/{id}", clusters_get, NULL, DP_AUTH | DP_ADMIN },
-	{ DP_PUT, C "/{id}", clusters_update, update_fields,
-	    DP_AUTH | DP_ADMIN },
+	{ DP_PUT, C "/{id}", clusters_update, NULL,
+	    DP_AUTH | DP_ADMIN | DP_BODY },
 	{ DP_DELETE, C "/{id}", clusters_delete, NULL, DP_AUTH | DP_ADMIN },
 	{ DP_GET, C "/{id}/health", clusters_health, NULL,
 	    DP_AUTH | DP_ADMIN },

@@ -8,6 +8,10 @@ import base64
 import json
 import os
 import re
+import shutil
+import subprocess
+import sys
+import tempfile
 import time
 
 from harness import ROOT, admin, check, eq, http, register_user, sql, unique
@@ -268,6 +272,15 @@ def test_clusters_create_validation():
             eq(r.status, 422, "POST %r" % (extra,))
             eq(codes(r.json), {want}, "POST %r" % (extra,))
             eq(r.json["detail"], "Validation error", "detail")
+        # Rules beyond the field table land in the same list (§0.7).
+        r = api("POST", "/clusters", a, body={
+            "name": "bad name!", "region": "moon", "endpoint": "http://x.example.com",
+            "kube_config": b64(kubeconfig(current="nowhere")), "max_environments": 0})
+        eq(codes(r.json), {("name", "pattern"), ("region", "invalid_choice"),
+                           ("endpoint", "invalid_url"), ("kube_config", "invalid_format"),
+                           ("max_environments", "out_of_range")}, "every error at once")
+        msg = [e["message"] for e in r.json["errors"] if e["field"] == "kube_config"][0]
+        check("nowhere" in msg, "the message says why: %r" % msg)
         # For local, endpoint and kube_config are not even looked at.
         c = cs.create(provider="local", endpoint="http://x", kube_config="@@@")
         eq((c["endpoint"], c["has_kube_config"]), (None, False), "ignored for local")
@@ -417,6 +430,12 @@ def test_clusters_update():
                            ("region", "invalid_choice"), ("name", "too_short")}, "codes")
         r = api("PUT", "/clusters/" + cid, cs.adm, body={"name": "bad name"})
         eq(codes(r.json), {("name", "pattern")}, "name pattern")
+        r = api("PUT", "/clusters/" + cid, cs.adm, body={
+            "name": "bad name", "status": "gone", "endpoint": "ftp://x.example.com",
+            "kube_config": "%%%", "description": 7})
+        eq(codes(r.json), {("name", "pattern"), ("status", "invalid_choice"),
+                           ("endpoint", "invalid_url"), ("kube_config", "invalid_format"),
+                           ("description", "type_error")}, "every PUT error at once")
         r = api("PUT", "/clusters/" + cid, cs.adm, body={"endpoint": "http://plain.example.com"})
         eq(codes(r.json), {("endpoint", "invalid_url")}, "endpoint https")
         r = api("PUT", "/clusters/" + cid, cs.adm, body={"kube_config": b64("a: b\n")})
@@ -436,6 +455,10 @@ def test_clusters_update():
         # Processing order: 422 before 404.
         r = api("PUT", "/clusters/" + "0" * 24, cs.adm, body={"max_environments": 0})
         eq(r.status, 422, "validation before lookup")
+        r = api("PUT", "/clusters/zz", cs.adm, body={"name": "no way"})
+        eq(r.status, 422, "validation before lookup (malformed id)")
+        r = api("PUT", "/clusters/" + cid, cs.adm, raw=b"[1,")
+        eq(r.status, 400, "bad JSON on PUT")
 
 
 def insert_env(cs, cluster_id, user_id, resources, status="stopped"):
@@ -608,3 +631,87 @@ def test_clusters_health_kubernetes_unreachable():
         api("GET", "/clusters/" + c["id"] + "/health", cs.adm)
         eq(api("GET", "/clusters/" + c["id"], cs.adm).json["available_resources"],
            {"cpu": 4.0, "memory": 8.0, "storage": 20.0}, "capacity kept")
+
+
+FAKE_KUBE = os.path.join(ROOT, "tests", "fake-kube", "fake_kube.py")
+
+
+class FakeKube:
+    """tests/fake-kube/fake_kube.py over TLS with its own CA, on a free port."""
+
+    def __init__(self, nodes=3, token="fake-kube-" + unique("t")):
+        self.dir = tempfile.mkdtemp(prefix="dp-clusters-kube.")
+        self.token = token
+        self.proc = subprocess.Popen(
+            [sys.executable, FAKE_KUBE, "--port", "0", "--certs-dir", self.dir,
+             "--nodes", str(nodes), "--token", token, "--state-dir",
+             os.path.join(self.dir, "state")],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        line = self.proc.stdout.readline()
+        if not line.startswith("READY "):
+            self.close()
+            raise AssertionError("fake-kube did not start: %r %s" % (
+                line, self.proc.stderr.read()[-500:] if self.proc.stderr else ""))
+        self.port = int(line.split()[1])
+
+    def file_b64(self, name):
+        with open(os.path.join(self.dir, name), "rb") as f:
+            return base64.b64encode(f.read()).decode()
+
+    def kubeconfig(self, cert=False):
+        user = ("    client-certificate-data: %s\n    client-key-data: %s\n" % (
+            self.file_b64("client.crt"), self.file_b64("client.key"))
+            if cert else "    token: %s\n" % self.token)
+        return ("apiVersion: v1\nkind: Config\n"
+                "clusters:\n- name: fake\n  cluster:\n"
+                "    server: https://127.0.0.1:%d\n"
+                "    certificate-authority-data: %s\n"
+                "users:\n- name: me\n  user:\n%s"
+                "contexts:\n- name: fake\n  context: {cluster: fake, user: me}\n"
+                "current-context: fake\n" % (self.port, self.file_b64("ca.crt"), user))
+
+    def close(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        for f in (self.proc.stdout, self.proc.stderr):
+            if f:
+                f.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def test_clusters_health_kubernetes_fake_api():
+    """A kubeconfig (token, then client certificate) reaching the fake API
+    server: healthy, node_count from its node list, capacity recorded."""
+    if not os.path.exists(FAKE_KUBE):
+        print("skipped: tests/fake-kube/fake_kube.py is not there yet")
+        return
+    fk = FakeKube(nodes=3)
+    try:
+        with Clusters() as cs:
+            for cert in (False, True):
+                c = cs.create(kube_config=b64(fk.kubeconfig(cert=cert)))
+                eq(c["endpoint"], "https://127.0.0.1:%d" % fk.port, "endpoint")
+                r = api("GET", "/clusters/" + c["id"] + "/health", cs.adm)
+                eq(r.status, 200, "health")
+                h = r.json
+                eq(h["status"], "healthy", "cert=%s: %r" % (cert, h["message"]))
+                eq(h["node_count"], 3, "nodes of the fake")
+                g = check_health(cs, c["id"], h)
+                eq(sql("SELECT node_count FROM clusters WHERE id = :'p1'", c["id"]), [["3"]],
+                   "node_count stored")
+                av = g["available_resources"]
+                check(av is None or set(av) == {"cpu", "memory", "storage"}, "shape %r" % av)
+            # A wrong token is an unhealthy cluster, not an error.
+            bad = fk.kubeconfig().replace(fk.token, "wrong-token")
+            c = cs.create(kube_config=b64(bad))
+            h = api("GET", "/clusters/" + c["id"] + "/health", cs.adm).json
+            eq(h["status"], "unhealthy", "wrong token")
+            check("wrong-token" not in h["message"], "no token in the message")
+            check_health(cs, c["id"], h)
+    finally:
+        fk.close()
