@@ -14,6 +14,8 @@ set -eu
 BUILD_PKGS="gcc make pkg-config libfcgi-dev libpq-dev libjson-c-dev
 libjwt-dev libscrypt-dev libcurl4-openssl-dev libyaml-dev libinih-dev check
 libssl-dev mandoc valgrind openssl"
+# make deb, make rpm and the package tests.
+PKG_PKGS="dpkg-dev debhelper fakeroot rpm"
 # `make run`, integration tests and benchmarks.
 RUN_PKGS="postgresql nginx lighttpd spawn-fcgi websocketd tmux bubblewrap
 python3 curl wrk"
@@ -30,13 +32,13 @@ esac
 
 if ! command -v dpkg-query >/dev/null 2>&1; then
 	echo "install-deps: dpkg-query not found; this script is for Debian 12." >&2
-	echo "install-deps: install these by hand: $BUILD_PKGS $RUN_PKGS" | tr '\n' ' ' >&2
+	echo "install-deps: install these by hand: $BUILD_PKGS $RUN_PKGS $PKG_PKGS" | tr '\n' ' ' >&2
 	echo >&2
 	exit 1
 fi
 
 missing=
-for p in $BUILD_PKGS $RUN_PKGS; do
+for p in $BUILD_PKGS $RUN_PKGS $PKG_PKGS; do
 	st=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
 	case $st in
 	*" ok installed") ;;

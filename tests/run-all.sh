@@ -7,13 +7,18 @@
 #      --port 18000: its own PostgreSQL, responders, worker, nginx), the
 #      integration tests against it (tests/integration/run.py), the stack
 #      stopped again whatever happens;
-#   3. as the very last line of output: "N passed, N failed", unit and
-#      integration checks summed.  Exit status 1 if anything failed.
+#   3. the package tests (tests/package/test_deb.sh: make deb, install it
+#      here, the smoke tests against the installed layout behind nginx and
+#      lighttpd, upgrade, purge; make rpm), as root only;
+#   4. as the very last line of output: "N passed, N failed", unit,
+#      integration and package checks summed.  Exit status 1 if anything
+#      failed.
 #
 # A build that fails, a test program that does not build, or a stack that
 # does not start counts as one failure (with the reason printed) rather than
 # hiding the other results.  DP_TEST_PORT changes the port, DP_TEST_VAR the
-# var directory; extra arguments go to tests/integration/run.py.
+# var directory; extra arguments go to tests/integration/run.py;
+# DP_SKIP_PACKAGE=1 leaves out the package tests.
 set -u
 
 cd "$(dirname "$0")/.." || exit 1
@@ -27,6 +32,8 @@ upass=0
 ufail=0
 ipass=0
 ifail=0
+ppass=0
+pfail=0
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/run-all.XXXXXX")
 stack_up=0
 unitpg_up=0
@@ -174,7 +181,34 @@ else
 	stack_up=0
 fi
 
+# ------------------------------------------------------------- package
+section "package tests (tests/package/test_deb.sh)"
+if [ "${DP_SKIP_PACKAGE:-0}" = 1 ]; then
+	echo "skipped (DP_SKIP_PACKAGE=1)"
+elif [ "$(id -u)" -ne 0 ]; then
+	echo "skipped: installing a package needs root"
+else
+	sh tests/package/test_deb.sh 2>&1 | tee "$tmp/package.log" |
+	    grep -E '^(PASS|FAIL|SKIP|note|package:) |^package: '
+	c=$(counts package "$tmp/package.log")
+	if [ -n "$c" ]; then
+		read -r a b <<-EOF
+		$c
+		EOF
+		ppass=$((ppass + a))
+		pfail=$((pfail + b))
+	else
+		tail -n 30 "$tmp/package.log"
+		echo "FAIL package: tests/package/test_deb.sh gave no summary"
+		pfail=$((pfail + 1))
+	fi
+	if [ "$pfail" -ne 0 ]; then
+		echo "---- tests/package/test_deb.sh (last 40 lines)"
+		tail -n 40 "$tmp/package.log"
+	fi
+fi
+
 echo
-echo "unit: $upass passed, $ufail failed; integration: $ipass passed, $ifail failed"
-echo "$((upass + ipass)) passed, $((ufail + ifail)) failed"
-[ $((ufail + ifail)) -eq 0 ]
+echo "unit: $upass passed, $ufail failed; integration: $ipass passed, $ifail failed; package: $ppass passed, $pfail failed"
+echo "$((upass + ipass + ppass)) passed, $((ufail + ifail + pfail)) failed"
+[ $((ufail + ifail + pfail)) -eq 0 ]

@@ -248,6 +248,22 @@ if [ "$(id -u)" -ne 0 ]; then
 	summary
 	exit 0
 fi
+# One run at a time on a machine (several checkouts may run make test):
+# the package, its user and /etc/devpocket are machine-wide.
+exec 9>/run/lock/devpocket-test-deb.lock
+if ! flock -w 900 9; then
+	bad lock "another tests/package/test_deb.sh held the lock for 15 minutes"
+	summary
+	exit 1
+fi
+for c in dpkg-buildpackage dh spawn-fcgi nginx lighttpd setpriv curl flock; do
+	if ! command -v "$c" >/dev/null 2>&1; then
+		bad prerequisites "$c not found (sh packaging/install-deps.sh)"
+		summary
+		exit 1
+	fi
+done
+
 if dpkg-query -W -f='${Status}' devpocket 2>/dev/null | grep -q installed; then
 	if [ -f /etc/devpocket/conf.d/test.conf ]; then
 		echo "removing the devpocket package an interrupted run left"
@@ -258,13 +274,6 @@ if dpkg-query -W -f='${Status}' devpocket 2>/dev/null | grep -q installed; then
 		exit 0
 	fi
 fi
-for c in dpkg-buildpackage dh spawn-fcgi nginx lighttpd setpriv curl; do
-	if ! command -v "$c" >/dev/null 2>&1; then
-		bad prerequisites "$c not found (sh packaging/install-deps.sh)"
-		summary
-		exit 1
-	fi
-done
 
 work=$(mktemp -d /tmp/devpocket-pkg.XXXXXX)
 chmod 0755 "$work"
@@ -283,6 +292,12 @@ else
 	exit 1
 fi
 deb=$(ls build/deb/devpocket_*_*.deb | head -n 1)
+# The RPM builds too (Debian's rpmbuild: no BuildRequires database).
+if command -v rpmbuild >/dev/null 2>&1; then
+	check "make rpm" $MAKE -s rpm RPM_FLAGS=--nodeps PKG_REF="${DP_PKG_REF:-}"
+else
+	bad "make rpm" "rpmbuild not found (sh packaging/install-deps.sh)"
+fi
 cp "$deb" "$work/v1.deb"
 
 # 2. Install.
