@@ -11,6 +11,7 @@
 #include "log.h"
 #include "outbox.h"
 #include "password.h"
+#include "wsapp.h"
 
 /* A hash to verify against when the user is unknown, so that timing does
  * not tell which identifiers exist.  Made once per worker. */
@@ -855,6 +856,76 @@ auth_change(struct dp_req *req, struct dp_res *res)
 	return message(res, "Password changed successfully");
 }
 
+/* ---- WebSocket pre-upgrade check ---------------------------------------- */
+
+/* A refusal the web server turns into the client's answer: nginx reads
+ * the detail from this header (auth_request drops the body). */
+static int
+ws_deny(struct dp_res *res, int status, const char *detail)
+{
+	dp_res_header(res, "X-DevPocket-Detail", "%s", detail);
+	return dp_fail(res, status, detail);
+}
+
+/*
+ * GET /auth/authorize-ws: may the socket in X-Original-URI (the original
+ * request URI, set by the web server) open (CONTRACT §3.2)?  Token from
+ * its `token` query parameter, else Authorization.  In order: 401
+ * Authentication failed; 403 Please verify your email address; 403
+ * Environment not found / SSH profile not found; 403 Environment not
+ * running (terminal); 204 allowed.  404 for a path that is no socket;
+ * 503 when the database is down.  Never rate limited: it only reads.
+ */
+static int
+auth_authorize_ws(struct dp_req *req, struct dp_res *res)
+{
+	struct dp_wsreq		 wr;
+	struct dp_wsuser	 u;
+	struct dp_wsenv		 e;
+	struct dp_err		 err = { 0 };
+	enum dp_ws_kind		 kind;
+	const char		*query;
+	char			 seg[25];
+	int			 rc, r;
+
+	if (dp_ws_uri_split(dp_req_header(req, "X-Original-URI"), &kind, seg,
+	    &query) < 0)
+		return dp_fail(res, 404, "Not Found");
+	if (req->db == NULL)
+		return dp_fail(res, 503, "Service temporarily unavailable");
+	dp_wsreq_parse(&wr, kind, query, seg, dp_req_header(req,
+	    "Authorization"));
+	memset(&e, 0, sizeof(e));
+	if (dp_wsapp_token(req->db, wr.token, &u, &err) < 0) {
+		rc = err.code == 1 ? dp_fail_db(req, res) :
+		    ws_deny(res, 401, "Authentication failed");
+		goto out;
+	}
+	if (dp_cfg.auth_require_verified_email && !u.verified) {
+		rc = ws_deny(res, 403, "Please verify your email address");
+		goto out;
+	}
+	if (kind == DP_WSK_SSH) {
+		/* SSH profiles do not exist yet. */
+		rc = ws_deny(res, 403, "SSH profile not found");
+		goto out;
+	}
+	if ((r = dp_wsapp_env(req->db, u.id, wr.target, &e)) < 0) {
+		rc = dp_fail_db(req, res);
+		goto out;
+	}
+	if (r == 0)
+		rc = ws_deny(res, 403, "Environment not found");
+	else if (kind == DP_WSK_TERMINAL && strcmp(e.status, "running") != 0)
+		rc = ws_deny(res, 403, "Environment not running");
+	else
+		rc = dp_no_content(res);
+out:
+	dp_wsapp_env_release(&e);
+	dp_wsreq_release(&wr);
+	return rc;
+}
+
 #define A	"/api/v1/auth"
 static const struct dp_route routes[] = {
 	{ DP_POST, A "/register", auth_register, register_fields, DP_AUTHLIMIT },
@@ -871,6 +942,7 @@ static const struct dp_route routes[] = {
 	    DP_AUTHLIMIT },
 	{ DP_POST, A "/reset-password", auth_reset, reset_fields, DP_AUTHLIMIT },
 	{ DP_POST, A "/change-password", auth_change, change_fields, DP_AUTH },
+	{ DP_GET, A "/authorize-ws", auth_authorize_ws, NULL, DP_NOLIMIT },
 };
 
 int

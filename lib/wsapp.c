@@ -1,0 +1,630 @@
+/* lib/wsapp.c: what the websocketd programs (ws/terminal, ws/logs) share */
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "auth.h"
+#include "config.h"
+#include "http.h"
+#include "jwt.h"
+#include "log.h"
+#include "wsapp.h"
+
+const char *const dp_ws_kind_names[DP_WSK__MAX] = {
+	"terminal",	/* DP_WSK_TERMINAL */
+	"logs",		/* DP_WSK_LOGS */
+	"ssh",		/* DP_WSK_SSH */
+};
+
+/* ---- request ------------------------------------------------------------ */
+
+static bool
+device_id_ok(const char *s)
+{
+	size_t	 i;
+
+	for (i = 0; s[i]; i++)
+		if (!((s[i] >= 'A' && s[i] <= 'Z') ||
+		    (s[i] >= 'a' && s[i] <= 'z') ||
+		    (s[i] >= '0' && s[i] <= '9') || s[i] == '.' ||
+		    s[i] == '_' || s[i] == '-'))
+			return false;
+	return i >= 1 && i <= 64;
+}
+
+static int
+query_int(struct dp_req *q, const char *name, int64_t min, int64_t max,
+    int dflt)
+{
+	const char	*v = dp_req_query(q, name);
+	int64_t		 n;
+
+	if (v == NULL || dp_parse_int64(v, min, max, &n) < 0)
+		return dflt;
+	return (int)n;
+}
+
+void
+dp_wsreq_parse(struct dp_wsreq *r, enum dp_ws_kind kind, const char *query,
+    const char *seg, const char *authorization)
+{
+	struct dp_req	 q;
+	const char	*v;
+	bool		 b;
+
+	memset(r, 0, sizeof(*r));
+	memset(&q, 0, sizeof(q));
+	r->kind = kind;
+	if (seg != NULL && dp_is_id(seg))
+		memcpy(r->target, seg, sizeof(r->target));
+	q.query = query;
+	if ((v = dp_req_query(&q, "token")) != NULL && *v != '\0')
+		r->token = dp_xstrdup(v);
+	else if (authorization != NULL) {
+		while (*authorization == ' ')
+			authorization++;
+		if (strncasecmp(authorization, "Bearer ", 7) == 0) {
+			v = authorization + 7;
+			while (*v == ' ')
+				v++;
+			if (*v != '\0')
+				r->token = dp_xstrdup(v);
+		}
+	}
+	if ((v = dp_req_query(&q, "device_id")) != NULL && device_id_ok(v))
+		snprintf(r->device_id, sizeof(r->device_id), "%s", v);
+	r->cols = query_int(&q, "cols", 10, 500, 80);
+	r->rows = query_int(&q, "rows", 5, 200, 24);
+	r->lines = query_int(&q, "lines", 0, 1000, 100);
+	r->follow = true;
+	if ((v = dp_req_query(&q, "follow")) != NULL &&
+	    dp_parse_bool(v, &b) == 0)
+		r->follow = b;
+	dp_arena_release(&q.arena);
+}
+
+void
+dp_wsreq_release(struct dp_wsreq *r)
+{
+	if (r->token != NULL) {
+		explicit_bzero(r->token, strlen(r->token));
+		free(r->token);
+	}
+	r->token = NULL;
+}
+
+int
+dp_ws_uri_split(const char *uri, enum dp_ws_kind *kind, char seg[25],
+    const char **query)
+{
+	const char	*p, *q;
+	size_t		 n, i;
+
+	seg[0] = '\0';
+	*query = NULL;
+	if (uri == NULL)
+		return -1;
+	if (dp_startswith(uri, "/api/v1/ws/"))
+		p = uri + 11;
+	else if (dp_startswith(uri, "/ws/"))
+		p = uri + 4;	/* the legacy alias (CONTRACT §6) */
+	else
+		return -1;
+	if ((q = strchr(p, '?')) != NULL)
+		*query = q + 1;
+	else
+		q = p + strlen(p);
+	n = strcspn(p, "/?");
+	for (i = 0; i < DP_WSK__MAX; i++)
+		if (strlen(dp_ws_kind_names[i]) == n &&
+		    strncmp(p, dp_ws_kind_names[i], n) == 0)
+			break;
+	if (i == DP_WSK__MAX)
+		return -1;
+	*kind = (enum dp_ws_kind)i;
+	p += n;
+	if (p == q)
+		return 0;
+	p++;				/* the '/' */
+	n = strcspn(p, "/?");
+	if (n == 24 && (p + n == q || (p[n] == '/' && p + n + 1 == q))) {
+		memcpy(seg, p, 24);
+		seg[24] = '\0';
+		if (!dp_is_id(seg))
+			seg[0] = '\0';
+		return 0;
+	}
+	/* One more segment at most, then an optional trailing slash. */
+	if (p + n == q || (p[n] == '/' && p + n + 1 == q))
+		return 0;
+	return -1;
+}
+
+/* ---- token, session ----------------------------------------------------- */
+
+int
+dp_wsapp_token(struct dp_db *db, const char *token, struct dp_wsuser *u,
+    struct dp_err *err)
+{
+	static const char sql[] =
+	    "SELECT u.is_verified FROM login_sessions s "
+	    "JOIN users u ON u.id = s.user_id WHERE s.id = $1 AND u.id = $2 "
+	    "AND s.revoked_at IS NULL AND u.is_active AND u.deleted_at IS NULL";
+	const struct dp_buf	*key = dp_auth_key();
+	struct dp_access_claims	 c;
+	const char		*p[2];
+	PGresult		*r = NULL;
+	int			 rc = -1;
+
+	memset(u, 0, sizeof(*u));
+	if (token == NULL) {
+		dp_err_set(err, 0, "no token");
+		goto out;
+	}
+	if (key == NULL || db == NULL) {
+		dp_err_set(err, 1, "no key or database");
+		goto out;
+	}
+	if (dp_jwt_verify_access(token, key->s, key->len, dp_cfg.auth_issuer,
+	    (int64_t)dp_now(), &c, err) < 0) {
+		err->code = 0;
+		goto out;
+	}
+	p[0] = c.sid;
+	p[1] = c.sub;
+	r = dp_db_exec(db, sql, 2, p);
+	if (!dp_db_ok(r)) {
+		dp_err_set(err, 1, "database failure");
+		goto out;
+	}
+	if (PQntuples(r) != 1) {
+		dp_err_set(err, 0, "session revoked or user inactive");
+		goto out;
+	}
+	memcpy(u->id, c.sub, sizeof(u->id));
+	memcpy(u->sid, c.sid, sizeof(u->sid));
+	u->verified = PQgetvalue(r, 0, 0)[0] == 't';
+	rc = 0;
+out:
+	PQclear(r);
+	return rc;
+}
+
+int
+dp_wsapp_session_alive(struct dp_db *db, const struct dp_wsuser *u)
+{
+	static const char sql[] =
+	    "SELECT 1 FROM login_sessions s JOIN users u ON u.id = s.user_id "
+	    "WHERE s.id = $1 AND u.id = $2 AND s.revoked_at IS NULL "
+	    "AND u.is_active AND u.deleted_at IS NULL";
+	const char	*p[2] = { u->sid, u->id };
+	PGresult	*r = dp_db_exec(db, sql, 2, p);
+	int		 rc = -1;
+
+	if (dp_db_ok(r))
+		rc = PQntuples(r) == 1;
+	PQclear(r);
+	return rc;
+}
+
+/* ---- environment -------------------------------------------------------- */
+
+int
+dp_wsapp_env(struct dp_db *db, const char *user_id, const char *env_id,
+    struct dp_wsenv *e)
+{
+	static const char sql[] =
+	    "SELECT e.id, e.name, t.name, e.status, e.installation_completed, "
+	    "e.docker_image, e.port, c.id, c.provider, c.endpoint, "
+	    "c.kube_config_sealed FROM environments e "
+	    "JOIN templates t ON t.id = e.template_id "
+	    "JOIN clusters c ON c.id = e.cluster_id "
+	    "WHERE e.id = $1 AND e.user_id = $2 AND (e.status <> 'terminated' "
+	    "OR e.terminated_at IS NULL OR e.terminated_at > now() - "
+	    "make_interval(hours => $3::int))";
+	char		 hours[24];
+	const char	*p[3] = { env_id, user_id, hours };
+	PGresult	*r;
+	int64_t		 port;
+	int		 rc = -1;
+
+	memset(e, 0, sizeof(*e));
+	if (env_id == NULL || !dp_is_id(env_id))
+		return 0;
+	snprintf(hours, sizeof(hours), "%lld",
+	    (long long)dp_cfg.limits_terminated_retention_hours);
+	r = dp_db_exec(db, sql, 3, p);
+	if (!dp_db_ok(r))
+		goto out;
+	rc = 0;
+	if (PQntuples(r) != 1)
+		goto out;
+	memcpy(e->id, PQgetvalue(r, 0, 0), sizeof(e->id) - 1);
+	e->name = dp_xstrdup(PQgetvalue(r, 0, 1));
+	e->template = dp_xstrdup(PQgetvalue(r, 0, 2));
+	e->status = dp_xstrdup(PQgetvalue(r, 0, 3));
+	e->installation_completed = PQgetvalue(r, 0, 4)[0] == 't';
+	e->image = dp_xstrdup(PQgetvalue(r, 0, 5));
+	if (dp_parse_int64(PQgetvalue(r, 0, 6), 0, 65535, &port) == 0)
+		e->port = (int)port;
+	e->cluster_id = dp_xstrdup(PQgetvalue(r, 0, 7));
+	e->provider = dp_xstrdup(PQgetvalue(r, 0, 8));
+	if (!PQgetisnull(r, 0, 9))
+		e->endpoint = dp_xstrdup(PQgetvalue(r, 0, 9));
+	if (!PQgetisnull(r, 0, 10))
+		e->kube_sealed = dp_xstrdup(PQgetvalue(r, 0, 10));
+	rc = 1;
+out:
+	PQclear(r);
+	return rc;
+}
+
+void
+dp_wsapp_env_release(struct dp_wsenv *e)
+{
+	free(e->name);
+	free(e->template);
+	free(e->status);
+	free(e->image);
+	free(e->cluster_id);
+	free(e->provider);
+	free(e->endpoint);
+	free(e->kube_sealed);
+	memset(e, 0, sizeof(*e));
+}
+
+struct json_object *
+dp_wsapp_env_json(const struct dp_wsenv *e, bool pty)
+{
+	struct json_object	*o = json_object_new_object();
+
+	dp_json_str(o, "id", e->id);
+	dp_json_str(o, "name", e->name);
+	dp_json_str(o, "template", e->template);
+	dp_json_str(o, "status", e->status);
+	dp_json_bool(o, "installation_completed", e->installation_completed);
+	dp_json_bool(o, "pty_enabled", pty);
+	return o;
+}
+
+const char *
+dp_wsapp_status_reason(const char *status)
+{
+	if (status == NULL || strcmp(status, "terminated") == 0)
+		return "Environment terminated";
+	if (strcmp(status, "stopped") == 0)
+		return "Environment stopped";
+	if (strcmp(status, "error") == 0)
+		return "Environment error";
+	/* creating, installing: a restart (or start) is under way. */
+	return "Environment restarting";
+}
+
+/* ---- slots -------------------------------------------------------------- */
+
+static const char *
+hostname(void)
+{
+	static char	 h[256];
+
+	if (h[0] == '\0' && (gethostname(h, sizeof(h) - 1) < 0 || !h[0]))
+		snprintf(h, sizeof(h), "localhost");
+	return h;
+}
+
+static bool
+pid_alive(const char *s)
+{
+	int64_t	 pid;
+
+	if (dp_parse_int64(s, 1, INT32_MAX, &pid) < 0)
+		return false;
+	return kill((pid_t)pid, 0) == 0 || errno == EPERM;
+}
+
+int
+dp_wsapp_slot_take(struct dp_db *db, const char *user_id,
+    enum dp_ws_kind kind, const char *env_id, int64_t limit, char slot[25])
+{
+	static const char lock[] =
+	    "SELECT pg_advisory_xact_lock(hashtextextended("
+	    "'devpocket_ws:' || $1, 0))";
+	static const char mine[] =
+	    "SELECT id, pid FROM ws_connections WHERE user_id = $1 "
+	    "AND host = $2";
+	static const char drop[] = "DELETE FROM ws_connections WHERE id = $1";
+	static const char ins[] =
+	    "INSERT INTO ws_connections (id, user_id, kind, environment_id, "
+	    "pid, host) SELECT $1, $2, $3, $4, $5::int, $6 "
+	    "WHERE (SELECT count(*) FROM ws_connections WHERE user_id = $2) "
+	    "< $7::bigint RETURNING id";
+	char		 pid[24], lim[24];
+	const char	*p[7];
+	PGresult	*r = NULL;
+	int		 i, rc = -1;
+
+	dp_new_id(slot);
+	if (dp_db_begin(db) < 0)
+		goto out;
+	if (dp_db_run(db, lock, 1, &user_id) < 0)
+		goto out;
+	p[0] = user_id;
+	p[1] = hostname();
+	r = dp_db_exec(db, mine, 2, p);
+	if (!dp_db_ok(r))
+		goto out;
+	for (i = 0; i < PQntuples(r); i++) {
+		if (pid_alive(PQgetvalue(r, i, 1)))
+			continue;
+		p[0] = PQgetvalue(r, i, 0);
+		if (dp_db_run(db, drop, 1, p) < 0)
+			goto out;
+	}
+	PQclear(r);
+	snprintf(pid, sizeof(pid), "%d", (int)getpid());
+	snprintf(lim, sizeof(lim), "%lld", (long long)limit);
+	p[0] = slot;
+	p[1] = user_id;
+	p[2] = dp_ws_kind_names[kind];
+	p[3] = env_id;
+	p[4] = pid;
+	p[5] = hostname();
+	p[6] = lim;
+	r = dp_db_exec(db, ins, 7, p);
+	if (!dp_db_ok(r) || dp_db_commit(db) < 0)
+		goto out;
+	rc = PQntuples(r) == 1;
+out:
+	PQclear(r);
+	dp_db_rollback(db);
+	return rc;
+}
+
+int
+dp_wsapp_slot_session(struct dp_db *db, const char *slot, const char *sid)
+{
+	static const char sql[] =
+	    "UPDATE ws_connections SET session_id = $2 WHERE id = $1";
+	const char	*p[2] = { slot, sid };
+
+	return dp_db_run(db, sql, 2, p);
+}
+
+int
+dp_wsapp_slot_free(struct dp_db *db, const char *slot)
+{
+	static const char sql[] = "DELETE FROM ws_connections WHERE id = $1";
+
+	return dp_db_run(db, sql, 1, &slot);
+}
+
+/* ---- UTF-8 -------------------------------------------------------------- */
+
+/*
+ * Length of the sequence a lead byte starts (1 for ASCII), 0 when it can
+ * start none; lo/hi bound the second byte (RFC 3629 table).
+ */
+static size_t
+seq_len(unsigned char c, unsigned char *lo, unsigned char *hi)
+{
+	*lo = 0x80;
+	*hi = 0xbf;
+	if (c < 0x80)
+		return 1;
+	if (c >= 0xc2 && c <= 0xdf)
+		return 2;
+	if (c >= 0xe0 && c <= 0xef) {
+		if (c == 0xe0)
+			*lo = 0xa0;
+		if (c == 0xed)
+			*hi = 0x9f;
+		return 3;
+	}
+	if (c >= 0xf0 && c <= 0xf4) {
+		if (c == 0xf0)
+			*lo = 0x90;
+		if (c == 0xf4)
+			*hi = 0x8f;
+		return 4;
+	}
+	return 0;
+}
+
+size_t
+dp_utf8_take(struct dp_buf *out, const char *in, size_t n, size_t maxout,
+    bool final)
+{
+	const unsigned char	*p = (const unsigned char *)in;
+	unsigned char		 lo, hi;
+	size_t			 i = 0, len, k, used = 0, emit;
+	bool			 ok;
+
+	while (i < n) {
+		len = seq_len(p[i], &lo, &hi);
+		ok = len > 0;
+		for (k = 1; ok && k < len && i + k < n; k++)
+			if (p[i + k] < (k == 1 ? lo : 0x80) ||
+			    p[i + k] > (k == 1 ? hi : 0xbf))
+				ok = false;
+		if (ok && i + len > n && !final)
+			break;		/* incomplete tail: wait for more */
+		if (ok && i + len > n)
+			ok = false;
+		emit = ok ? len : 3;
+		if (used + emit > maxout)
+			break;
+		if (ok)
+			dp_buf_add(out, p + i, len);
+		else
+			dp_buf_add(out, "\xef\xbf\xbd", 3);
+		used += emit;
+		i += ok ? len : 1;
+	}
+	return i;
+}
+
+/* ---- messages ----------------------------------------------------------- */
+
+void
+dp_wsapp_msg(struct dp_buf *out, struct json_object *o)
+{
+	const char	*s;
+	size_t		 n = 0;
+
+	s = json_object_to_json_string_length(o, JSON_C_TO_STRING_PLAIN |
+	    JSON_C_TO_STRING_NOSLASHESCAPE, &n);
+	dp_buf_add(out, s, n);
+	dp_buf_addc(out, '\n');
+	json_object_put(o);
+}
+
+void
+dp_wsapp_error(struct dp_buf *out, const char *m)
+{
+	struct json_object	*o = json_object_new_object();
+
+	dp_json_str(o, "type", "error");
+	dp_json_str(o, "message", m);
+	dp_json_str(o, "data", m);
+	dp_wsapp_msg(out, o);
+}
+
+void
+dp_wsapp_close(struct dp_buf *out, int code, const char *reason)
+{
+	struct json_object	*o = json_object_new_object();
+
+	dp_json_str(o, "type", "close");
+	dp_json_int(o, "code", code);
+	dp_json_str(o, "reason", reason);
+	dp_wsapp_msg(out, o);
+}
+
+void
+dp_wsapp_simple(struct dp_buf *out, const char *type)
+{
+	struct json_object	*o = json_object_new_object();
+
+	dp_json_str(o, "type", type);
+	dp_wsapp_msg(out, o);
+}
+
+void
+dp_wsapp_info(struct dp_buf *out, const char *m)
+{
+	struct json_object	*o = json_object_new_object();
+
+	dp_json_str(o, "type", "info");
+	dp_json_str(o, "message", m);
+	dp_wsapp_msg(out, o);
+}
+
+int
+dp_wsapp_flush_fd(int fd, struct dp_buf *b)
+{
+	struct pollfd	 pfd = { .fd = fd, .events = POLLOUT };
+	size_t		 off = 0;
+	ssize_t		 w;
+	int		 rc = 0;
+
+	while (off < b->len) {
+		w = write(fd, b->s + off, b->len - off);
+		if (w > 0) {
+			off += (size_t)w;
+			continue;
+		}
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			(void)poll(&pfd, 1, 1000);
+			continue;
+		}
+		rc = -1;
+		break;
+	}
+	dp_buf_reset(b);
+	return rc;
+}
+
+/* ---- input lines -------------------------------------------------------- */
+
+void
+dp_wsapp_feed_lines(struct dp_wslines *l, const char *p, size_t n,
+    dp_wsline_cb cb, void *arg)
+{
+	const char	*nl;
+	size_t		 k;
+
+	while (n > 0) {
+		nl = memchr(p, '\n', n);
+		k = nl ? (size_t)(nl - p) : n;
+		if (!l->discarding) {
+			if (l->line.len + k > DP_WS_LINE_MAX) {
+				l->discarding = true;
+				dp_buf_release(&l->line);
+			} else
+				dp_buf_add(&l->line, p, k);
+		}
+		if (nl == NULL)
+			break;
+		if (l->discarding)
+			cb(arg, NULL, 0, true);
+		else
+			cb(arg, l->line.s ? l->line.s : "", l->line.len, false);
+		l->discarding = false;
+		dp_buf_reset(&l->line);
+		p += k + 1;
+		n -= k + 1;
+	}
+}
+
+int
+dp_wsapp_read_lines(int fd, struct dp_wslines *l, dp_wsline_cb cb, void *arg)
+{
+	char	 buf[65536];
+	ssize_t	 r;
+
+	do
+		r = read(fd, buf, sizeof(buf));
+	while (r < 0 && errno == EINTR);
+	if (r == 0)
+		return -1;
+	if (r < 0)
+		return (errno == EAGAIN || errno == EWOULDBLOCK) ? 0 : -1;
+	dp_wsapp_feed_lines(l, buf, (size_t)r, cb, arg);
+	return 1;
+}
+
+/* ---- set-up ------------------------------------------------------------- */
+
+int
+dp_wsapp_init(const char *program)
+{
+	struct dp_err	 err = { 0 };
+	const char	*path = dp_config_default_path();
+
+	dp_log_init(program, "json", "info");
+	if (dp_config_load(&dp_cfg, path, getenv("DEVPOCKET_CONF") != NULL,
+	    &err) < 0) {
+		dp_error("configuration: %s", err.msg);
+		return -1;
+	}
+	dp_log_init(program, dp_cfg.web_log_format, dp_cfg.web_log_level);
+	return 0;
+}
+
+struct dp_db *
+dp_wsapp_db_open(void)
+{
+	struct dp_err	 err = { 0 };
+	struct dp_db	*db = dp_db_open(dp_cfg.db_url, &err);
+
+	if (db == NULL)
+		dp_error("database: %s", err.msg);
+	return db;
+}

@@ -1,0 +1,157 @@
+/* lib/wsapp.h: what the websocketd programs (ws/terminal, ws/logs) share */
+#ifndef DP_WSAPP_H
+#define DP_WSAPP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <json-c/json.h>
+
+#include "db.h"
+#include "util.h"
+
+enum dp_ws_kind {
+	DP_WSK_TERMINAL,
+	DP_WSK_LOGS,
+	DP_WSK_SSH,
+	DP_WSK__MAX
+};
+extern const char *const dp_ws_kind_names[DP_WSK__MAX];
+
+/* Line cap of one client message (CONTRACT §3.3: larger → Message too large). */
+#define DP_WS_LINE_MAX		65536
+/* Bytes of UTF-8 in one output message. */
+#define DP_WS_OUTPUT_MAX	16384
+
+/* A socket's request, from websocketd's CGI variables or a URI. */
+struct dp_wsreq {
+	enum dp_ws_kind	 kind;
+	char		 target[25];	/* the id, "" when empty or malformed */
+	char		*token;		/* heap, wiped on release; NULL = none */
+	char		 device_id[65];	/* "" unless valid */
+	int		 cols, rows;	/* terminal/ssh */
+	int		 lines;		/* logs */
+	bool		 follow;
+	char		 client_ip[64];
+};
+
+/*
+ * Parse the query string (token, device_id, cols, rows, lines, follow:
+ * invalid values fall back to defaults, CONTRACT §3.1), the target id
+ * segment and the Authorization header (the query token wins).  seg is
+ * the id segment without slashes (NULL or "" = empty).
+ */
+void	 dp_wsreq_parse(struct dp_wsreq *, enum dp_ws_kind, const char *query,
+	    const char *seg, const char *authorization);
+void	 dp_wsreq_release(struct dp_wsreq *);
+/*
+ * Split an original request URI "/api/v1/ws/<kind>[/<id>][/][?query]".
+ * 0 with *kind, the id segment in seg[25] ("" when absent or malformed)
+ * and *query (pointer into uri or NULL); -1 when it is not a socket path
+ * (the caller answers 404).
+ */
+int	 dp_ws_uri_split(const char *uri, enum dp_ws_kind *kind, char seg[25],
+	    const char **query);
+
+/* The caller of a socket after the token check. */
+struct dp_wsuser {
+	char	 id[25];
+	char	 sid[25];
+	bool	 verified;
+};
+
+/*
+ * Check an access token (JWT claims, then its login session unrevoked
+ * and the user active, in one query).  0, or -1 when invalid (err says
+ * why, for the log) or the database failed (err->code = 1).
+ */
+int	 dp_wsapp_token(struct dp_db *, const char *token, struct dp_wsuser *,
+	    struct dp_err *);
+/* True while the login session sid of user stays valid; -1 on failure. */
+int	 dp_wsapp_session_alive(struct dp_db *, const struct dp_wsuser *);
+
+/* The environment a socket targets, owned by the user. */
+struct dp_wsenv {
+	char	 id[25];
+	char	*name, *template, *status, *image;
+	char	*cluster_id, *provider, *endpoint, *kube_sealed;
+	bool	 installation_completed;
+	int	 port;
+};
+/* 1 found, 0 missing or another user's, -1 on database failure. */
+int	 dp_wsapp_env(struct dp_db *, const char *user_id, const char *env_id,
+	    struct dp_wsenv *);
+void	 dp_wsapp_env_release(struct dp_wsenv *);
+/* The welcome's "environment" object (CONTRACT §3.3). */
+struct json_object *dp_wsapp_env_json(const struct dp_wsenv *, bool pty);
+/* The close reason for a status other than running ("Environment stopped"). */
+const char *dp_wsapp_status_reason(const char *status);
+
+/*
+ * Take one of the user's socket slots: under a per-user advisory lock,
+ * drop this host's rows whose process is gone, count, insert if below
+ * limit.  1 with the slot id in slot[25], 0 when the user is at the limit,
+ * -1 on database failure.
+ */
+int	 dp_wsapp_slot_take(struct dp_db *, const char *user_id,
+	    enum dp_ws_kind, const char *env_id, int64_t limit, char slot[25]);
+/* Attach the terminal session id to a slot (for DELETE /sessions). */
+int	 dp_wsapp_slot_session(struct dp_db *, const char *slot,
+	    const char *session_id);
+int	 dp_wsapp_slot_free(struct dp_db *, const char *slot);
+
+/*
+ * Convert bytes to valid UTF-8 for one output message: appends to out the
+ * conversion of a prefix of in[0..n), invalid bytes as U+FFFD, stopping
+ * before out would grow past maxout bytes and before an incomplete
+ * sequence at the end (unless final, when it becomes U+FFFD).  Returns
+ * the bytes of in consumed; the rest (at most 3 bytes when the output cap
+ * was not reached) waits for more input.
+ */
+size_t	 dp_utf8_take(struct dp_buf *out, const char *in, size_t n,
+	    size_t maxout, bool final);
+
+/* Write one JSON message and a newline to the output buffer. */
+void	 dp_wsapp_msg(struct dp_buf *out, struct json_object *);
+/* {"type":"error","message":m,"data":m} */
+void	 dp_wsapp_error(struct dp_buf *out, const char *m);
+/* {"type":"close","code":c,"reason":r} */
+void	 dp_wsapp_close(struct dp_buf *out, int code, const char *reason);
+/* {"type":t} */
+void	 dp_wsapp_simple(struct dp_buf *out, const char *type);
+/* {"type":"info","message":m} */
+void	 dp_wsapp_info(struct dp_buf *out, const char *m);
+
+/*
+ * Write all of buf to fd (blocking, retries EINTR/EAGAIN with poll) and
+ * empty it; 0 or -1 when the peer is gone.
+ */
+int	 dp_wsapp_flush_fd(int fd, struct dp_buf *buf);
+
+/*
+ * Read client lines from fd (non-blocking) into a line assembler.  Each
+ * complete line is passed to cb; a line over DP_WS_LINE_MAX is dropped
+ * and cb gets it with toolong set (data NULL).  Returns 1 when bytes were
+ * read, 0 when nothing was there, -1 at end of input.
+ */
+struct dp_wslines {
+	struct dp_buf	 line;
+	bool		 discarding;
+};
+typedef void (*dp_wsline_cb)(void *arg, const char *data, size_t len,
+	    bool toolong);
+int	 dp_wsapp_read_lines(int fd, struct dp_wslines *, dp_wsline_cb,
+	    void *arg);
+/* Feed bytes to the assembler directly (tests). */
+void	 dp_wsapp_feed_lines(struct dp_wslines *, const char *, size_t,
+	    dp_wsline_cb, void *arg);
+
+/*
+ * Load the configuration ($DEVPOCKET_CONF or the default path), set up
+ * logging; 0 or -1 (logged).
+ */
+int	 dp_wsapp_init(const char *program);
+/* Open a database connection ([database] url); NULL when unavailable. */
+struct dp_db *dp_wsapp_db_open(void);
+
+#endif
