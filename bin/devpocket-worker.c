@@ -13,6 +13,7 @@
 #include "config.h"
 #include "db.h"
 #include "jobs.h"
+#include "lifecycle.h"
 #include "log.h"
 #include "util.h"
 
@@ -25,13 +26,14 @@
 #define BACKOFF_MIN_MS	1000
 #define BACKOFF_MAX_MS	30000
 
-/*
- * Every kind of job this worker runs.  Environment lifecycle kinds are
- * added here when their drivers land.
- */
+/* Every kind of job this worker runs. */
 static const struct dp_job_kind kinds[] = {
 	{ "mail",	dp_job_mail },
+	DP_LIFECYCLE_KINDS,
 };
+
+/* This host's name, the first part of the worker id. */
+static char	 hostname[256];
 
 static volatile sig_atomic_t	 stopping;
 /* Self-pipe: the signal handler makes poll() return at once. */
@@ -135,9 +137,14 @@ connect_listen(int *listen_pid)
 	return db;
 }
 
+/*
+ * Jobs of a dead worker: at once when it ran on this host (its pid is
+ * gone: a crash and restart), after STALE_SECONDS when elsewhere.
+ */
 static void
 housekeeping(struct dp_db *db)
 {
+	(void)dp_lifecycle_recover(db, hostname);
 	(void)dp_jobs_recover(db, STALE_SECONDS);
 	(void)dp_jobs_purge(db, &dp_cfg);
 }
@@ -148,10 +155,10 @@ work(const char *wid, bool once)
 {
 	struct dp_db	*db = NULL;
 	PGconn		*c;
-	int64_t		 now, last_house = 0;
+	int64_t		 now, last_house = 0, last_reconcile = 0;
 	int		 backoff = BACKOFF_MIN_MS, listen_pid = 0;
 	int		 r = 0, timeout, status = 0;
-	bool		 housekept = false;
+	bool		 housekept = false, reconciled = false;
 
 	while (!stopping) {
 		if (db == NULL) {
@@ -210,10 +217,23 @@ work(const char *wid, bool once)
 		}
 		if (once)
 			break;
-		timeout = POLL_MS;
+		/* Environments: install logs, status, idle, samples, purge. */
 		now = dp_mono_ms();
+		if (!reconciled || now - last_reconcile >= DP_RECONCILE_MS) {
+			(void)dp_lifecycle_reconcile(db);
+			last_reconcile = dp_mono_ms();
+			reconciled = true;
+			if (stopping)
+				break;
+			/* A reconcile may queue jobs (env.stop): run them. */
+			continue;
+		}
+		timeout = POLL_MS;
 		if (HOUSEKEEP_MS - (now - last_house) < timeout)
 			timeout = (int)(HOUSEKEEP_MS - (now - last_house));
+		if (DP_RECONCILE_MS - (now - last_reconcile) < timeout)
+			timeout = (int)(DP_RECONCILE_MS -
+			    (now - last_reconcile));
 		c = dp_db_conn(db);
 		wait_for(PQsocket(c), timeout);
 		if (PQconsumeInput(c) == 0) {
@@ -241,7 +261,7 @@ main(int argc, char *argv[])
 	};
 	struct dp_err	 err = { 0 };
 	const char	*path = NULL, *env;
-	char		 host[256], wid[320], secs[32];
+	char		 wid[320], secs[32];
 	bool		 once = false, required;
 	int		 ch, status = 1;
 
@@ -279,10 +299,10 @@ main(int argc, char *argv[])
 	(void)snprintf(secs, sizeof(secs), "%lld",
 	    (long long)dp_cfg.db_connect_timeout);
 	(void)setenv("PGCONNECT_TIMEOUT", secs, 0);
-	if (gethostname(host, sizeof(host)) == -1)
-		(void)snprintf(host, sizeof(host), "localhost");
-	host[sizeof(host) - 1] = '\0';
-	(void)snprintf(wid, sizeof(wid), "%s:%ld", host, (long)getpid());
+	if (gethostname(hostname, sizeof(hostname)) == -1)
+		(void)snprintf(hostname, sizeof(hostname), "localhost");
+	hostname[sizeof(hostname) - 1] = '\0';
+	(void)snprintf(wid, sizeof(wid), "%s:%ld", hostname, (long)getpid());
 	if (setup_signals() == -1) {
 		dp_error("signals: %s", strerror(errno));
 		goto out;
