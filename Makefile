@@ -150,13 +150,10 @@ install: all
 PKG_SRC     := $(CURDIR)/build/pkgsrc/devpocket-$(VERSION)
 pkgsrc:
 	rm -rf build/pkgsrc && mkdir -p $(PKG_SRC)
-	# In a git checkout, the files git tracks (as they are in the working
-	# tree): untracked files are someone's work in progress.
-	# PKG_REF=<commit> packages that commit instead.
+	# The working tree as it is (what `make all` builds); PKG_REF=<commit>
+	# packages that commit instead.
 	if [ -n "$(PKG_REF)" ]; then \
 		git archive --format=tar $(PKG_REF); \
-	elif git rev-parse --is-inside-work-tree >/dev/null 2>&1; then \
-		git ls-files -z | tar --null --ignore-failed-read -T - -cf - 2>/dev/null; \
 	else \
 		tar -cf - --exclude=./build --exclude=./var --exclude=./.git \
 			--exclude=__pycache__ .; \
