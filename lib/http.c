@@ -876,6 +876,10 @@ dp_http_dispatch(struct dp_req *req, struct dp_res *res,
 	if (origin_allowed(tok = dp_req_header(req, "Origin")))
 		req->origin = tok;
 	req->query = dp_req_param(req, "QUERY_STRING");
+	/* lighttpd sends no DOCUMENT_URI; after one of its rewrites (the
+	 * aliases) REDIRECT_URI holds the rewritten path. */
+	if (uri == NULL && (uri = dp_req_param(req, "REDIRECT_URI")) != NULL)
+		uri = dp_arena_strndup(&req->arena, uri, strcspn(uri, "?"));
 	if (uri == NULL) {
 		uri = dp_req_param(req, "REQUEST_URI");
 		if (uri == NULL)
