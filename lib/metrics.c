@@ -3,6 +3,8 @@
 #include <sys/stat.h>
 
 #include <dirent.h>
+#include <errno.h>
+#include <signal.h>
 #include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -40,6 +42,39 @@ struct mfile {
 
 static struct mfile	*mine;
 
+/*
+ * Files of processes that are gone would pile up in the runtime
+ * directory across restarts: remove them (their counts restart, which
+ * Prometheus reads as a counter reset).
+ */
+static void
+remove_dead(const char *dir, const char *program)
+{
+	char		 path[1024];
+	struct dirent	*de;
+	size_t		 pl = strlen(program);
+	long		 pid;
+	char		*end;
+	DIR		*d;
+
+	if ((d = opendir(dir)) == NULL)
+		return;
+	while ((de = readdir(d)) != NULL) {
+		if (strncmp(de->d_name, program, pl) != 0 ||
+		    de->d_name[pl] != '.')
+			continue;
+		pid = strtol(de->d_name + pl + 1, &end, 10);
+		if (*end != '\0' || pid <= 0 || pid > INT32_MAX)
+			continue;
+		if (kill((pid_t)pid, 0) == 0 || errno != ESRCH)
+			continue;
+		if ((size_t)snprintf(path, sizeof(path), "%s/%s", dir,
+		    de->d_name) < sizeof(path))
+			unlink(path);
+	}
+	closedir(d);
+}
+
 void
 dp_metrics_open(const char *program)
 {
@@ -57,6 +92,7 @@ dp_metrics_open(const char *program)
 	    dp_cfg.web_runtime_dir) >= sizeof(dir))
 		return;
 	mkdir(dir, 0750);
+	remove_dead(dir, program);
 	if ((size_t)snprintf(path, sizeof(path), "%s/%s.%d", dir, program,
 	    (int)getpid()) >= sizeof(path))
 		return;
