@@ -139,8 +139,9 @@ dp_ws_uri_split(const char *uri, enum dp_ws_kind *kind, char seg[25],
 			seg[0] = '\0';
 		return 0;
 	}
-	/* One more segment at most, then an optional trailing slash. */
-	if (p + n == q || (p[n] == '/' && p + n + 1 == q))
+	/* One more segment at most, then an optional trailing slash ("//"
+	 * is an empty segment: no such path). */
+	if (p + n == q || (n > 0 && p[n] == '/' && p + n + 1 == q))
 		return 0;
 	return -1;
 }

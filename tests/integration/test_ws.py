@@ -1,0 +1,526 @@
+"""tests/integration/test_ws.py: WebSocket terminals and log streams
+(CONTRACT §3) through the web server, websocketd, ws/terminal and ws/logs
+into tmux in a local environment.
+
+Environments come from POST /api/v1/environments with a quick template
+(one `true` startup step) inserted here, on the stack's local cluster."""
+
+import os
+import threading
+import time
+import urllib.parse
+
+from harness import (check, eq, fail, http, post, get, register_user, sql,
+                     unique, VAR, bearer)
+import wsclient
+
+QUICK = "wsquick"
+ENV_ID = "0123456789abcdef01234567"      # well formed, never created
+
+
+def quick_template():
+    sql("INSERT INTO templates (id, name, display_name, description, "
+        "category, docker_image, default_resources, startup_commands, "
+        "local_startup_commands) VALUES ('77777777777777777777aaaa', "
+        "'" + QUICK + "', 'WS quick', 'Quick local environment', "
+        "'operating_system', 'debian:12', "
+        "'{\"cpu\":\"500m\",\"memory\":\"1Gi\",\"storage\":\"1Gi\"}', "
+        "'[\"true\"]', '[\"true\"]') ON CONFLICT DO NOTHING")
+
+
+def local_cluster():
+    rows = sql("SELECT id FROM clusters WHERE provider = 'local' "
+               "AND status = 'active' ORDER BY is_default DESC, id LIMIT 1")
+    if rows:
+        return rows[0][0]
+    sql("INSERT INTO clusters (id, name, region, provider) VALUES "
+        "('77777777777777777777bbbb', 'ws-local', 'us-east', 'local') "
+        "ON CONFLICT DO NOTHING")
+    return "77777777777777777777bbbb"
+
+
+def wait_status(user, env_id, want, timeout=60):
+    deadline = time.time() + timeout
+    st = None
+    while time.time() < deadline:
+        r = get("/api/v1/environments/" + env_id, headers=user["headers"])
+        st = r.json and r.json.get("status")
+        if st == want:
+            return
+        if st == "error" and want != "error":
+            break
+        time.sleep(0.3)
+    fail("environment %s: status %s, want %s" % (env_id, st, want))
+
+
+def env_user(name=None):
+    """A fresh user with one running environment: (user, env id)."""
+    quick_template()
+    cid = local_cluster()
+    u = register_user()
+    r = post("/api/v1/environments", {"name": name or unique("ws")[:40].lower(),
+                                      "template": QUICK, "cluster_id": cid},
+             headers=u["headers"])
+    eq(r.status, 201, "create environment: %s" % r.body[:300])
+    env = r.json["id"]
+    wait_status(u, env, "running")
+    return u, env
+
+
+def term_path(env, token, **q):
+    q = dict(q)
+    if token is not None:
+        q["token"] = token
+    return "/api/v1/ws/terminal/%s?%s" % (env, urllib.parse.urlencode(q))
+
+
+def open_term(u, env, **q):
+    ws = wsclient.connect(term_path(env, u["access_token"], **q))
+    if isinstance(ws, wsclient.Refused):
+        fail("terminal refused: %r" % ws)
+    w = ws.recv(15)
+    check(w is not None and w.get("type") == "welcome", "welcome: %r" % w)
+    return ws, w
+
+
+def websocketd_children():
+    """Processes websocketd has forked (ws programs) right now."""
+    try:
+        with open(os.path.join(VAR, "run", "websocketd.pid")) as f:
+            wpid = f.read().split()[0]
+    except OSError:
+        fail("websocketd is not running in this stack")
+    n = []
+    for p in os.listdir("/proc"):
+        if not p.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % p) as f:
+                st = f.read()
+        except OSError:
+            continue
+        f = st.rsplit(")", 1)[1].split()
+        if f[1] == wpid and f[0] != "Z":
+            n.append(int(p))
+    return n
+
+
+def slots(user_id):
+    return int(sql("SELECT count(*) FROM ws_connections WHERE user_id = "
+                   ":'p1'", user_id)[0][0])
+
+
+def wait_slots(user_id, want, timeout=5):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if slots(user_id) == want:
+            return
+        time.sleep(0.05)
+    eq(slots(user_id), want, "open slots of the user")
+
+
+def refused(path, status, detail, headers=None):
+    r = wsclient.connect(path, headers=headers)
+    check(isinstance(r, wsclient.Refused), "%s: upgraded, want %d" % (
+        path, status))
+    eq(r.status, status, "status of %s" % path)
+    if detail is not None:
+        eq(r.json and r.json.get("detail"), detail, "detail of %s" % path)
+        check(r.json.get("request_id"), "request_id in the body")
+        eq(r.headers.get("Cache-Control"), "no-store", "Cache-Control")
+    if status == 401:
+        eq(r.headers.get("WWW-Authenticate"), "Bearer", "WWW-Authenticate")
+    return r
+
+
+# ------------------------------------------------------------ handshake
+
+def test_ws_preupgrade_refusals():
+    u, env = env_user()
+    other = register_user()
+    before = websocketd_children()
+    tok = u["access_token"]
+    # 401: no token, garbage, a refresh token, a tampered one.
+    refused("/api/v1/ws/terminal/" + env, 401, "Authentication failed")
+    refused(term_path(env, "garbage"), 401, "Authentication failed")
+    refused(term_path(env, u["refresh_token"]), 401, "Authentication failed")
+    refused(term_path(env, tok[:-3] + "AAA"), 401, "Authentication failed")
+    refused(term_path(env, "x" * 5000), 401, "Authentication failed")
+    refused("/api/v1/ws/logs/" + env, 401, "Authentication failed",
+            headers={"Authorization": "Basic Zm9vOmJhcg=="})
+    # The query token wins over the header.
+    refused(term_path(env, "garbage"), 401, "Authentication failed",
+            headers=bearer(tok))
+    # 403 not found: unknown, malformed, empty, another user's.
+    refused(term_path(ENV_ID, tok), 403, "Environment not found")
+    refused(term_path("ZZZ", tok), 403, "Environment not found")
+    refused(term_path(env.upper(), tok), 403, "Environment not found")
+    refused("/api/v1/ws/terminal?token=" + tok, 403, "Environment not found")
+    refused("/api/v1/ws/terminal/?token=" + tok, 403, "Environment not found")
+    refused("/api/v1/ws/logs/%s?token=%s" % (env, other["access_token"]),
+            403, "Environment not found")
+    refused(term_path(env, None), 403, "Environment not found",
+            headers=bearer(other["access_token"]))
+    refused("/ws/terminal?token=" + tok, 403, "Environment not found")
+    refused("/api/v1/ws/ssh/%s?token=%s" % (ENV_ID, tok), 403,
+            "SSH profile not found")
+    # Not socket paths at all: the JSON 404.
+    for p in ("/api/v1/ws/shell/" + env, "/api/v1/ws/terminal/%s/x" % env,
+              "/api/v1/ws/", "/api/v1/ws/terminalx/" + env):
+        r = refused(p + "?token=" + tok, 404, "Not Found")
+    # The pre-upgrade route itself, called directly, is no socket.
+    r = http("GET", "/api/v1/auth/authorize-ws")
+    eq(r.status, 404, "authorize-ws without X-Original-URI")
+    r = http("GET", "/api/v1/auth/authorize-ws", headers={
+        "X-Original-URI": "/api/v1/ws/terminal/%s?token=%s" % (env, tok)})
+    eq(r.status, 204, "authorize-ws for an allowed socket")
+    # Nothing above forked a ws program or took a slot.
+    eq(websocketd_children(), before, "websocketd children")
+    eq(slots(u["id"]), 0, "slots")
+    # Stopped: the terminal is refused, the logs socket is not.
+    r = post("/api/v1/environments/%s/stop" % env, headers=u["headers"])
+    eq(r.status, 200, "stop")
+    refused(term_path(env, tok), 403, "Environment not running")
+    ws = wsclient.connect("/api/v1/ws/logs/%s?token=%s&follow=false" % (
+        env, tok))
+    check(not isinstance(ws, wsclient.Refused), "logs of a stopped env: %r"
+          % ws)
+    w = ws.recv(10)
+    eq(w["type"], "welcome", "logs welcome")
+    eq(w["environment"]["status"], "stopped", "status in welcome")
+    ws.close()
+
+
+def test_ws_legacy_alias():
+    u, env = env_user()
+    ws = wsclient.connect("/ws/terminal/%s?token=%s" % (env,
+                                                        u["access_token"]))
+    check(not isinstance(ws, wsclient.Refused), "alias refused: %r" % ws)
+    eq(ws.recv(10)["type"], "welcome", "first message")
+    ws.close()
+
+
+# ------------------------------------------------------------- terminal
+
+def test_ws_terminal_echo():
+    u, env = env_user()
+    ws, w = open_term(u, env, cols=100, rows=30, device_id="phone-1")
+    eq(w["message"], "Connected to " + sql(
+        "SELECT name FROM environments WHERE id = :'p1'", env)[0][0],
+        "welcome message")
+    e = w["environment"]
+    eq(sorted(e), sorted(["id", "name", "template", "status",
+                          "installation_completed", "pty_enabled"]),
+       "environment keys")
+    eq((e["id"], e["template"], e["status"], e["pty_enabled"]),
+       (env, QUICK, "running", True), "environment")
+    sid = w["session_id"]
+    check(len(sid) == 24, "session id")
+    row = sql("SELECT type, environment_id, device_id, active FROM "
+              "terminal_sessions WHERE id = :'p1'", sid)
+    eq(row, [["environment", env, "phone-1", "t"]], "session row")
+    eq(slots(u["id"]), 1, "slot taken")
+    ws.send({"type": "input", "data": "echo WS$((6*7))MARK\r"})
+    ws.output_until("WS42MARK")
+    ws.send({"type": "ping"})
+    ws.until(lambda m: m["type"] == "pong", what="pong")
+    ws.close()
+    wait_slots(u["id"], 0)
+    deadline = time.time() + 5
+    while time.time() < deadline:
+        row = sql("SELECT active, ended_at IS NOT NULL, bytes_in > 0, "
+                  "bytes_out > 0, close_code FROM terminal_sessions "
+                  "WHERE id = :'p1'", sid)
+        if row[0][0] == "f":
+            break
+        time.sleep(0.1)
+    eq(row, [["f", "t", "t", "t", "1000"]], "ended session row")
+    la = sql("SELECT last_accessed IS NOT NULL, last_activity IS NOT NULL "
+             "FROM environments WHERE id = :'p1'", env)
+    eq(la, [["t", "t"]], "last_accessed, last_activity")
+
+
+def test_ws_bad_messages_keep_socket():
+    u, env = env_user()
+    ws, _ = open_term(u, env)
+    cases = [
+        ("text", "not json", "Failed to process message"),
+        ("text", "[1,2]", "Failed to process message"),
+        ("text", '"input"', "Failed to process message"),
+        ("text", '{"type":"input","data":"x"', "Failed to process message"),
+        ("json", {"data": "x"}, "Unknown message type"),
+        ("json", {"type": 7}, "Unknown message type"),
+        ("json", {"type": "launch"}, "Unknown message type"),
+        ("json", {"type": "input"}, "Invalid message data"),
+        ("json", {"type": "input", "data": 5}, "Invalid message data"),
+        ("json", {"type": "input", "data": None}, "Invalid message data"),
+        ("json", {"type": "resize", "cols": 9, "rows": 24},
+         "Invalid message data"),
+        ("json", {"type": "resize", "cols": 80, "rows": 201},
+         "Invalid message data"),
+        ("json", {"type": "resize", "cols": 80.0, "rows": 24},
+         "Invalid message data"),
+        ("json", {"type": "resize", "cols": "80", "rows": 24},
+         "Invalid message data"),
+        ("json", {"type": "resize", "cols": -80, "rows": 24},
+         "Invalid message data"),
+        ("json", {"type": "resize", "cols": 2 ** 64, "rows": 24},
+         "Invalid message data"),
+        ("text", '{"type":"input","data":"' + "a" * 70000 + '"}',
+         "Message too large"),
+    ]
+    for kind, payload, want in cases:
+        if kind == "text":
+            ws.send_text(payload)
+        elif kind == "binary":
+            ws.send_binary(payload)
+        else:
+            ws.send(payload)
+        m, _ = ws.until(lambda m: m["type"] in ("error", "close"),
+                        what="error for %r" % (payload,))
+        eq(m, {"type": "error", "message": want, "data": want},
+           "answer to %r" % (str(payload)[:60],))
+    # websocketd (text mode) writes a binary message to the program
+    # without a line end, so it reaches us glued to the next message: that
+    # one is answered with the error, and the socket carries on.
+    ws.send_binary(b"\x00\xff\x01")
+    ws.send({"type": "ping"})
+    m, _ = ws.until(lambda m: m["type"] in ("error", "pong"), what="error")
+    eq(m["message"], "Failed to process message", "binary frame + ping")
+    # Exactly 65,536 bytes is not too large.
+    pad = 65536 - len('{"type":"pong","pad":""}')
+    ws.send_text('{"type":"pong","pad":"' + " " * pad + '"}')
+    ws.send({"type": "resize", "cols": 120, "rows": 40})
+    ws.send({"type": "ping"})
+    m, seen = ws.until(lambda m: m["type"] == "pong", what="pong")
+    check(not [s for s in seen if s["type"] == "error"],
+          "no error for a 65,536-byte message: %r" % seen[-3:])
+    # The pane gets the new size (less tmux's status line).
+    time.sleep(0.3)
+    ws.send({"type": "input", "data": "echo SIZE=$(stty size)=\r"})
+    ws.output_until("SIZE=39 120=")
+    ws.close()
+
+
+def test_ws_reconnect_shows_screen():
+    u, env = env_user()
+    ws, w = open_term(u, env)
+    ws.send({"type": "input", "data": "clear; echo BEFORE$((1+1))RECONNECT\r"})
+    ws.output_until("BEFORE2RECONNECT")
+    ws.close()
+    wait_slots(u["id"], 0)
+    ws, w = open_term(u, env)
+    m = ws.recv(10)
+    eq(m, {"type": "info", "message": "Reattached to existing session"},
+       "message after welcome")
+    ws.output_until("BEFORE2RECONNECT")
+    ws.close()
+
+
+def test_ws_two_sockets_one_session():
+    u, env = env_user()
+    a, _ = open_term(u, env)
+    b, _ = open_term(u, env)
+    a.send({"type": "input", "data": "echo SHARED$((3+4))SCREEN\r"})
+    a.output_until("SHARED7SCREEN")
+    b.output_until("SHARED7SCREEN")
+    a.close()
+    b.close()
+
+
+def test_ws_utf8_across_reads():
+    u, env = env_user()
+    ws, _ = open_term(u, env)
+    # U+1F600 written in two halves with a pause between them, then an
+    # invalid byte: output stays valid UTF-8 and the emoji arrives whole.
+    ws.send({"type": "input", "data":
+             "printf '\\101\\360\\237'; sleep 0.4; "
+             "printf '\\230\\200\\132\\n'\r"})
+    text = ws.output_until("\U0001F600\x5a")
+    # (tmux may move the cursor between the A and the rest.)
+    check("\U0001F600Z" in text, "emoji intact: %r" % text[-300:])
+    check("\ufffd" not in text, "no replacement character: %r" % text[-300:])
+    ws.send({"type": "input", "data": "echo ünïcødé €\r"})
+    ws.output_until("ünïcødé €")
+    ws.close()
+
+
+def _try_open(u, env, kind, results, i, barrier):
+    barrier.wait()
+    path = "/api/v1/ws/%s/%s?token=%s" % (kind, env, u["access_token"])
+    ws = wsclient.connect(path)
+    if isinstance(ws, wsclient.Refused):
+        results[i] = ("refused", ws.status, None)
+        return
+    m = ws.recv(20)
+    results[i] = (m and m.get("type"), m, ws)
+
+
+def test_ws_connection_cap():
+    u, env = env_user()
+    n = 15
+    results = [None] * n
+    barrier = threading.Barrier(n)
+    threads = [threading.Thread(target=_try_open, args=(
+        u, env, "terminal" if i % 2 else "logs", results, i, barrier))
+        for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    kinds = [r and r[0] for r in results]
+    eq(kinds.count("welcome"), 10, "welcomes (%r)" % kinds)
+    eq(kinds.count("close"), 5, "closes (%r)" % kinds)
+    for r in results:
+        if r[0] == "close":
+            eq(r[1], {"type": "close", "code": 1008,
+                      "reason": "Too many connections"}, "close message")
+    eq(slots(u["id"]), 10, "slots held")
+    for r in results:
+        if r[0] in ("welcome", "close"):
+            r[2].close()
+    wait_slots(u["id"], 0)
+    # A slot is free again once a socket closes.
+    ws, _ = open_term(u, env)
+    ws.close()
+
+
+def test_ws_killed_clients_leave_session():
+    u, env = env_user()
+    ws, _ = open_term(u, env)
+    ws.send({"type": "input", "data": "echo KEEP$((2*21))ALIVE\r"})
+    ws.output_until("KEEP42ALIVE")
+    ws.close()
+    wait_slots(u["id"], 0)
+    base = len(websocketd_children())
+    for rnd in range(10):
+        socks = [open_term(u, env)[0] for _ in range(10)]
+        # Output in flight on every socket, then the clients vanish.
+        socks[0].send({"type": "input", "data": "seq 1 30000\r"})
+        time.sleep(0.05)
+        for s in socks:
+            s.kill()
+        # Each killed client's program notices, detaches and frees its
+        # slot (the next round needs all ten).
+        wait_slots(u["id"], 0)
+    deadline = time.time() + 10
+    while time.time() < deadline and (len(websocketd_children()) > base or
+                                      slots(u["id"]) > 0):
+        time.sleep(0.1)
+    eq(len(websocketd_children()), base, "ws programs left running")
+    eq(slots(u["id"]), 0, "slots left")
+    eq(sql("SELECT count(*) FROM terminal_sessions WHERE user_id = :'p1' "
+           "AND active", u["id"]), [["0"]], "active session rows")
+    # The session lived through it all: the earlier screen is still there.
+    ws, _ = open_term(u, env)
+    eq(ws.recv(10), {"type": "info",
+                     "message": "Reattached to existing session"}, "info")
+    ws.send({"type": "input", "data": "clear; echo STILL$((1+2))HERE\r"})
+    ws.output_until("STILL3HERE")
+    ws.close()
+
+
+def test_ws_stop_closes_terminal():
+    u, env = env_user()
+    ws, _ = open_term(u, env)
+    logs = wsclient.connect("/api/v1/ws/logs/%s?token=%s&lines=0" % (
+        env, u["access_token"]))
+    eq(logs.recv(10)["type"], "welcome", "logs welcome")
+    r = post("/api/v1/environments/%s/stop" % env, headers=u["headers"])
+    eq(r.status, 200, "stop")
+    m, seen = ws.until(lambda m: m["type"] == "close", timeout=40,
+                       what="close after stop")
+    eq(m, {"type": "close", "code": 1000, "reason": "Environment stopped"},
+       "close")
+    check({"type": "info", "message": "Environment stopped"} in seen,
+          "info before the close: %r" % seen[-3:])
+    m, _ = logs.until(lambda m: m["type"] == "status", timeout=10,
+                      what="status message")
+    eq((m["environment_id"], m["status"]), (env, "stopped"), "status")
+    # Delete: the logs socket reports it and closes.
+    r = http("DELETE", "/api/v1/environments/" + env, headers=u["headers"])
+    eq(r.status, 204, "delete")
+    m, _ = logs.until(lambda m: m["type"] == "close", timeout=10,
+                      what="logs close")
+    eq(m, {"type": "close", "code": 1000, "reason": "Environment terminated"},
+       "logs close")
+    wait_slots(u["id"], 0)
+
+
+def test_ws_logout_closes_socket():
+    u, env = env_user()
+    ws, _ = open_term(u, env)
+    r = post("/api/v1/auth/logout", headers=u["headers"])
+    check(r.status in (200, 204), "logout: %d" % r.status)
+    # The session is re-checked at least every 60 s (30 s by default).
+    m, _ = ws.until(lambda m: m["type"] == "close", timeout=65,
+                    what="close after logout")
+    eq(m, {"type": "close", "code": 1008, "reason": "Authentication failed"},
+       "close")
+    wait_slots(u["id"], 0)
+
+
+# ----------------------------------------------------------------- logs
+
+def add_log(env, level, source, message):
+    sql("INSERT INTO environment_logs (environment_id, level, message, "
+        "source) VALUES (:'p1', :'p2', :'p3', :'p4')", env, level, message,
+        source)
+
+
+def test_ws_logs_replay_and_follow():
+    u, env = env_user()
+    for i in range(8):
+        add_log(env, "info", "container", "line %d" % i)
+    tok = u["access_token"]
+    ws = wsclient.connect("/api/v1/ws/logs/%s?token=%s&lines=5&follow=false"
+                          % (env, tok))
+    w = ws.recv(10)
+    eq(w["type"], "welcome", "welcome")
+    eq(w["environment"]["pty_enabled"], False, "pty_enabled")
+    check("session_id" not in w, "no session_id on logs sockets")
+    m, seen = ws.until(lambda m: m["type"] == "close", what="close")
+    eq(m, {"type": "close", "code": 1000, "reason": "Log stream complete"},
+       "close")
+    eq([s["message"] for s in seen], ["line %d" % i for i in range(3, 8)],
+       "replayed, oldest first")
+    eq(sorted(seen[0]), ["level", "message", "source", "timestamp", "type"],
+       "log keys")
+    check(seen[0]["timestamp"].endswith("Z"), "timestamp form")
+    # Invalid lines fall back to 100; lines=0 replays nothing.
+    ws = wsclient.connect("/api/v1/ws/logs/%s?token=%s&lines=-4&follow=0"
+                          % (env, tok))
+    eq(ws.recv(10)["type"], "welcome", "welcome")
+    m, seen = ws.until(lambda m: m["type"] == "close", what="close")
+    check(len([s for s in seen if s["type"] == "log"]) >= 8,
+          "lines=-4 is the default 100")
+    ws = wsclient.connect("/api/v1/ws/logs/%s?token=%s&lines=0" % (env, tok))
+    eq(ws.recv(10)["type"], "welcome", "welcome")
+    check(ws.recv(1) is None, "nothing replayed with lines=0")
+    # Live entries.
+    add_log(env, "warning", "system", "live system entry")
+    m = ws.until(lambda m: m["type"] == "log")[0]
+    eq((m["message"], m["level"], m["source"]),
+       ("live system entry", "warning", "system"), "live log")
+    add_log(env, "info", "install", "Running step 2/4: make all")
+    m = ws.until(lambda m: m["type"] == "installation_status")[0]
+    eq(m, {"type": "installation_status", "environment_id": env,
+           "status": "installing", "message": "Running step 2/4: make all",
+           "progress": 25}, "installation_status")
+    add_log(env, "warning", "install", "Command failed (exit 2): make all")
+    m = ws.until(lambda m: m["type"] == "installation_warning")[0]
+    eq(m, {"type": "installation_warning", "environment_id": env,
+           "warning": "Command failed (exit 2): make all",
+           "is_critical": False}, "installation_warning")
+    add_log(env, "info", "install", "compiling foo.c")
+    m = ws.until(lambda m: m["type"] == "installation_log")[0]
+    eq((m["environment_id"], m["data"]), (env, "compiling foo.c"),
+       "installation_log")
+    # Client messages: ping works, terminal messages do not.
+    ws.send({"type": "input", "data": "x"})
+    eq(ws.until(lambda m: m["type"] == "error")[0]["message"],
+       "Unknown message type", "input on a logs socket")
+    ws.send({"type": "ping"})
+    ws.until(lambda m: m["type"] == "pong")
+    ws.close()
+    wait_slots(u["id"], 0)

@@ -1,0 +1,301 @@
+/* tests/unit/check_wsapp.c: what the ws programs share: UTF-8 output, socket URIs, query, input lines */
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "wsapp.h"
+
+START_TEST(test_wsapp_utf8_take)
+{
+	struct dp_buf	 o = { 0 };
+	size_t		 n;
+
+	/* Complete text passes as is. */
+	n = dp_utf8_take(&o, "a\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80", 10,
+	    100, false);
+	ck_assert_uint_eq(n, 10);
+	ck_assert_str_eq(o.s, "a\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80");
+	/* An incomplete tail of each length waits... */
+	static const char *const tails[] = { "x\xf0", "x\xf0\x9f",
+	    "x\xf0\x9f\x98", "x\xe2", "x\xe2\x82", "x\xc3" };
+	for (size_t i = 0; i < DP_NITEMS(tails); i++) {
+		dp_buf_reset(&o);
+		n = dp_utf8_take(&o, tails[i], strlen(tails[i]), 100, false);
+		ck_assert_uint_eq(n, 1);
+		ck_assert_str_eq(o.s, "x");
+		/* ...and becomes U+FFFD per byte at the end of the stream. */
+		dp_buf_reset(&o);
+		n = dp_utf8_take(&o, tails[i] + 1, strlen(tails[i]) - 1, 100,
+		    true);
+		ck_assert_uint_eq(n, strlen(tails[i]) - 1);
+		ck_assert_uint_eq(o.len, 3 * n);
+	}
+	/* Invalid bytes become U+FFFD; nothing is dropped. */
+	dp_buf_reset(&o);
+	n = dp_utf8_take(&o, "a\xff" "b\xc0\xaf" "c\xed\xa0\x80" "d\x80", 12,
+	    100, false);
+	ck_assert_uint_eq(n, 12);
+	ck_assert_str_eq(o.s, "a\xef\xbf\xbd" "b\xef\xbf\xbd\xef\xbf\xbd"
+	    "c\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd" "d\xef\xbf\xbd");
+	/* A bad continuation is not swallowed: E2 41 → FFFD 'A'. */
+	dp_buf_reset(&o);
+	n = dp_utf8_take(&o, "\xe2" "A", 2, 100, false);
+	ck_assert_uint_eq(n, 2);
+	ck_assert_str_eq(o.s, "\xef\xbf\xbd" "A");
+	/* NUL and escape sequences pass. */
+	dp_buf_reset(&o);
+	n = dp_utf8_take(&o, "\x1b[K\0z", 5, 100, false);
+	ck_assert_uint_eq(n, 5);
+	ck_assert_uint_eq(o.len, 5);
+	/* The output cap never splits a sequence. */
+	dp_buf_reset(&o);
+	n = dp_utf8_take(&o, "ab\xe2\x82\xac", 5, 4, false);
+	ck_assert_uint_eq(n, 2);
+	ck_assert_str_eq(o.s, "ab");
+	dp_buf_reset(&o);
+	n = dp_utf8_take(&o, "\xff\xff", 2, 4, false);
+	ck_assert_uint_eq(n, 1);
+	dp_buf_release(&o);
+}
+END_TEST
+
+START_TEST(test_wsapp_utf8_stream)
+{
+	/* Any split of a long mixed text reassembles exactly. */
+	static const char text[] = "h\xc3\xa9llo \xe2\x82\xac \xf0\x9f\x98\x80"
+	    " \xe4\xb8\xad\xe6\x96\x87 end";
+	struct dp_buf	 o = { 0 }, pend = { 0 };
+	size_t		 len = sizeof(text) - 1, cut, n;
+
+	for (cut = 0; cut <= len; cut++) {
+		dp_buf_reset(&o);
+		dp_buf_reset(&pend);
+		dp_buf_add(&pend, text, cut);
+		n = dp_utf8_take(&o, pend.s, pend.len, 1 << 20, false);
+		memmove(pend.s, pend.s + n, pend.len - n);
+		pend.len -= n;
+		ck_assert_uint_le(pend.len, 3);
+		dp_buf_add(&pend, text + cut, len - cut);
+		n = dp_utf8_take(&o, pend.s, pend.len, 1 << 20, true);
+		ck_assert_uint_eq(n, pend.len);
+		ck_assert_uint_eq(o.len, len);
+		ck_assert(memcmp(o.s, text, len) == 0);
+	}
+	dp_buf_release(&o);
+	dp_buf_release(&pend);
+}
+END_TEST
+
+START_TEST(test_wsapp_uri_split)
+{
+	static const struct {
+		const char	*uri;
+		int		 rc;
+		int		 kind;
+		const char	*seg;
+		const char	*query;
+	} t[] = {
+		{ "/api/v1/ws/terminal/0123456789abcdef01234567?token=x", 0,
+		    DP_WSK_TERMINAL, "0123456789abcdef01234567", "token=x" },
+		{ "/api/v1/ws/logs/0123456789abcdef01234567/", 0, DP_WSK_LOGS,
+		    "0123456789abcdef01234567", NULL },
+		{ "/api/v1/ws/ssh/0123456789abcdef01234567", 0, DP_WSK_SSH,
+		    "0123456789abcdef01234567", NULL },
+		{ "/api/v1/ws/terminal", 0, DP_WSK_TERMINAL, "", NULL },
+		{ "/api/v1/ws/terminal/", 0, DP_WSK_TERMINAL, "", NULL },
+		{ "/api/v1/ws/terminal?x=1", 0, DP_WSK_TERMINAL, "", "x=1" },
+		{ "/api/v1/ws/terminal/nothex", 0, DP_WSK_TERMINAL, "", NULL },
+		{ "/api/v1/ws/terminal/0123456789ABCDEF01234567", 0,
+		    DP_WSK_TERMINAL, "", NULL },
+		{ "/api/v1/ws/terminal/0123456789abcdef012345678", 0,
+		    DP_WSK_TERMINAL, "", NULL },
+		{ "/ws/terminal/0123456789abcdef01234567", 0, DP_WSK_TERMINAL,
+		    "0123456789abcdef01234567", NULL },
+		{ "/api/v1/ws/terminal/a/b", -1, 0, "", NULL },
+		{ "/api/v1/ws/terminal//", -1, 0, "", NULL },
+		{ "/api/v1/ws/terminalx", -1, 0, "", NULL },
+		{ "/api/v1/ws/", -1, 0, "", NULL },
+		{ "/api/v1/ws/shell/0123456789abcdef01234567", -1, 0, "", NULL },
+		{ "/api/v1/environments", -1, 0, "", NULL },
+		{ "", -1, 0, "", NULL },
+		{ NULL, -1, 0, "", NULL },
+	};
+	enum dp_ws_kind	 k;
+	const char	*q;
+	char		 seg[25];
+	size_t		 i;
+
+	for (i = 0; i < DP_NITEMS(t); i++) {
+		ck_assert_msg(dp_ws_uri_split(t[i].uri, &k, seg, &q) ==
+		    t[i].rc, "case %zu", i);
+		if (t[i].rc < 0)
+			continue;
+		ck_assert_int_eq(k, t[i].kind);
+		ck_assert_str_eq(seg, t[i].seg);
+		if (t[i].query == NULL)
+			ck_assert_ptr_null(q);
+		else
+			ck_assert_str_eq(q, t[i].query);
+	}
+}
+END_TEST
+
+START_TEST(test_wsapp_query)
+{
+	struct dp_wsreq	 r;
+
+	dp_wsreq_parse(&r, DP_WSK_TERMINAL, "token=abc&cols=120&rows=40"
+	    "&device_id=ph.one_1-x&token=second", "0123456789abcdef01234567",
+	    "Bearer header");
+	ck_assert_str_eq(r.token, "abc");
+	ck_assert_str_eq(r.target, "0123456789abcdef01234567");
+	ck_assert_int_eq(r.cols, 120);
+	ck_assert_int_eq(r.rows, 40);
+	ck_assert_str_eq(r.device_id, "ph.one_1-x");
+	dp_wsreq_release(&r);
+	/* Bad values fall back to the defaults; the header gives the token. */
+	dp_wsreq_parse(&r, DP_WSK_LOGS, "cols=9&rows=201&lines=-1&follow=maybe"
+	    "&device_id=bad%20id&token=", "xyz", "bEaReR   tok");
+	ck_assert_str_eq(r.token, "tok");
+	ck_assert_str_eq(r.target, "");
+	ck_assert_int_eq(r.cols, 80);
+	ck_assert_int_eq(r.rows, 24);
+	ck_assert_int_eq(r.lines, 100);
+	ck_assert(r.follow);
+	ck_assert_str_eq(r.device_id, "");
+	dp_wsreq_release(&r);
+	dp_wsreq_parse(&r, DP_WSK_LOGS, "lines=0&follow=FALSE&cols=500&rows=5"
+	    "&lines=7", NULL, "Basic abc");
+	ck_assert_ptr_null(r.token);
+	ck_assert_int_eq(r.lines, 0);
+	ck_assert(!r.follow);
+	ck_assert_int_eq(r.cols, 500);
+	ck_assert_int_eq(r.rows, 5);
+	dp_wsreq_release(&r);
+	dp_wsreq_parse(&r, DP_WSK_LOGS, "lines=1001&cols=99999999999999999999"
+	    "&device_id=" "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+	    "aaaaaaaaaaaa", NULL, NULL);
+	ck_assert_int_eq(r.lines, 100);
+	ck_assert_int_eq(r.cols, 80);
+	ck_assert_str_eq(r.device_id, "");	/* 65 chars */
+	dp_wsreq_release(&r);
+}
+END_TEST
+
+struct seen {
+	int	 n, toolong;
+	char	 last[64];
+	size_t	 lastlen;
+};
+
+static void
+cb(void *arg, const char *d, size_t len, bool toolong)
+{
+	struct seen	*s = arg;
+
+	s->n++;
+	if (toolong) {
+		s->toolong++;
+		return;
+	}
+	s->lastlen = len;
+	snprintf(s->last, sizeof(s->last), "%.*s", (int)len, d);
+}
+
+START_TEST(test_wsapp_lines)
+{
+	struct dp_wslines	 l = { 0 };
+	struct seen		 s = { 0 };
+	char			*big;
+
+	dp_wsapp_feed_lines(&l, "ab", 2, cb, &s);
+	ck_assert_int_eq(s.n, 0);
+	dp_wsapp_feed_lines(&l, "c\nde", 4, cb, &s);
+	ck_assert_int_eq(s.n, 1);
+	ck_assert_str_eq(s.last, "abc");
+	dp_wsapp_feed_lines(&l, "\n\n", 2, cb, &s);
+	ck_assert_int_eq(s.n, 3);
+	ck_assert_uint_eq(s.lastlen, 0);
+	/* A line over the cap, fed in pieces, is reported once and dropped. */
+	big = malloc(DP_WS_LINE_MAX + 10);
+	memset(big, 'x', DP_WS_LINE_MAX + 10);
+	dp_wsapp_feed_lines(&l, big, 40000, cb, &s);
+	dp_wsapp_feed_lines(&l, big, 40000, cb, &s);
+	ck_assert_int_eq(s.n, 3);
+	dp_wsapp_feed_lines(&l, "zz\nok\n", 6, cb, &s);
+	ck_assert_int_eq(s.toolong, 1);
+	ck_assert_int_eq(s.n, 5);
+	ck_assert_str_eq(s.last, "ok");
+	/* Exactly the cap is fine. */
+	big[DP_WS_LINE_MAX] = '\n';
+	dp_wsapp_feed_lines(&l, big, DP_WS_LINE_MAX + 1, cb, &s);
+	ck_assert_int_eq(s.toolong, 1);
+	ck_assert_uint_eq(s.lastlen, DP_WS_LINE_MAX);
+	/* NUL bytes stay inside the line (the JSON parser refuses them). */
+	dp_wsapp_feed_lines(&l, "a\0b\n", 4, cb, &s);
+	ck_assert_uint_eq(s.lastlen, 3);
+	free(big);
+	dp_buf_release(&l.line);
+}
+END_TEST
+
+START_TEST(test_wsapp_messages)
+{
+	struct dp_buf	 o = { 0 };
+
+	dp_wsapp_close(&o, 1008, "Too many connections");
+	dp_wsapp_error(&o, "Message too large");
+	dp_wsapp_simple(&o, "pong");
+	ck_assert_str_eq(o.s,
+	    "{\"type\":\"close\",\"code\":1008,\"reason\":\"Too many connections\"}\n"
+	    "{\"type\":\"error\",\"message\":\"Message too large\","
+	    "\"data\":\"Message too large\"}\n"
+	    "{\"type\":\"pong\"}\n");
+	ck_assert_str_eq(dp_wsapp_status_reason("stopped"),
+	    "Environment stopped");
+	ck_assert_str_eq(dp_wsapp_status_reason("error"), "Environment error");
+	ck_assert_str_eq(dp_wsapp_status_reason("creating"),
+	    "Environment restarting");
+	ck_assert_str_eq(dp_wsapp_status_reason(NULL),
+	    "Environment terminated");
+	dp_buf_release(&o);
+}
+END_TEST
+
+static Suite *
+wsapp_suite(void)
+{
+	Suite	*s = suite_create("wsapp");
+	TCase	*tc;
+
+	tc = tcase_create("utf8");
+	tcase_add_test(tc, test_wsapp_utf8_take);
+	tcase_add_test(tc, test_wsapp_utf8_stream);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("uri");
+	tcase_add_test(tc, test_wsapp_uri_split);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("query");
+	tcase_add_test(tc, test_wsapp_query);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("lines");
+	tcase_add_test(tc, test_wsapp_lines);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("messages");
+	tcase_add_test(tc, test_wsapp_messages);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int
+main(void)
+{
+	SRunner	*sr = srunner_create(wsapp_suite());
+	int	 nfail;
+
+	srunner_run_all(sr, CK_NORMAL);
+	nfail = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return nfail == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
