@@ -212,6 +212,7 @@ static const struct key keys[] = {
 	P("drivers", "local_root", drivers_local_root,
 	    "/var/lib/devpocket/envs"),
 	B("drivers", "local_sandbox", drivers_local_sandbox, "true"),
+	S("drivers", "local_user", drivers_local_user, "nobody", 1),
 
 	U("ai", "base_url", ai_base_url, "https://openrouter.ai/api/v1",
 	    "http|https"),

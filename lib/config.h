@@ -73,6 +73,7 @@ struct dp_config {
 	/* [drivers] */
 	char	*drivers_local_root;	/* environments' folders */
 	bool	 drivers_local_sandbox;	/* use bubblewrap when installed */
+	char	*drivers_local_user;	/* unprivileged user (when root) */
 	/* [ai] */
 	char	*ai_base_url;		/* OpenAI-compatible API root */
 	char	*ai_default_model;

@@ -1,0 +1,2042 @@
+/* lib/driver_local.c: the local driver: tmux on this host, in bubblewrap */
+/*
+ * Each environment is a folder (layout in driver_local.h) and a private
+ * tmux server started as the environment user, inside bubblewrap when it
+ * works, in a cgroup v2 group when one can be made, under rlimits always.
+ * Every child process is started with fork and execve of an argv array;
+ * the only shell text run is the startup commands themselves (each in its
+ * own file, run by /bin/sh) and install.sh, which the driver writes from
+ * fixed text and numbers.
+ *
+ * Limits, in order of preference:
+ *	cgroup v2 <mount>/devpocket/<id>: cpu.max, memory.max, pids.max when
+ *	those controllers can be enabled there; otherwise the group is still
+ *	used to find, account and kill the environment's processes.
+ *	rlimits: RLIMIT_AS = 2 x memory + 1 GiB (virtual space, not RSS),
+ *	RLIMIT_FSIZE = storage, RLIMIT_CORE = 0, and RLIMIT_NPROC = 4096 when
+ *	there is no pids controller and the environment user is not the
+ *	worker's own (RLIMIT_NPROC counts every process of the uid, so it is
+ *	shared by all environments of that user).
+ * There is no disk quota (storage is measured, not enforced beyond the
+ * file size limit) and no network namespace: network counters are 0.
+ * Without bubblewrap all environments of one user can see each other.
+ */
+#include <sys/ioctl.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <grp.h>
+#include <limits.h>
+#include <poll.h>
+#include <pty.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <termios.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <json-c/json.h>
+
+#include "config.h"
+#include "driver.h"
+#include "driver_local.h"
+#include "log.h"
+#include "util.h"
+
+#define LPATH		1024
+#define SUN_PATH_MAX	108		/* sizeof(sockaddr_un.sun_path) */
+#define CMD_TIMEOUT_MS	10000		/* one tmux client call */
+#define LAUNCH_TIMEOUT_MS 20000		/* starting the server */
+#define KILL_WAIT_MS	3000
+#define OUT_MAX		65536		/* captured stdout of a child */
+#define LOG_CHUNK_MAX	(1024 * 1024)	/* one install_log call */
+#define LINE_MAX_SHOWN	1000		/* a command in a marker line */
+#define NCOMMANDS_MAX	256
+#define COMMAND_MAX	(1024 * 1024)
+#define NENV_MAX	256
+#define ENVKEY_MAX	128
+#define ENVVAL_MAX	32768
+#define NGROUPS_CAP	64
+#define PIDS_MAX	512
+#define NPROC_MAX	4096
+#define WALK_MS		2000		/* storage walk cap */
+#define WALK_ENTRIES	2000000
+#define ENV_PATH	"/usr/local/bin:/usr/bin:/bin"
+
+/* Everything about one environment that the operations need. */
+struct lenv {
+	char	 id[25];
+	char	 root[LPATH];		/* local_root, no trailing slash */
+	char	 dir[LPATH];
+	char	 home[LPATH], ws[LPATH], run[LPATH], sock[LPATH];
+	char	 log[LPATH], conf[LPATH], steps[LPATH], script[LPATH];
+	char	 state[LPATH], pidfile[LPATH], mstate[LPATH];
+	char	 launchlog[LPATH], launchinfo[LPATH], lock[LPATH];
+	char	 session[48];
+	char	 cg[LPATH];		/* cgroup folder, "" = none */
+	char	 cgprocs[LPATH];
+	char	 user[64];
+	const char *shell;
+	uid_t	 uid;
+	gid_t	 gid;
+	bool	 drop;			/* setuid to uid in children */
+	gid_t	 groups[NGROUPS_CAP];
+	int	 ngroups;
+	/* rlimits, filled by set_limits; 0 = not set */
+	rlim_t	 as, fsize, nproc;
+};
+
+/* How to start one child. */
+struct spawn {
+	char *const	*argv;		/* argv[0] is an absolute path */
+	char *const	*envp;
+	const char	*cwd;
+	bool		 cgroup;	/* join the environment's cgroup */
+	bool		 limits;	/* apply the rlimits */
+	bool		 root;		/* keep the worker's identity */
+	bool		 keep_stdio;	/* pty child: 0-2 are the pty */
+	int		 out, err;	/* fds for 1 and 2; -1 = /dev/null */
+	int		 info;		/* fd that becomes 3, or -1 */
+};
+
+/* Process-wide facts found once. */
+static struct {
+	bool	 done;
+	char	 tmux[64], bwrap[64], rm[64];
+	char	 cgmount[LPATH];	/* cgroup2 mount, "" = none */
+	int	 bwrap_ok;		/* -1 unknown, 0 no, 1 yes */
+	uid_t	 bwrap_uid;
+} host;
+
+/* --- small helpers -------------------------------------------------------- */
+
+static int
+pathf(char *out, size_t n, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* snprintf into a path buffer; -1 when it does not fit. */
+static int
+pathf(char *out, size_t n, const char *fmt, ...)
+{
+	va_list	 ap;
+	int	 r;
+
+	va_start(ap, fmt);
+	r = vsnprintf(out, n, fmt, ap);
+	va_end(ap);
+	return (r < 0 || (size_t)r >= n) ? -1 : 0;
+}
+
+static const char *
+find_prog(const char *name, char *out, size_t n)
+{
+	static const char *const dirs[] = { "/usr/bin", "/bin",
+	    "/usr/local/bin", "/usr/sbin", "/sbin" };
+	size_t	 i;
+
+	for (i = 0; i < DP_NITEMS(dirs); i++) {
+		if (pathf(out, n, "%s/%s", dirs[i], name) == 0 &&
+		    access(out, X_OK) == 0)
+			return out;
+	}
+	out[0] = '\0';
+	return NULL;
+}
+
+/* The cgroup2 mount point from /proc/self/mountinfo. */
+static void
+find_cgroup2(char *out, size_t n)
+{
+	FILE	*f;
+	char	*line = NULL, *sep, *mp;
+	size_t	 cap = 0;
+	int	 i;
+
+	out[0] = '\0';
+	if ((f = fopen("/proc/self/mountinfo", "re")) == NULL)
+		return;
+	while (getline(&line, &cap, f) != -1) {
+		/* id parent maj:min root mount opts... - fstype src opts */
+		if ((sep = strstr(line, " - ")) == NULL ||
+		    strncmp(sep + 3, "cgroup2 ", 8) != 0)
+			continue;
+		mp = line;
+		for (i = 0; i < 4 && mp != NULL; i++)
+			if ((mp = strchr(mp, ' ')) != NULL)
+				mp++;
+		if (mp == NULL)
+			continue;
+		*strchrnul(mp, ' ') = '\0';
+		/* Mount points with spaces are octal-escaped; skip them. */
+		if (strchr(mp, '\\') == NULL && access(mp, W_OK) == 0 &&
+		    pathf(out, n, "%s", mp) == 0)
+			break;
+		out[0] = '\0';
+	}
+	free(line);
+	fclose(f);
+}
+
+static void
+host_init(void)
+{
+	if (host.done)
+		return;
+	find_prog("tmux", host.tmux, sizeof(host.tmux));
+	if (access("/usr/bin/bwrap", X_OK) == 0)
+		pathf(host.bwrap, sizeof(host.bwrap), "/usr/bin/bwrap");
+	find_prog("rm", host.rm, sizeof(host.rm));
+	find_cgroup2(host.cgmount, sizeof(host.cgmount));
+	host.bwrap_ok = -1;
+	host.done = true;
+}
+
+/* Whole small file into buf (NUL-terminated, capped); bytes or -1. */
+static ssize_t
+read_small(const char *path, char *buf, size_t n)
+{
+	ssize_t	 r, got = 0;
+	int	 fd;
+
+	if ((fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)) == -1)
+		return -1;
+	while ((size_t)got < n - 1) {
+		r = read(fd, buf + got, n - 1 - got);
+		if (r == -1 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			break;
+		got += r;
+	}
+	close(fd);
+	buf[got] = '\0';
+	return got;
+}
+
+/*
+ * Write a file whole.  The folders the driver writes in are not writable
+ * by the environment user, so O_NOFOLLOW and O_TRUNC suffice.
+ */
+static int
+write_file(const char *path, const void *data, size_t len, mode_t mode,
+    struct dp_err *err)
+{
+	const char	*p = data;
+	ssize_t		 w;
+	int		 fd, rc = -1;
+
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC,
+	    mode);
+	if (fd == -1) {
+		dp_err_set(err, errno, "%s: %s", path, strerror(errno));
+		goto out;
+	}
+	while (len > 0) {
+		w = write(fd, p, len);
+		if (w == -1 && errno == EINTR)
+			continue;
+		if (w <= 0) {
+			dp_err_set(err, errno, "%s: %s", path, strerror(errno));
+			goto out;
+		}
+		p += w;
+		len -= (size_t)w;
+	}
+	if (fchmod(fd, mode) == -1) {
+		dp_err_set(err, errno, "%s: %s", path, strerror(errno));
+		goto out;
+	}
+	rc = 0;
+out:
+	if (fd != -1)
+		close(fd);
+	return rc;
+}
+
+/* Write a short text to an existing kernel file (cgroup knobs). */
+static int
+write_knob(const char *path, const char *text)
+{
+	int	 fd, rc = -1;
+	size_t	 len = strlen(text);
+
+	if ((fd = open(path, O_WRONLY | O_CLOEXEC)) == -1)
+		return -1;
+	if (write(fd, text, len) == (ssize_t)len)
+		rc = 0;
+	close(fd);
+	return rc;
+}
+
+static bool
+exists(const char *path)
+{
+	struct stat	 st;
+
+	return lstat(path, &st) == 0;
+}
+
+/* mkdir that accepts an existing directory (not a symlink). */
+static int
+mkdir_ok(const char *path, mode_t mode, struct dp_err *err)
+{
+	struct stat	 st;
+
+	if (mkdir(path, mode) == 0)
+		return 0;
+	if (errno == EEXIST && lstat(path, &st) == 0 && S_ISDIR(st.st_mode))
+		return 0;
+	dp_err_set(err, errno, "mkdir %s: %s", path, strerror(errno));
+	return -1;
+}
+
+static int
+mkdir_p(const char *path, mode_t mode, struct dp_err *err)
+{
+	char	 buf[LPATH], *p;
+
+	if (pathf(buf, sizeof(buf), "%s", path) == -1) {
+		dp_err_set(err, ENAMETOOLONG, "path too long");
+		return -1;
+	}
+	for (p = buf + 1; *p != '\0'; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(buf, mode) == -1 && errno != EEXIST) {
+			dp_err_set(err, errno, "mkdir %s: %s", buf,
+			    strerror(errno));
+			return -1;
+		}
+		*p = '/';
+	}
+	return mkdir_ok(buf, mode, err);
+}
+
+static void
+strv_free(char **v)
+{
+	size_t	 i;
+
+	if (v == NULL)
+		return;
+	for (i = 0; v[i] != NULL; i++)
+		free(v[i]);
+	free(v);
+}
+
+/* A growable NULL-terminated string vector. */
+struct strv {
+	char	**v;
+	size_t	  n, cap;
+};
+
+static void
+strv_add(struct strv *sv, const char *s)
+{
+	if (sv->n + 2 > sv->cap) {
+		sv->cap = sv->cap ? sv->cap * 2 : 32;
+		sv->v = dp_xrealloc(sv->v, sv->cap * sizeof(*sv->v));
+	}
+	sv->v[sv->n++] = dp_xstrdup(s);
+	sv->v[sv->n] = NULL;
+}
+
+static void
+strv_addf(struct strv *sv, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void
+strv_addf(struct strv *sv, const char *fmt, ...)
+{
+	struct dp_buf	 b = { 0 };
+	va_list		 ap;
+
+	va_start(ap, fmt);
+	dp_buf_vprintf(&b, fmt, ap);
+	va_end(ap);
+	strv_add(sv, b.s);
+	dp_buf_release(&b);
+}
+
+/*
+ * Point f[k - 3] at field k (3..24) of a /proc/<pid>/stat line, which is
+ * modified; 0, or -1 when the line is short.  The command name (field 2)
+ * may hold spaces and parentheses, so fields count from the last ')'.
+ */
+static int
+stat_fields(char *buf, char *f[22])
+{
+	char	*p;
+	int	 k;
+
+	if ((p = strrchr(buf, ')')) == NULL)
+		return -1;
+	for (k = 3; k <= 24; k++) {
+		while (*++p == ' ')
+			;
+		if (*p == '\0')
+			return -1;
+		f[k - 3] = p;
+		if ((p = strchr(p, ' ')) == NULL)
+			return k == 24 ? 0 : -1;
+	}
+	return 0;
+}
+
+/* Start time (clock ticks since boot) of a pid, or 0. */
+static unsigned long long
+pid_starttime(pid_t pid)
+{
+	char	 path[64], buf[1024], *f[22];
+
+	if (pathf(path, sizeof(path), "/proc/%d/stat", (int)pid) == -1 ||
+	    read_small(path, buf, sizeof(buf)) <= 0 ||
+	    stat_fields(buf, f) == -1)
+		return 0;
+	return strtoull(f[22 - 3], NULL, 10);
+}
+
+/* --- the environment record ------------------------------------------- */
+
+int
+dp_local_env_dir(const char *id, char *out, size_t n)
+{
+	const char	*root = dp_cfg.drivers_local_root;
+	size_t		 len;
+
+	if (!dp_is_id(id) || root == NULL || root[0] != '/')
+		return -1;
+	len = strlen(root);
+	while (len > 1 && root[len - 1] == '/')
+		len--;
+	return pathf(out, n, "%.*s/%s", (int)len, root, id);
+}
+
+static int
+resolve_user(struct lenv *e, struct dp_err *err)
+{
+	struct passwd	*pw;
+	const char	*name = dp_cfg.drivers_local_user;
+	int		 ng;
+
+	if (geteuid() != 0) {
+		e->uid = getuid();
+		e->gid = getgid();
+		e->drop = false;
+		pw = getpwuid(e->uid);
+		pathf(e->user, sizeof(e->user), "%s",
+		    pw != NULL ? pw->pw_name : "user");
+		return 0;
+	}
+	if (name == NULL || name[0] == '\0')
+		name = "nobody";
+	if ((pw = getpwnam(name)) == NULL) {
+		dp_err_set(err, ENOENT, "[drivers] local_user %s: no such user",
+		    name);
+		return -1;
+	}
+	if (pw->pw_uid == 0) {
+		dp_err_set(err, EPERM, "[drivers] local_user must not be root");
+		return -1;
+	}
+	e->uid = pw->pw_uid;
+	e->gid = pw->pw_gid;
+	e->drop = true;
+	if (pathf(e->user, sizeof(e->user), "%s", pw->pw_name) == -1) {
+		dp_err_set(err, ENAMETOOLONG, "user name too long");
+		return -1;
+	}
+	ng = NGROUPS_CAP;
+	if (getgrouplist(e->user, e->gid, e->groups, &ng) == -1) {
+		/* More groups than we care for: keep the primary one. */
+		e->groups[0] = e->gid;
+		ng = 1;
+	}
+	e->ngroups = ng;
+	return 0;
+}
+
+static int
+lenv_init(struct lenv *e, const struct dp_env_spec *spec, struct dp_err *err)
+{
+	const char	*d;
+	int		 r = 0;
+
+	memset(e, 0, sizeof(*e));
+	host_init();
+	if (spec == NULL || !dp_is_id(spec->id)) {
+		dp_err_set(err, EINVAL, "invalid environment id");
+		return -1;
+	}
+	memcpy(e->id, spec->id, sizeof(e->id));
+	if (dp_local_env_dir(e->id, e->dir, sizeof(e->dir)) == -1) {
+		dp_err_set(err, EINVAL, "[drivers] local_root must be an "
+		    "absolute path");
+		return -1;
+	}
+	pathf(e->root, sizeof(e->root), "%.*s",
+	    (int)(strrchr(e->dir, '/') - e->dir), e->dir);
+	if (e->root[0] == '\0')
+		pathf(e->root, sizeof(e->root), "/");
+	d = e->dir;
+	r |= pathf(e->home, LPATH, "%s/home", d);
+	r |= pathf(e->ws, LPATH, "%s/home/workspace", d);
+	r |= pathf(e->run, LPATH, "%s/run", d);
+	r |= pathf(e->sock, SUN_PATH_MAX, "%s/run/tmux.sock", d);
+	r |= pathf(e->log, LPATH, "%s/install.log", d);
+	r |= pathf(e->conf, LPATH, "%s/tmux.conf", d);
+	r |= pathf(e->steps, LPATH, "%s/steps", d);
+	r |= pathf(e->script, LPATH, "%s/install.sh", d);
+	r |= pathf(e->state, LPATH, "%s/state", d);
+	r |= pathf(e->pidfile, LPATH, "%s/server.pid", d);
+	r |= pathf(e->mstate, LPATH, "%s/metrics.state", d);
+	r |= pathf(e->launchlog, LPATH, "%s/launch.log", d);
+	r |= pathf(e->launchinfo, LPATH, "%s/launch.info", d);
+	r |= pathf(e->lock, LPATH, "%s/lock", d);
+	r |= pathf(e->session, sizeof(e->session), DP_LOCAL_SESSION_PREFIX "%s",
+	    e->id);
+	if (host.cgmount[0] != '\0') {
+		r |= pathf(e->cg, LPATH, "%s/devpocket/%s", host.cgmount, e->id);
+		r |= pathf(e->cgprocs, LPATH, "%s/cgroup.procs", e->cg);
+	}
+	if (r != 0) {
+		dp_err_set(err, ENAMETOOLONG, "[drivers] local_root is too "
+		    "long for a tmux socket path");
+		return -1;
+	}
+	e->shell = access("/bin/bash", X_OK) == 0 ? "/bin/bash" : "/bin/sh";
+	return resolve_user(e, err);
+}
+
+/* --- children ------------------------------------------------------------ */
+
+static void __attribute__((noreturn))
+child(const struct lenv *e, const struct spawn *sp)
+{
+	struct rlimit	 rl;
+	sigset_t	 none;
+	int		 fd, i;
+
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+	for (i = 1; i < NSIG; i++)
+		signal(i, SIG_DFL);
+	if (sp->cgroup && e->cgprocs[0] != '\0' && exists(e->cg))
+		(void)write_knob(e->cgprocs, "0");
+	if (sp->limits) {
+		rl.rlim_cur = rl.rlim_max = 0;
+		setrlimit(RLIMIT_CORE, &rl);
+		if (e->as != 0) {
+			rl.rlim_cur = rl.rlim_max = e->as;
+			setrlimit(RLIMIT_AS, &rl);
+		}
+		if (e->fsize != 0) {
+			rl.rlim_cur = rl.rlim_max = e->fsize;
+			setrlimit(RLIMIT_FSIZE, &rl);
+		}
+		if (e->nproc != 0) {
+			rl.rlim_cur = rl.rlim_max = e->nproc;
+			setrlimit(RLIMIT_NPROC, &rl);
+		}
+	}
+	if (!sp->keep_stdio) {
+		if ((fd = open("/dev/null", O_RDWR)) == -1)
+			_exit(126);
+		dup2(fd, 0);
+		dup2(sp->out >= 0 ? sp->out : fd, 1);
+		dup2(sp->err >= 0 ? sp->err : fd, 2);
+	}
+	if (sp->info >= 0)
+		dup2(sp->info, 3);
+	close_range(sp->info >= 0 ? 4 : 3, ~0U, 0);
+	if (e->drop && !sp->root) {
+		if (setgroups((size_t)e->ngroups, e->groups) == -1 ||
+		    setgid(e->gid) == -1 || setuid(e->uid) == -1)
+			_exit(126);
+		if (getuid() != e->uid || geteuid() != e->uid ||
+		    getegid() != e->gid || setuid(0) == 0)
+			_exit(126);
+	}
+	if (!sp->root)
+		prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+	if (sp->cwd != NULL && chdir(sp->cwd) == -1)
+		_exit(126);
+	execve(sp->argv[0], sp->argv, sp->envp);
+	_exit(127);
+}
+
+/*
+ * Run a child to completion within timeout_ms; *status is its wait
+ * status.  With out, its stdout is collected (capped); a grandchild that
+ * keeps the pipe open does not hold us past the child's exit.
+ */
+static int
+run(const struct lenv *e, struct spawn *sp, struct dp_buf *out,
+    int timeout_ms, int *status, struct dp_err *err)
+{
+	struct pollfd	 pfd;
+	char		 buf[4096];
+	int		 p[2] = { -1, -1 }, rc = -1, st = 0;
+	int64_t		 deadline;
+	pid_t		 pid, w;
+	ssize_t		 r;
+	bool		 exited = false;
+
+	if (out != NULL) {
+		if (pipe2(p, O_CLOEXEC) == -1) {
+			dp_err_set(err, errno, "pipe: %s", strerror(errno));
+			goto out;
+		}
+		sp->out = p[1];
+	}
+	if ((pid = fork()) == -1) {
+		dp_err_set(err, errno, "fork: %s", strerror(errno));
+		goto out;
+	}
+	if (pid == 0)
+		child(e, sp);
+	if (p[1] != -1) {
+		close(p[1]);
+		p[1] = -1;
+	}
+	deadline = dp_mono_ms() + timeout_ms;
+	for (;;) {
+		if (p[0] != -1) {
+			pfd.fd = p[0];
+			pfd.events = POLLIN;
+			if (poll(&pfd, 1, exited ? 0 : 10) > 0) {
+				r = read(p[0], buf, sizeof(buf));
+				if (r > 0 && out->len < OUT_MAX)
+					dp_buf_add(out, buf, (size_t)r);
+				if (r > 0)
+					continue;
+				if (r == -1 && errno == EINTR)
+					continue;
+				close(p[0]);
+				p[0] = -1;
+			} else if (exited) {
+				close(p[0]);
+				p[0] = -1;
+			}
+		} else if (!exited) {
+			struct timespec ts = { 0, 5 * 1000 * 1000 };
+
+			nanosleep(&ts, NULL);
+		}
+		if (!exited) {
+			w = waitpid(pid, &st, WNOHANG);
+			if (w == pid)
+				exited = true;
+			else if (w == -1 && errno != EINTR) {
+				dp_err_set(err, errno, "waitpid: %s",
+				    strerror(errno));
+				goto out;
+			}
+		}
+		if (exited && p[0] == -1)
+			break;
+		if (dp_mono_ms() > deadline) {
+			if (!exited) {
+				kill(pid, SIGKILL);
+				waitpid(pid, &st, 0);
+			}
+			dp_err_set(err, ETIMEDOUT, "%s timed out",
+			    sp->argv[0]);
+			goto out;
+		}
+	}
+	*status = st;
+	rc = 0;
+out:
+	if (p[0] != -1)
+		close(p[0]);
+	if (p[1] != -1)
+		close(p[1]);
+	return rc;
+}
+
+/* The environment variables of every process of the environment. */
+static char **
+build_env(const struct lenv *e, const struct dp_env_spec *spec,
+    struct dp_buf *notes)
+{
+	static const char *const reserved[] = { "HOME", "USER", "LOGNAME",
+	    "SHELL", "TMUX", "TMUX_PANE", "DEVPOCKET_ENVIRONMENT_ID" };
+	struct strv	 sv = { 0 };
+	const char	*kv, *eq;
+	size_t		 i, j, klen;
+	bool		 bad;
+
+	strv_addf(&sv, "HOME=%s", e->home);
+	strv_addf(&sv, "USER=%s", e->user);
+	strv_addf(&sv, "LOGNAME=%s", e->user);
+	strv_addf(&sv, "SHELL=%s", e->shell);
+	strv_add(&sv, "TERM=xterm-256color");
+	strv_add(&sv, "LANG=C.UTF-8");
+	strv_add(&sv, "PATH=" ENV_PATH);
+	strv_addf(&sv, "DEVPOCKET_ENVIRONMENT_ID=%s", e->id);
+	for (i = 0; spec != NULL && i < spec->nenv; i++) {
+		kv = spec->env[i];
+		if (kv == NULL)
+			continue;
+		eq = strchr(kv, '=');
+		klen = eq != NULL ? (size_t)(eq - kv) : 0;
+		bad = eq == NULL || klen == 0 || klen > ENVKEY_MAX ||
+		    strlen(eq + 1) > ENVVAL_MAX || i >= NENV_MAX ||
+		    (kv[0] >= '0' && kv[0] <= '9');
+		for (j = 0; !bad && j < klen; j++)
+			bad = !(kv[j] == '_' || (kv[j] >= 'A' && kv[j] <= 'Z') ||
+			    (kv[j] >= 'a' && kv[j] <= 'z') ||
+			    (kv[j] >= '0' && kv[j] <= '9'));
+		for (j = 0; !bad && j < DP_NITEMS(reserved); j++)
+			bad = strlen(reserved[j]) == klen &&
+			    memcmp(reserved[j], kv, klen) == 0;
+		if (bad) {
+			if (notes != NULL)
+				dp_buf_printf(notes, "devpocket: variable %zu "
+				    "skipped (not NAME=value, too long or "
+				    "reserved)\n", i + 1);
+			continue;
+		}
+		/* A later value replaces an earlier one (PATH, LANG, ...). */
+		for (j = 0; j < sv.n; j++)
+			if (strncmp(sv.v[j], kv, klen + 1) == 0)
+				break;
+		if (j < sv.n) {
+			free(sv.v[j]);
+			sv.v[j] = dp_xstrdup(kv);
+		} else
+			strv_add(&sv, kv);
+	}
+	return sv.v;
+}
+
+/* A tmux client call as the environment user; exit code or -1. */
+static int
+tmux_call(const struct lenv *e, char **envp, struct dp_buf *out,
+    struct dp_err *err, const char *a1, const char *a2, const char *a3,
+    const char *a4)
+{
+	char		*argv[10];
+	struct spawn	 sp = { 0 };
+	int		 n = 0, st;
+
+	if (host.tmux[0] == '\0') {
+		dp_err_set(err, ENOENT, "tmux is not installed");
+		return -1;
+	}
+	argv[n++] = host.tmux;
+	argv[n++] = "-S";
+	argv[n++] = (char *)e->sock;
+	argv[n++] = (char *)a1;
+	if (a2 != NULL)
+		argv[n++] = (char *)a2;
+	if (a3 != NULL)
+		argv[n++] = (char *)a3;
+	if (a4 != NULL)
+		argv[n++] = (char *)a4;
+	argv[n] = NULL;
+	sp.argv = argv;
+	sp.envp = envp;
+	sp.cwd = "/";
+	sp.out = sp.err = sp.info = -1;
+	if (run(e, &sp, out, CMD_TIMEOUT_MS, &st, err) == -1)
+		return -1;
+	return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+}
+
+static char *const min_env[] = { "PATH=" ENV_PATH, "LANG=C.UTF-8", NULL };
+
+/* True when the environment's tmux server answers. */
+static bool
+server_up(const struct lenv *e)
+{
+	struct dp_err	 err = { 0 };
+	struct stat	 st;
+
+	if (lstat(e->sock, &st) == -1 || !S_ISSOCK(st.st_mode))
+		return false;
+	return tmux_call(e, (char **)min_env, NULL, &err, "list-sessions",
+	    "-F", "#{session_name}", NULL) == 0;
+}
+
+static bool
+session_up(const struct lenv *e)
+{
+	struct dp_err	 err = { 0 };
+
+	if (!exists(e->sock))
+		return false;
+	return tmux_call(e, (char **)min_env, NULL, &err, "has-session",
+	    "-t", e->session, NULL) == 0;
+}
+
+/* --- bubblewrap -------------------------------------------------------- */
+
+static bool
+bwrap_works(const struct lenv *e)
+{
+	char		*argv[] = { host.bwrap, "--ro-bind", "/", "/",
+	    "--unshare-pid", "--unshare-ipc", "--unshare-uts",
+	    "--new-session", "--proc", "/proc", "--dev", "/dev",
+	    "--tmpfs", "/tmp", "--hostname", "devpocket-probe",
+	    "--", "/bin/true", NULL };
+	struct spawn	 sp = { 0 };
+	struct dp_err	 err = { 0 };
+	int		 st;
+
+	if (host.bwrap[0] == '\0')
+		return false;
+	if (host.bwrap_ok != -1 && host.bwrap_uid == e->uid)
+		return host.bwrap_ok == 1;
+	sp.argv = argv;
+	sp.envp = (char **)min_env;
+	sp.cwd = "/";
+	sp.out = sp.err = sp.info = -1;
+	host.bwrap_uid = e->uid;
+	host.bwrap_ok = run(e, &sp, NULL, CMD_TIMEOUT_MS, &st, &err) == 0 &&
+	    WIFEXITED(st) && WEXITSTATUS(st) == 0;
+	return host.bwrap_ok == 1;
+}
+
+bool
+dp_local_bwrap_works(void)
+{
+	struct dp_env_spec	 spec = { .id = "000000000000000000000000" };
+	struct lenv		 e;
+	struct dp_err		 err = { 0 };
+
+	if (lenv_init(&e, &spec, &err) == -1)
+		return false;
+	return bwrap_works(&e);
+}
+
+/* --- cgroups and limits -------------------------------------------------- */
+
+static bool
+has_word(const char *list, const char *w)
+{
+	size_t	 n = strlen(w);
+	const char *p = list;
+
+	while ((p = strstr(p, w)) != NULL) {
+		if ((p == list || p[-1] == ' ') &&
+		    (p[n] == ' ' || p[n] == '\n' || p[n] == '\0'))
+			return true;
+		p += n;
+	}
+	return false;
+}
+
+/* Ask a cgroup to hand cpu, memory and pids to its children. */
+static void
+cg_delegate(const char *cg)
+{
+	static const char *const ctl[] = { "cpu", "memory", "pids" };
+	char	 path[LPATH], have[512], knob[16];
+	size_t	 i;
+
+	if (pathf(path, sizeof(path), "%s/cgroup.controllers", cg) == -1 ||
+	    read_small(path, have, sizeof(have)) < 0)
+		return;
+	if (pathf(path, sizeof(path), "%s/cgroup.subtree_control", cg) == -1)
+		return;
+	for (i = 0; i < DP_NITEMS(ctl); i++) {
+		if (!has_word(have, ctl[i]))
+			continue;
+		snprintf(knob, sizeof(knob), "+%s", ctl[i]);
+		(void)write_knob(path, knob);
+	}
+}
+
+/* Kill every process of the environment's cgroup and remove it. */
+static void
+cg_kill(const struct lenv *e)
+{
+	char	 path[LPATH], buf[8192], *p, *end;
+	int64_t	 deadline;
+	long	 pid;
+	bool	 any;
+
+	if (e->cg[0] == '\0' || !exists(e->cg))
+		return;
+	if (pathf(path, sizeof(path), "%s/cgroup.kill", e->cg) == 0)
+		(void)write_knob(path, "1");
+	deadline = dp_mono_ms() + KILL_WAIT_MS;
+	do {
+		any = false;
+		if (read_small(e->cgprocs, buf, sizeof(buf)) <= 0)
+			break;
+		for (p = buf; *p != '\0'; p = end) {
+			pid = strtol(p, &end, 10);
+			if (end == p)
+				break;
+			if (pid > 1) {
+				kill((pid_t)pid, SIGKILL);
+				any = true;
+			}
+		}
+		if (any) {
+			struct timespec ts = { 0, 20 * 1000 * 1000 };
+
+			nanosleep(&ts, NULL);
+		}
+	} while (any && dp_mono_ms() < deadline);
+	/* Emptied groups go away; a busy one is retried at the next stop. */
+	while (rmdir(e->cg) == -1 && errno == EBUSY &&
+	    dp_mono_ms() < deadline) {
+		struct timespec ts = { 0, 20 * 1000 * 1000 };
+
+		nanosleep(&ts, NULL);
+	}
+}
+
+/*
+ * Make the cgroup and the rlimits of a start; one line describing what
+ * applied goes to notes.
+ */
+static void
+set_limits(struct lenv *e, const struct dp_env_spec *spec,
+    struct dp_buf *notes)
+{
+	char	 base[LPATH], path[LPATH], have[512], val[64];
+	struct dp_err err = { 0 };
+	bool	 cpu = false, mem = false, pids = false;
+	int64_t	 quota;
+
+	if (spec->memory_bytes > 0)
+		e->as = (rlim_t)spec->memory_bytes * 2 + ((rlim_t)1 << 30);
+	if (spec->storage_bytes > 0)
+		e->fsize = (rlim_t)spec->storage_bytes;
+	if (e->cg[0] != '\0') {
+		cg_delegate(host.cgmount);
+		pathf(base, sizeof(base), "%s/devpocket", host.cgmount);
+		if (mkdir_ok(base, 0755, &err) == -1 ||
+		    mkdir_ok(e->cg, 0755, &err) == -1) {
+			e->cg[0] = e->cgprocs[0] = '\0';
+		} else {
+			cg_delegate(base);
+			have[0] = '\0';
+			if (pathf(path, sizeof(path), "%s/cgroup.controllers",
+			    e->cg) == 0)
+				(void)read_small(path, have, sizeof(have));
+			if (has_word(have, "cpu") && spec->cpu_millicores > 0) {
+				quota = spec->cpu_millicores * 100;
+				if (quota < 1000)
+					quota = 1000;
+				snprintf(val, sizeof(val), "%lld 100000",
+				    (long long)quota);
+				pathf(path, sizeof(path), "%s/cpu.max", e->cg);
+				cpu = write_knob(path, val) == 0;
+			}
+			if (has_word(have, "memory") && spec->memory_bytes > 0) {
+				snprintf(val, sizeof(val), "%lld",
+				    (long long)spec->memory_bytes);
+				pathf(path, sizeof(path), "%s/memory.max",
+				    e->cg);
+				mem = write_knob(path, val) == 0;
+			}
+			if (has_word(have, "pids")) {
+				pathf(path, sizeof(path), "%s/pids.max", e->cg);
+				pids = write_knob(path, "512") == 0;
+			}
+		}
+	}
+	if (!pids && e->drop)
+		e->nproc = NPROC_MAX;
+	if (e->cg[0] != '\0')
+		dp_buf_printf(notes, "devpocket: limits: cgroup v2 %s (%s%s%s%s)"
+		    " and rlimits (address space %lld MiB, file size %lld MiB"
+		    "%s)\n", e->cg,
+		    cpu || mem || pids ? "" : "accounting only; cpu, memory "
+		    "and pids not delegated",
+		    cpu ? "cpu.max " : "", mem ? "memory.max " : "",
+		    pids ? "pids.max 512" : "",
+		    (long long)(e->as >> 20), (long long)(e->fsize >> 20),
+		    e->nproc ? ", processes 4096 per user" : "");
+	else
+		dp_buf_printf(notes, "devpocket: limits: rlimits only, no "
+		    "writable cgroup v2 (address space %lld MiB, file size "
+		    "%lld MiB%s); cpu is not limited\n",
+		    (long long)(e->as >> 20), (long long)(e->fsize >> 20),
+		    e->nproc ? ", processes 4096 per user" : "");
+}
+
+/* --- processes of an environment --------------------------------------- */
+
+struct proc {
+	pid_t			 pid, ppid;
+	unsigned long long	 ticks;		/* utime+stime+cutime+cstime */
+	long			 rss;		/* pages */
+	bool			 mine;
+};
+
+/* Every process of the host (capped), from /proc/<pid>/stat. */
+static struct proc *
+proc_scan(size_t *np)
+{
+	struct proc		*v = NULL;
+	size_t			 n = 0, cap = 0;
+	DIR			*d;
+	struct dirent		*de;
+	char			 path[64], buf[1024], *f[22];
+	unsigned long long	 u, s, cu, cs;
+
+	*np = 0;
+	if ((d = opendir("/proc")) == NULL)
+		return NULL;
+	while ((de = readdir(d)) != NULL && n < 1000000) {
+		if (de->d_name[0] < '0' || de->d_name[0] > '9')
+			continue;
+		if (pathf(path, sizeof(path), "/proc/%s/stat", de->d_name) ||
+		    read_small(path, buf, sizeof(buf)) <= 0 ||
+		    stat_fields(buf, f) == -1)
+			continue;
+		if (n == cap) {
+			cap = cap ? cap * 2 : 256;
+			v = dp_xrealloc(v, cap * sizeof(*v));
+		}
+		v[n].pid = (pid_t)strtol(de->d_name, NULL, 10);
+		v[n].ppid = (pid_t)strtol(f[4 - 3], NULL, 10);
+		u = strtoull(f[14 - 3], NULL, 10);
+		s = strtoull(f[15 - 3], NULL, 10);
+		cu = strtoull(f[16 - 3], NULL, 10);
+		cs = strtoull(f[17 - 3], NULL, 10);
+		v[n].ticks = u + s + cu + cs;
+		v[n].rss = strtol(f[24 - 3], NULL, 10);
+		v[n].mine = false;
+		n++;
+	}
+	closedir(d);
+	*np = n;
+	return v;
+}
+
+/* The recorded root process of the environment, if it still is ours. */
+static pid_t
+server_root(const struct lenv *e)
+{
+	char			 buf[128], *end;
+	long			 pid;
+	unsigned long long	 st;
+
+	if (read_small(e->pidfile, buf, sizeof(buf)) <= 0)
+		return 0;
+	pid = strtol(buf, &end, 10);
+	if (end == buf || pid <= 1 || pid > INT_MAX)
+		return 0;
+	st = strtoull(end, NULL, 10);
+	if (st == 0 || pid_starttime((pid_t)pid) != st)
+		return 0;
+	return (pid_t)pid;
+}
+
+/*
+ * Mark the processes of the environment: those listed in its cgroup, or
+ * without one the recorded root process and its descendants.
+ */
+static void
+proc_mark(const struct lenv *e, struct proc *v, size_t n)
+{
+	char	 *buf = NULL, *p, *end;
+	size_t	  i;
+	long	  pid;
+	pid_t	  root;
+	bool	  more;
+
+	if (e->cg[0] != '\0' && exists(e->cg)) {
+		buf = dp_xmalloc(1 << 20);
+		if (read_small(e->cgprocs, buf, 1 << 20) > 0) {
+			for (p = buf; *p != '\0'; p = end) {
+				pid = strtol(p, &end, 10);
+				if (end == p)
+					break;
+				for (i = 0; i < n; i++)
+					if (v[i].pid == pid)
+						v[i].mine = true;
+			}
+		}
+		free(buf);
+		return;
+	}
+	if ((root = server_root(e)) == 0)
+		return;
+	for (i = 0; i < n; i++)
+		if (v[i].pid == root)
+			v[i].mine = true;
+	do {
+		more = false;
+		for (i = 0; i < n; i++) {
+			size_t	 j;
+
+			if (v[i].mine)
+				continue;
+			for (j = 0; j < n; j++)
+				if (v[j].mine && v[j].pid == v[i].ppid)
+					break;
+			if (j < n)
+				v[i].mine = more = true;
+		}
+	} while (more);
+}
+
+/* Kill whatever is left of the environment's processes. */
+static void
+kill_leftovers(const struct lenv *e)
+{
+	struct proc	*v;
+	size_t		 n, i;
+
+	if (e->cg[0] != '\0' && exists(e->cg)) {
+		cg_kill(e);
+		return;
+	}
+	v = proc_scan(&n);
+	proc_mark(e, v, n);
+	for (i = 0; i < n; i++)
+		if (v[i].mine && v[i].pid > 1 && v[i].pid != getpid())
+			kill(v[i].pid, SIGKILL);
+	free(v);
+}
+
+/* --- folders and files ------------------------------------------------- */
+
+static int
+own(const char *path, const struct lenv *e, mode_t mode, struct dp_err *err)
+{
+	if (e->drop && lchown(path, e->uid, e->gid) == -1) {
+		dp_err_set(err, errno, "chown %s: %s", path, strerror(errno));
+		return -1;
+	}
+	if (chmod(path, mode) == -1) {
+		dp_err_set(err, errno, "chmod %s: %s", path, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+/* The folder, home and run; idempotent. */
+static int
+make_folders(const struct lenv *e, struct dp_err *err)
+{
+	int	 rc = -1;
+	struct stat st;
+
+	if (mkdir_p(e->root, 0755, err) == -1 || mkdir_ok(e->dir, 0750, err))
+		goto out;
+	if (e->drop && chown(e->dir, 0, e->gid) == -1) {
+		dp_err_set(err, errno, "chown %s: %s", e->dir, strerror(errno));
+		goto out;
+	}
+	if (chmod(e->dir, 0750) == -1) {
+		dp_err_set(err, errno, "chmod %s: %s", e->dir, strerror(errno));
+		goto out;
+	}
+	if (lstat(e->home, &st) == -1) {
+		if (mkdir_ok(e->home, 0700, err) == -1 ||
+		    own(e->home, e, 0700, err) == -1)
+			goto out;
+	}
+	if (lstat(e->run, &st) == -1) {
+		if (mkdir_ok(e->run, 0700, err) == -1 ||
+		    own(e->run, e, 0700, err) == -1)
+			goto out;
+	}
+	/* Inside home the user rules: create workspace, never chown it. */
+	if (mkdir(e->ws, 0755) == 0) {
+		if (own(e->ws, e, 0755, err) == -1)
+			goto out;
+	} else if (errno != EEXIST) {
+		dp_err_set(err, errno, "mkdir %s: %s", e->ws, strerror(errno));
+		goto out;
+	}
+	rc = 0;
+out:
+	return rc;
+}
+
+/* Remove the step files of an earlier start. */
+static void
+clear_steps(const struct lenv *e)
+{
+	DIR		*d;
+	struct dirent	*de;
+	int		 fd;
+
+	if ((d = opendir(e->steps)) == NULL)
+		return;
+	fd = dirfd(d);
+	while ((de = readdir(d)) != NULL)
+		if (de->d_name[0] != '.')
+			(void)unlinkat(fd, de->d_name, 0);
+	closedir(d);
+	(void)rmdir(e->steps);
+}
+
+/* A command on one line for its marker: controls become spaces, capped. */
+static void
+one_line(struct dp_buf *b, const char *cmd)
+{
+	size_t	 i, n = strlen(cmd), start = b->len;
+
+	for (i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)cmd[i];
+
+		if (b->len - start >= LINE_MAX_SHOWN) {
+			/* Do not end inside a UTF-8 sequence. */
+			while (b->len > start &&
+			    ((unsigned char)b->s[b->len - 1] & 0xc0) == 0x80)
+				b->len--;
+			if (b->len > start &&
+			    ((unsigned char)b->s[b->len - 1] & 0xc0) == 0xc0)
+				b->len--;
+			b->s[b->len] = '\0';
+			dp_buf_adds(b, "...");
+			break;
+		}
+		dp_buf_addc(b, c < 0x20 || c == 0x7f ? ' ' : (char)c);
+	}
+	dp_buf_addc(b, '\n');
+}
+
+/* Append sh single-quoted text (only trusted paths are ever quoted). */
+static void
+sh_quote(struct dp_buf *b, const char *s)
+{
+	dp_buf_addc(b, '\'');
+	for (; *s != '\0'; s++) {
+		if (*s == '\'')
+			dp_buf_adds(b, "'\\''");
+		else
+			dp_buf_addc(b, *s);
+	}
+	dp_buf_addc(b, '\'');
+}
+
+/*
+ * install.sh: run steps/<i>.sh in order with /bin/sh, output appended to
+ * install.log, markers written by the script itself from steps/<i>.line,
+ * so no command text ever passes through this script's own parsing.
+ * A marker always starts a line even when a command's output did not end
+ * with a newline.  The window then becomes the user's login shell.
+ */
+static int
+write_install(const struct lenv *e, const struct dp_env_spec *spec,
+    struct dp_err *err)
+{
+	struct dp_buf	 b = { 0 }, path = { 0 };
+	size_t		 i;
+	int		 rc = -1;
+
+	if (spec->ncommands > NCOMMANDS_MAX) {
+		dp_err_set(err, E2BIG, "too many startup commands");
+		goto out;
+	}
+	clear_steps(e);
+	if (mkdir_ok(e->steps, 0755, err) == -1)
+		goto out;
+	for (i = 0; i < spec->ncommands; i++) {
+		const char *cmd = spec->commands[i] ? spec->commands[i] : "";
+		size_t	 len = strlen(cmd);
+
+		if (len > COMMAND_MAX) {
+			dp_err_set(err, E2BIG, "startup command %zu is too "
+			    "long", i + 1);
+			goto out;
+		}
+		dp_buf_reset(&path);
+		dp_buf_printf(&path, "%s/%zu.sh", e->steps, i + 1);
+		dp_buf_reset(&b);
+		dp_buf_add(&b, cmd, len);
+		dp_buf_addc(&b, '\n');
+		if (write_file(path.s, b.s, b.len, 0644, err) == -1)
+			goto out;
+		dp_buf_reset(&path);
+		dp_buf_printf(&path, "%s/%zu.line", e->steps, i + 1);
+		dp_buf_reset(&b);
+		one_line(&b, cmd);
+		if (write_file(path.s, b.s, b.len, 0644, err) == -1)
+			goto out;
+	}
+	dp_buf_reset(&b);
+	dp_buf_adds(&b, "#!/bin/sh\n"
+	    "# Written by devpocket at each start of this environment.\n"
+	    "D=");
+	sh_quote(&b, e->dir);
+	dp_buf_printf(&b, "\nn=%zu\n", spec->ncommands);
+	dp_buf_adds(&b,
+	    "L=\"$D/install.log\"\n"
+	    "nl() { if [ -n \"$(tail -c 1 \"$L\")\" ]; then echo >>\"$L\"; fi; }\n"
+	    "mkdir -p \"$HOME/workspace\"\n"
+	    "cd \"$HOME/workspace\" || cd \"$HOME\"\n"
+	    "nl\n"
+	    "echo \"##devpocket:begin $n\" >>\"$L\"\n"
+	    "echo \"devpocket: running $n startup commands\"\n"
+	    "w=0\n"
+	    "i=1\n"
+	    "while [ \"$i\" -le \"$n\" ]; do\n"
+	    "\tnl\n"
+	    "\t{ printf '##devpocket:step %d/%d ' \"$i\" \"$n\";"
+	    " cat \"$D/steps/$i.line\"; } >>\"$L\"\n"
+	    "\tprintf 'devpocket: [%d/%d] ' \"$i\" \"$n\";"
+	    " cat \"$D/steps/$i.line\"\n"
+	    "\tmkdir -p \"$HOME/workspace\"\n"
+	    "\t( cd \"$HOME/workspace\" && exec /bin/sh \"$D/steps/$i.sh\" )"
+	    " </dev/null >>\"$L\" 2>&1\n"
+	    "\trc=$?\n"
+	    "\tif [ \"$rc\" -ne 0 ]; then\n"
+	    "\t\tw=$((w + 1))\n"
+	    "\t\tnl\n"
+	    "\t\t{ printf '##devpocket:warn %d ' \"$rc\";"
+	    " cat \"$D/steps/$i.line\"; } >>\"$L\"\n"
+	    "\t\techo \"devpocket: step $i exited with $rc\"\n"
+	    "\tfi\n"
+	    "\ti=$((i + 1))\n"
+	    "done\n"
+	    "nl\n"
+	    "echo \"##devpocket:done $w\" >>\"$L\"\n"
+	    "echo \"devpocket: ready ($w warnings)\"\n"
+	    "cd \"$HOME/workspace\" 2>/dev/null || cd \"$HOME\"\n"
+	    "exec \"$SHELL\" -l\n");
+	if (write_file(e->script, b.s, b.len, 0644, err) == -1)
+		goto out;
+	rc = 0;
+out:
+	dp_buf_release(&b);
+	dp_buf_release(&path);
+	return rc;
+}
+
+static int
+write_conf(const struct lenv *e, struct dp_err *err)
+{
+	struct dp_buf	 b = { 0 };
+	int		 rc;
+
+	dp_buf_printf(&b,
+	    "# Written by devpocket at each start of this environment.\n"
+	    "set -g exit-empty off\n"
+	    "set -g history-limit 50000\n"
+	    "set -g mouse on\n"
+	    "set -g window-size latest\n"
+	    "set -g default-shell %s\n"
+	    "set -g default-terminal %s\n",
+	    e->shell, access("/usr/share/terminfo/t/tmux-256color", R_OK) == 0 ||
+	    access("/lib/terminfo/t/tmux-256color", R_OK) == 0 ?
+	    "tmux-256color" : "screen-256color");
+	rc = write_file(e->conf, b.s, b.len, 0644, err);
+	dp_buf_release(&b);
+	return rc;
+}
+
+/* Truncate install.log for a new install and write the driver's notes. */
+static int
+reset_log(const struct lenv *e, const char *notes, struct dp_err *err)
+{
+	int	 fd, rc = -1;
+	size_t	 len = strlen(notes);
+
+	fd = open(e->log, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC,
+	    0640);
+	if (fd == -1) {
+		dp_err_set(err, errno, "%s: %s", e->log, strerror(errno));
+		goto out;
+	}
+	if ((e->drop && fchown(fd, e->uid, e->gid) == -1) ||
+	    fchmod(fd, 0640) == -1 ||
+	    write(fd, notes, len) != (ssize_t)len) {
+		dp_err_set(err, errno, "%s: %s", e->log, strerror(errno));
+		goto out;
+	}
+	rc = 0;
+out:
+	if (fd != -1)
+		close(fd);
+	return rc;
+}
+
+static int
+write_state(const struct lenv *e, const char *s, struct dp_err *err)
+{
+	return write_file(e->state, s, strlen(s), 0644, err);
+}
+
+static void
+record_root(const struct lenv *e, pid_t pid)
+{
+	char			 buf[64];
+	struct dp_err		 err = { 0 };
+	unsigned long long	 st;
+
+	if (pid <= 1 || (st = pid_starttime(pid)) == 0)
+		return;
+	snprintf(buf, sizeof(buf), "%d %llu\n", (int)pid, st);
+	(void)write_file(e->pidfile, buf, strlen(buf), 0644, &err);
+}
+
+/* child-pid from bwrap's --info-fd JSON. */
+static pid_t
+bwrap_child_pid(const struct lenv *e)
+{
+	char			 buf[4096];
+	struct json_object	*o = NULL, *v;
+	pid_t			 pid = 0;
+
+	if (read_small(e->launchinfo, buf, sizeof(buf)) <= 0)
+		return 0;
+	/* bwrap writes one object; take the first if it wrote more. */
+	if ((o = json_tokener_parse(buf)) != NULL &&
+	    json_object_object_get_ex(o, "child-pid", &v) &&
+	    json_object_is_type(v, json_type_int))
+		pid = (pid_t)json_object_get_int(v);
+	json_object_put(o);
+	return pid;
+}
+
+/* --- launching the server -------------------------------------------- */
+
+static void
+add_sandbox(struct strv *sv, const struct lenv *e)
+{
+	char	 host_name[32];
+
+	snprintf(host_name, sizeof(host_name), "devpocket-%.12s", e->id);
+	strv_add(sv, host.bwrap);
+	strv_add(sv, "--new-session");
+	strv_add(sv, "--unshare-pid");
+	strv_add(sv, "--unshare-ipc");
+	strv_add(sv, "--unshare-uts");
+	strv_add(sv, "--hostname");
+	strv_add(sv, host_name);
+	strv_add(sv, "--ro-bind");
+	strv_add(sv, "/");
+	strv_add(sv, "/");
+	strv_add(sv, "--proc");
+	strv_add(sv, "/proc");
+	strv_add(sv, "--dev");
+	strv_add(sv, "/dev");
+	strv_add(sv, "--tmpfs");
+	strv_add(sv, "/tmp");
+	/* Hide the other environments, then show this one. */
+	if (strcmp(e->root, "/") != 0) {
+		strv_add(sv, "--tmpfs");
+		strv_add(sv, e->root);
+	}
+	strv_add(sv, "--ro-bind");
+	strv_add(sv, e->dir);
+	strv_add(sv, e->dir);
+	strv_add(sv, "--bind");
+	strv_add(sv, e->home);
+	strv_add(sv, e->home);
+	strv_add(sv, "--bind");
+	strv_add(sv, e->run);
+	strv_add(sv, e->run);
+	strv_add(sv, "--bind");
+	strv_add(sv, e->log);
+	strv_add(sv, e->log);
+	strv_add(sv, "--chdir");
+	strv_add(sv, e->ws);
+	strv_add(sv, "--info-fd");
+	strv_add(sv, "3");
+	strv_add(sv, "--");
+}
+
+/*
+ * Start the tmux server with the session; with install, its first window
+ * runs install.sh.  Writes notes and the launch result to the log.
+ */
+static int
+launch(struct lenv *e, const struct dp_env_spec *spec, struct dp_err *err)
+{
+	struct strv	 sv = { 0 };
+	struct dp_buf	 notes = { 0 }, out = { 0 };
+	struct spawn	 sp = { 0 };
+	char		**envp = NULL, tail[512];
+	int		 lfd = -1, ifd = -1, st, rc = -1;
+	bool		 sandbox = false;
+	pid_t		 root = 0;
+
+	if (host.tmux[0] == '\0') {
+		dp_err_set(err, ENOENT, "tmux is not installed");
+		goto out;
+	}
+	/* A fresh start: nothing of an earlier run survives but home. */
+	if (exists(e->sock) && server_up(e)) {
+		struct dp_err	 ignore = { 0 };
+
+		tmux_call(e, (char **)min_env, NULL, &ignore, "kill-server",
+		    NULL, NULL, NULL);
+	}
+	kill_leftovers(e);
+	(void)unlink(e->sock);
+	(void)unlink(e->pidfile);
+	(void)unlink(e->mstate);
+
+	if (!dp_cfg.drivers_local_sandbox) {
+		dp_buf_printf(&notes, "devpocket: WARNING: sandbox disabled "
+		    "([drivers] local_sandbox = false): the environment runs "
+		    "unconfined as %s\n", e->user);
+		dp_warn("environment %s: sandbox disabled by [drivers] "
+		    "local_sandbox; running unconfined as %s", e->id, e->user);
+	} else if (host.bwrap[0] == '\0') {
+		dp_buf_printf(&notes, "devpocket: WARNING: bubblewrap is not "
+		    "installed: the environment runs unconfined as %s\n",
+		    e->user);
+		dp_warn("environment %s: /usr/bin/bwrap missing; running "
+		    "unconfined as %s", e->id, e->user);
+	} else if (!bwrap_works(e)) {
+		dp_buf_printf(&notes, "devpocket: WARNING: bubblewrap does not "
+		    "work here (user namespaces restricted?): the environment "
+		    "runs unconfined as %s\n", e->user);
+		dp_warn("environment %s: bwrap fails for %s; running "
+		    "unconfined", e->id, e->user);
+	} else {
+		sandbox = true;
+		dp_buf_printf(&notes, "devpocket: sandbox: bubblewrap (own pid, "
+		    "ipc and uts namespaces, read-only system, private /tmp, "
+		    "writable home) as %s\n", e->user);
+	}
+	set_limits(e, spec, &notes);
+	envp = build_env(e, spec, &notes);
+	if (write_conf(e, err) == -1 || write_install(e, spec, err) == -1 ||
+	    reset_log(e, notes.s, err) == -1)
+		goto out;
+
+	if (sandbox)
+		add_sandbox(&sv, e);
+	strv_add(&sv, host.tmux);
+	strv_add(&sv, "-S");
+	strv_add(&sv, e->sock);
+	strv_add(&sv, "-f");
+	strv_add(&sv, e->conf);
+	strv_add(&sv, "new-session");
+	strv_add(&sv, "-d");
+	strv_add(&sv, "-s");
+	strv_add(&sv, e->session);
+	strv_add(&sv, "-x");
+	strv_add(&sv, "80");
+	strv_add(&sv, "-y");
+	strv_add(&sv, "24");
+	strv_add(&sv, "-c");
+	strv_add(&sv, e->ws);
+	/* Two arguments: tmux executes them directly, no shell parsing. */
+	strv_add(&sv, "/bin/sh");
+	strv_add(&sv, e->script);
+
+	lfd = open(e->launchlog, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW |
+	    O_CLOEXEC, 0644);
+	ifd = open(e->launchinfo, O_RDWR | O_CREAT | O_TRUNC | O_NOFOLLOW |
+	    O_CLOEXEC, 0644);
+	if (lfd == -1 || ifd == -1) {
+		dp_err_set(err, errno, "%s: %s", e->dir, strerror(errno));
+		goto out;
+	}
+	/* The environment user writes these from the child. */
+	if (e->drop && (fchown(lfd, e->uid, e->gid) == -1 ||
+	    fchown(ifd, e->uid, e->gid) == -1)) {
+		dp_err_set(err, errno, "chown: %s", strerror(errno));
+		goto out;
+	}
+	sp.argv = sv.v;
+	sp.envp = envp;
+	sp.cwd = e->ws;
+	sp.cgroup = true;
+	sp.limits = true;
+	sp.out = -1;
+	sp.err = lfd;
+	sp.info = sandbox ? ifd : -1;
+	if (run(e, &sp, NULL, LAUNCH_TIMEOUT_MS, &st, err) == -1)
+		goto out;
+	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+		ssize_t	 n = read_small(e->launchlog, tail, sizeof(tail));
+		char	*nlp;
+
+		while (n > 0 && (tail[n - 1] == '\n' || tail[n - 1] == ' '))
+			tail[--n] = '\0';
+		nlp = strrchr(tail, '\n');
+		dp_err_set(err, EIO, "tmux did not start: %s",
+		    n > 0 ? (nlp ? nlp + 1 : tail) : "exit status");
+		goto out;
+	}
+	/* The process the metrics and stop fall back on without a cgroup. */
+	if (sandbox)
+		root = bwrap_child_pid(e);
+	else {
+		char		*argv[] = { host.tmux, "-S", (char *)e->sock,
+		    "display-message", "-p", "-t", (char *)e->session,
+		    "#{pid}", NULL };
+		struct spawn	 sp2 = { 0 };
+
+		dp_buf_reset(&out);
+		sp2.argv = argv;
+		sp2.envp = envp;
+		sp2.cwd = "/";
+		sp2.out = sp2.err = sp2.info = -1;
+		if (run(e, &sp2, &out, CMD_TIMEOUT_MS, &st, err) == 0 &&
+		    out.s != NULL)
+			root = (pid_t)strtol(out.s, NULL, 10);
+	}
+	record_root(e, root);
+	if (write_state(e, "running\n", err) == -1)
+		goto out;
+	rc = 0;
+out:
+	if (lfd != -1)
+		close(lfd);
+	if (ifd != -1)
+		close(ifd);
+	strv_free(sv.v);
+	strv_free(envp);
+	dp_buf_release(&notes);
+	dp_buf_release(&out);
+	return rc;
+}
+
+/* An exclusive lock on the folder's lock file for one operation. */
+static int
+lock_env(const struct lenv *e, struct dp_err *err)
+{
+	int	 fd;
+
+	fd = open(e->lock, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd == -1) {
+		dp_err_set(err, errno, "%s: %s", e->lock, strerror(errno));
+		return -1;
+	}
+	while (flock(fd, LOCK_EX) == -1 && errno == EINTR)
+		;
+	return fd;
+}
+
+/* --- the operations ------------------------------------------------------ */
+
+static int
+local_start(const struct dp_cluster_conn *c, const struct dp_env_spec *spec,
+    struct dp_err *err)
+{
+	struct lenv	 e;
+	int		 lk = -1, rc = -1;
+
+	if (lenv_init(&e, spec, err) == -1 || make_folders(&e, err) == -1 ||
+	    (lk = lock_env(&e, err)) == -1)
+		goto out;
+	/* A retried start finds the server up: the install already runs. */
+	if (server_up(&e)) {
+		rc = 0;
+		goto out;
+	}
+	rc = launch(&e, spec, err);
+out:
+	if (lk != -1)
+		close(lk);
+	return rc;
+}
+
+static int
+local_provision(const struct dp_cluster_conn *c,
+    const struct dp_env_spec *spec, struct dp_err *err)
+{
+	return local_start(c, spec, err);
+}
+
+static int
+stop_locked(struct lenv *e, struct dp_err *err)
+{
+	struct dp_err	 ignore = { 0 };
+
+	if (server_up(e))
+		tmux_call(e, (char **)min_env, NULL, &ignore, "kill-server",
+		    NULL, NULL, NULL);
+	kill_leftovers(e);
+	(void)unlink(e->sock);
+	(void)unlink(e->pidfile);
+	(void)unlink(e->mstate);
+	return write_state(e, "stopped\n", err);
+}
+
+static int
+local_stop(const struct dp_cluster_conn *c, const struct dp_env_spec *spec,
+    struct dp_err *err)
+{
+	struct lenv	 e;
+	int		 lk = -1, rc = -1;
+
+	if (lenv_init(&e, spec, err) == -1)
+		goto out;
+	if (!exists(e.dir)) {
+		rc = 0;
+		goto out;
+	}
+	if ((lk = lock_env(&e, err)) == -1)
+		goto out;
+	rc = stop_locked(&e, err);
+out:
+	if (lk != -1)
+		close(lk);
+	return rc;
+}
+
+static int
+local_destroy(const struct dp_cluster_conn *c, const struct dp_env_spec *spec,
+    struct dp_err *err)
+{
+	struct lenv	 e;
+	struct spawn	 sp = { 0 };
+	char		*argv[] = { host.rm, "-rf", "--one-file-system", "--",
+	    e.dir, NULL };
+	int		 lk = -1, rc = -1, st;
+
+	if (lenv_init(&e, spec, err) == -1)
+		goto out;
+	if (!exists(e.dir)) {
+		kill_leftovers(&e);	/* a cgroup left by a crash */
+		rc = 0;
+		goto out;
+	}
+	if ((lk = lock_env(&e, err)) == -1 || stop_locked(&e, err) == -1)
+		goto out;
+	/* GNU rm walks a hostile tree safely (openat, no symlinks). */
+	argv[0] = host.rm;
+	sp.argv = argv;
+	sp.envp = (char **)min_env;
+	sp.cwd = "/";
+	sp.root = true;
+	sp.out = sp.err = sp.info = -1;
+	if (host.rm[0] == '\0') {
+		dp_err_set(err, ENOENT, "rm is not installed");
+		goto out;
+	}
+	if (run(&e, &sp, NULL, 600 * 1000, &st, err) == -1)
+		goto out;
+	if (exists(e.dir)) {
+		dp_err_set(err, EIO, "%s could not be removed", e.dir);
+		goto out;
+	}
+	rc = 0;
+out:
+	if (lk != -1)
+		close(lk);
+	return rc;
+}
+
+static int
+local_status(const struct dp_cluster_conn *c, const struct dp_env_spec *spec,
+    enum dp_phase *phase, struct dp_err *err)
+{
+	struct lenv	 e;
+	char		 buf[32];
+
+	if (lenv_init(&e, spec, err) == -1)
+		return -1;
+	if (!exists(e.dir))
+		*phase = DP_PHASE_ABSENT;
+	else if (server_up(&e))
+		*phase = DP_PHASE_RUNNING;
+	else if (read_small(e.state, buf, sizeof(buf)) > 0 &&
+	    strncmp(buf, "running", 7) == 0)
+		*phase = DP_PHASE_FAILED;
+	else
+		*phase = DP_PHASE_STOPPED;
+	return 0;
+}
+
+/* Storage walk state (nftw has no user pointer). */
+static struct {
+	int64_t	 bytes, deadline;
+	long	 n;
+} walk;
+
+static int
+walk_cb(const char *path, const struct stat *st, int flag, struct FTW *f)
+{
+	if (flag == FTW_F || flag == FTW_D || flag == FTW_DP ||
+	    flag == FTW_SL || flag == FTW_SLN)
+		walk.bytes += (int64_t)st->st_blocks * 512;
+	if (++walk.n % 1024 == 0 && (dp_mono_ms() > walk.deadline ||
+	    walk.n > WALK_ENTRIES))
+		return 1;
+	return 0;
+}
+
+static int64_t
+cg_value(const struct lenv *e, const char *file, const char *key)
+{
+	char	 path[LPATH], buf[8192], *p;
+	size_t	 klen;
+
+	if (pathf(path, sizeof(path), "%s/%s", e->cg, file) == -1 ||
+	    read_small(path, buf, sizeof(buf)) <= 0)
+		return -1;
+	if (key == NULL)
+		return strtoll(buf, NULL, 10);
+	klen = strlen(key);
+	for (p = buf; p != NULL && *p != '\0'; p = strchr(p, '\n')) {
+		if (*p == '\n')
+			p++;
+		if (strncmp(p, key, klen) == 0 && p[klen] == ' ')
+			return strtoll(p + klen + 1, NULL, 10);
+	}
+	return -1;
+}
+
+static int
+local_metrics(const struct dp_cluster_conn *c, const struct dp_env_spec *spec,
+    struct dp_sample *s, struct dp_err *err)
+{
+	struct lenv	 e;
+	struct proc	*v = NULL;
+	size_t		 n = 0, i;
+	char		 buf[128], *end;
+	double		 now, t0, cpu0, cores, dt;
+	int64_t		 usec = -1, mem = -1, cur, inact;
+	long		 tck = sysconf(_SC_CLK_TCK), page = sysconf(_SC_PAGESIZE);
+	unsigned long long ticks = 0;
+	long		 rss = 0;
+	int		 rc = -1;
+
+	memset(s, 0, sizeof(*s));
+	if (lenv_init(&e, spec, err) == -1)
+		goto out;
+	if (!exists(e.dir)) {
+		rc = 0;
+		goto out;
+	}
+	if (e.cg[0] != '\0' && exists(e.cg)) {
+		usec = cg_value(&e, "cpu.stat", "usage_usec");
+		if ((cur = cg_value(&e, "memory.current", NULL)) >= 0) {
+			inact = cg_value(&e, "memory.stat", "inactive_file");
+			mem = cur - (inact > 0 && inact < cur ? inact : 0);
+		}
+	} else
+		e.cg[0] = '\0';
+	if (usec < 0 || mem < 0) {
+		v = proc_scan(&n);
+		proc_mark(&e, v, n);
+		for (i = 0; i < n; i++) {
+			if (!v[i].mine)
+				continue;
+			ticks += v[i].ticks;
+			rss += v[i].rss;
+		}
+		if (usec < 0)
+			usec = (int64_t)(ticks * 1000000ULL /
+			    (unsigned long long)(tck > 0 ? tck : 100));
+		if (mem < 0)
+			mem = (int64_t)rss * page;
+	}
+	now = dp_now();
+	if (read_small(e.mstate, buf, sizeof(buf)) > 0) {
+		t0 = strtod(buf, &end);
+		cpu0 = strtod(end, NULL);
+		dt = now - t0;
+		cores = spec->cpu_millicores > 0 ?
+		    (double)spec->cpu_millicores / 1000.0 :
+		    (double)sysconf(_SC_NPROCESSORS_ONLN);
+		if (dt > 0.01 && (double)usec >= cpu0 && cores > 0)
+			s->cpu_usage = ((double)usec - cpu0) / 1e6 / dt /
+			    cores * 100.0;
+	}
+	snprintf(buf, sizeof(buf), "%.6f %lld\n", now, (long long)usec);
+	(void)write_file(e.mstate, buf, strlen(buf), 0644, err);
+	if (spec->memory_bytes > 0)
+		s->memory_usage = (double)mem / (double)spec->memory_bytes *
+		    100.0;
+	walk.bytes = 0;
+	walk.n = 0;
+	walk.deadline = dp_mono_ms() + WALK_MS;
+	if (exists(e.home))
+		(void)nftw(e.home, walk_cb, 32, FTW_PHYS | FTW_MOUNT);
+	s->storage_usage = walk.bytes;
+	s->network_rx = s->network_tx = 0;
+	rc = 0;
+out:
+	free(v);
+	return rc;
+}
+
+static int
+local_install_log(const struct dp_cluster_conn *c,
+    const struct dp_env_spec *spec, int64_t offset, struct dp_buf *out,
+    int64_t *next, struct dp_err *err)
+{
+	struct lenv	 e;
+	struct stat	 st;
+	char		*buf = NULL, *nl;
+	ssize_t		 r;
+	size_t		 want, got = 0;
+	int		 fd = -1, rc = -1;
+
+	*next = offset;
+	if (lenv_init(&e, spec, err) == -1)
+		goto out;
+	if (offset < 0) {
+		dp_err_set(err, EINVAL, "negative offset");
+		goto out;
+	}
+	if ((fd = open(e.log, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)) == -1) {
+		if (errno == ENOENT) {
+			rc = 0;
+			goto out;
+		}
+		dp_err_set(err, errno, "%s: %s", e.log, strerror(errno));
+		goto out;
+	}
+	if (fstat(fd, &st) == -1 || !S_ISREG(st.st_mode)) {
+		dp_err_set(err, EIO, "%s: not a regular file", e.log);
+		goto out;
+	}
+	if (offset >= st.st_size) {
+		rc = 0;
+		goto out;
+	}
+	want = (size_t)(st.st_size - offset);
+	if (want > LOG_CHUNK_MAX)
+		want = LOG_CHUNK_MAX;
+	buf = dp_xmalloc(want);
+	while (got < want) {
+		r = pread(fd, buf + got, want - got, offset + (off_t)got);
+		if (r == -1 && errno == EINTR)
+			continue;
+		if (r == -1) {
+			dp_err_set(err, errno, "%s: %s", e.log, strerror(errno));
+			goto out;
+		}
+		if (r == 0)
+			break;
+		got += (size_t)r;
+	}
+	nl = got > 0 ? memrchr(buf, '\n', got) : NULL;
+	if (nl != NULL)
+		got = (size_t)(nl - buf) + 1;
+	else if (got < LOG_CHUNK_MAX)
+		got = 0;	/* a partial line: wait for its end */
+	/* else one line longer than a chunk: hand it over in pieces */
+	dp_buf_add(out, buf, got);
+	*next = offset + (int64_t)got;
+	rc = 0;
+out:
+	if (fd != -1)
+		close(fd);
+	free(buf);
+	return rc;
+}
+
+static int
+local_attach(const struct dp_cluster_conn *c, const struct dp_env_spec *spec,
+    int cols, int rows, struct dp_attach *a, struct dp_err *err)
+{
+	struct lenv	 e;
+	struct winsize	 wsz = { 0 };
+	struct spawn	 sp = { 0 };
+	char		**envp = NULL;
+	char		*argv[] = { host.tmux, "-S", e.sock, "new-session", "-A",
+	    "-s", e.session, "-c", e.ws, NULL };
+	int		 master = -1, rc = -1;
+	pid_t		 pid;
+
+	a->fd = -1;
+	a->pid = -1;
+	a->priv = NULL;
+	a->existed = false;
+	if (lenv_init(&e, spec, err) == -1)
+		goto out;
+	argv[0] = host.tmux;
+	if (!exists(e.dir) || !server_up(&e)) {
+		dp_err_set(err, ESRCH, "environment is not running");
+		goto out;
+	}
+	a->existed = session_up(&e);
+	envp = build_env(&e, spec, NULL);
+	wsz.ws_col = (unsigned short)(cols >= 1 && cols <= 1000 ? cols : 80);
+	wsz.ws_row = (unsigned short)(rows >= 1 && rows <= 1000 ? rows : 24);
+	sp.argv = argv;
+	sp.envp = envp;
+	sp.cwd = exists(e.ws) ? e.ws : e.home;
+	sp.cgroup = true;
+	sp.keep_stdio = true;
+	sp.out = sp.err = sp.info = -1;
+	pid = forkpty(&master, NULL, NULL, &wsz);
+	if (pid == -1) {
+		dp_err_set(err, errno, "forkpty: %s", strerror(errno));
+		goto out;
+	}
+	if (pid == 0)
+		child(&e, &sp);
+	(void)fcntl(master, F_SETFD, FD_CLOEXEC);
+	a->fd = master;
+	a->pid = (int)pid;
+	rc = 0;
+out:
+	strv_free(envp);
+	return rc;
+}
+
+static int
+local_probe(const struct dp_cluster_conn *c, struct dp_probe *p,
+    struct dp_err *err)
+{
+	struct statvfs	 vfs;
+	char		 buf[4096], *m;
+	const char	*root = dp_cfg.drivers_local_root;
+	int64_t		 t0 = dp_mono_ms();
+	long		 ncpu;
+	int		 rc = -1;
+
+	p->node_count = 1;
+	p->cpu_cores = p->memory_gib = p->storage_gib = -1;
+	host_init();
+	if (host.tmux[0] == '\0') {
+		dp_err_set(err, ENOENT, "tmux is not installed");
+		goto out;
+	}
+	if (root == NULL || root[0] != '/') {
+		dp_err_set(err, EINVAL, "[drivers] local_root is not absolute");
+		goto out;
+	}
+	if (mkdir_p(root, 0755, err) == -1)
+		goto out;
+	if (access(root, W_OK | X_OK) == -1) {
+		dp_err_set(err, errno, "%s is not writable: %s", root,
+		    strerror(errno));
+		goto out;
+	}
+	if ((ncpu = sysconf(_SC_NPROCESSORS_ONLN)) > 0)
+		p->cpu_cores = (double)ncpu;
+	if (read_small("/proc/meminfo", buf, sizeof(buf)) > 0 &&
+	    (m = strstr(buf, "MemTotal:")) != NULL)
+		p->memory_gib = strtod(m + 9, NULL) / (1024.0 * 1024.0);
+	if (statvfs(root, &vfs) == 0)
+		p->storage_gib = (double)vfs.f_bavail * (double)vfs.f_frsize /
+		    (1024.0 * 1024.0 * 1024.0);
+	rc = 0;
+out:
+	p->response_time_ms = dp_mono_ms() - t0;
+	return rc;
+}
+
+const struct dp_driver dp_driver_local = {
+	.name = "local",
+	.provision = local_provision,
+	.start = local_start,
+	.stop = local_stop,
+	.destroy = local_destroy,
+	.status = local_status,
+	.metrics = local_metrics,
+	.install_log = local_install_log,
+	.container_log = NULL,	/* output lives in the tmux panes */
+	.attach = local_attach,
+	.probe = local_probe,
+};
