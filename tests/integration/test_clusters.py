@@ -482,8 +482,9 @@ def test_clusters_delete_and_usage():
         c = cs.create(provider="local")
         cid = c["id"]
         e1 = insert_env(cs, cid, user["id"], {"cpu": "500m", "memory": "1Gi", "storage": "5Gi"})
+        # Stable statuses only: the worker leaves stopped and error alone.
         insert_env(cs, cid, user["id"], {"cpu": "1.5", "memory": "512Mi", "storage": "10Gi"},
-                   status="running")
+                   status="error")
         insert_env(cs, cid, user["id"], {"cpu": "4", "memory": "8Gi", "storage": "50Gi"},
                    status="terminated")
         g = api("GET", "/clusters/" + cid, cs.adm).json
@@ -501,8 +502,8 @@ def test_clusters_delete_and_usage():
         eq(listed, [g], "list shows the same object")
         r = api("DELETE", "/clusters/" + cid, cs.adm)
         eq((r.status, r.json["detail"]), (409, "Cluster is in use by environments"), "in use")
-        sql("UPDATE environments SET status = 'error' WHERE cluster_id = :'p1' "
-            "AND status = 'running'", cid)
+        sql("UPDATE environments SET status = 'terminated', terminated_at = now() "
+            "WHERE id = :'p1'", e1)
         eq(api("DELETE", "/clusters/" + cid, cs.adm).status, 409, "error still counts")
         sql("UPDATE environments SET status = 'terminated', terminated_at = now() "
             "WHERE cluster_id = :'p1'", cid)
