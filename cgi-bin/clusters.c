@@ -32,92 +32,12 @@ begin_locked(struct dp_db *db)
 }
 
 /*
- * The field tables below are applied here rather than by dp_serve: the
- * pipeline answers 422 for table errors before the handler runs, and the
- * rules that need more than the table (name pattern, https endpoint,
- * kube_config contents) must land in the same list (§0.7: one entry per
- * invalid field).  Same semantics as the pipeline's table for the types
- * used here.
+ * The field tables below are applied by the handlers (dp_fields_check)
+ * rather than by dp_serve, so that the rules that need more than the
+ * table (name pattern, https endpoint, kube_config contents) land in the
+ * same 422 list (§0.7: one entry per invalid field).
  */
-static void
-check_field(struct dp_req *req, const struct dp_field *f, struct dp_value *v)
-{
-	struct json_object	*j = NULL;
-	enum dp_vcode		 c = DP_V_OK;
-	const char		*s;
-	size_t			 len;
-
-	memset(v, 0, sizeof(*v));
-	if (!json_object_object_get_ex(req->body, f->name, &j) || j == NULL) {
-		if (f->flags & DP_F_REQUIRED)
-			dp_req_invalid(req, f->name, DP_V_MISSING,
-			    "field required");
-		return;
-	}
-	switch (f->type) {
-	case DP_FT_INT:
-		if (!json_object_is_type(j, json_type_int)) {
-			c = DP_V_TYPE_ERROR;
-			break;
-		}
-		v->i = json_object_get_int64(j);
-		if (v->i < f->min || v->i > f->max)
-			c = DP_V_OUT_OF_RANGE;
-		break;
-	case DP_FT_BOOL:
-		if (!json_object_is_type(j, json_type_boolean))
-			c = DP_V_TYPE_ERROR;
-		v->b = json_object_get_boolean(j);
-		break;
-	default:
-		if (!json_object_is_type(j, json_type_string)) {
-			c = DP_V_TYPE_ERROR;
-			break;
-		}
-		s = json_object_get_string(j);
-		len = (size_t)json_object_get_string_len(j);
-		if (memchr(s, '\0', len) != NULL) {
-			c = DP_V_INVALID_FORMAT;
-			break;
-		}
-		if (len == 0 && (f->flags & DP_F_EMPTYNULL)) {
-			v->cleared = true;
-			return;
-		}
-		v->s = s;
-		v->len = len;
-		if (f->type == DP_FT_TEXT)
-			c = dp_check_text(s, len, f->min, f->max);
-		else if (f->type == DP_FT_RAW)
-			c = len > (size_t)f->max ? DP_V_TOO_LONG : DP_V_OK;
-		else if (f->type == DP_FT_REGION)
-			c = dp_check_region(s, len);
-		else if (f->type == DP_FT_CHOICE)
-			c = dp_check_choice(s, len, f->choices);
-		else
-			c = DP_V_TYPE_ERROR;	/* not used by these tables */
-		break;
-	}
-	if (c != DP_V_OK)
-		dp_req_invalid(req, f->name, c, NULL);
-	else
-		v->present = true;
-}
-
-/* Check every field of table into a new array of values (arena). */
-static struct dp_value *
-check_fields(struct dp_req *req, const struct dp_field *table)
-{
-	struct dp_value	*in;
-	size_t		 i, n = 0;
-
-	while (table[n].name != NULL)
-		n++;
-	in = dp_req_alloc(req, (n + 1) * sizeof(*in));
-	for (i = 0; i < n; i++)
-		check_field(req, &table[i], &in[i]);
-	return in;
-}
+#define check_fields(req, table)	dp_fields_check((req), (table))
 
 /* name: 3–50 chars of [A-Za-z0-9_-] (the lengths are the table's). */
 static void

@@ -53,77 +53,6 @@ static const struct dp_field update_fields[] = {
 	{ NULL, 0, 0, 0, 0, NULL }
 };
 
-/*
- * The field table above, applied here rather than by dp_serve: the
- * pipeline answers 422 for table errors before the handler runs, and
- * the rules below (name and image patterns, tags.N, …) must land in
- * the same list (§0.7: one entry per invalid field).  Same semantics
- * as the pipeline's table for the types used here.
- */
-static void
-check_field(struct dp_req *req, const struct dp_field *f, struct dp_value *v)
-{
-	struct json_object	*j = NULL;
-	enum dp_vcode		 c = DP_V_OK;
-	const char		*s;
-	size_t			 len;
-
-	memset(v, 0, sizeof(*v));
-	if (!json_object_object_get_ex(req->body, f->name, &j) || j == NULL) {
-		if (f->flags & DP_F_REQUIRED)
-			dp_req_invalid(req, f->name, DP_V_MISSING,
-			    "field required");
-		return;
-	}
-	switch (f->type) {
-	case DP_FT_INT:
-		if (!json_object_is_type(j, json_type_int)) {
-			c = DP_V_TYPE_ERROR;
-			break;
-		}
-		v->i = json_object_get_int64(j);
-		if (v->i < f->min || v->i > f->max)
-			c = DP_V_OUT_OF_RANGE;
-		break;
-	case DP_FT_OBJECT:
-	case DP_FT_ARRAY:
-		if (!json_object_is_type(j, f->type == DP_FT_OBJECT ?
-		    json_type_object : json_type_array))
-			c = DP_V_TYPE_ERROR;
-		v->j = j;
-		break;
-	default:
-		if (!json_object_is_type(j, json_type_string)) {
-			c = DP_V_TYPE_ERROR;
-			break;
-		}
-		s = json_object_get_string(j);
-		len = (size_t)json_object_get_string_len(j);
-		if (memchr(s, '\0', len) != NULL) {
-			c = DP_V_INVALID_FORMAT;
-			break;
-		}
-		if (len == 0 && (f->flags & DP_F_EMPTYNULL)) {
-			v->cleared = true;
-			return;
-		}
-		v->s = s;
-		v->len = len;
-		if (f->type == DP_FT_TEXT)
-			c = dp_check_text(s, len, f->min, f->max);
-		else if (f->type == DP_FT_URL)
-			c = dp_check_url(s, len);
-		else if (f->type == DP_FT_CHOICE)
-			c = dp_check_choice(s, len, f->choices);
-		else
-			c = DP_V_TYPE_ERROR;	/* not used by these tables */
-		break;
-	}
-	if (c != DP_V_OK)
-		dp_req_invalid(req, f->name, c, NULL);
-	else
-		v->present = true;
-}
 
 /* The checked composite fields as jsonb texts (arena), NULL if absent. */
 struct body {
@@ -260,14 +189,11 @@ check_body(struct dp_req *req, const struct dp_field *fields,
 {
 	const struct dp_value	*v;
 	enum dp_vcode		 c;
-	size_t			 i, n = 0;
 
 	memset(b, 0, sizeof(*b));
-	while (fields[n].name != NULL)
-		n++;
-	req->in = dp_req_alloc(req, n * sizeof(*req->in));
-	for (i = 0; i < n; i++)
-		check_field(req, &fields[i], &req->in[i]);
+	/* The table through the pipeline's checker, then the rest, so that
+	 * one 422 lists every invalid field (§0.7). */
+	req->in = dp_fields_check(req, fields);
 	v = DP_IN(req, F_NAME);
 	if (v->present && (c = dp_check_template_name(v->s, v->len)) !=
 	    DP_V_OK)

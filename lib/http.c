@@ -746,10 +746,8 @@ static int
 read_input(struct dp_req *req, struct dp_res *res)
 {
 	const struct dp_route	*rt = req->route;
-	const struct dp_field	*f;
 	const char		*ct = dp_req_param(req, "CONTENT_TYPE");
 	struct json_object	*o = NULL;
-	size_t			 i, nf = 0;
 
 	if (rt->fields == NULL && !(rt->flags & DP_BODY))
 		return 0;
@@ -769,15 +767,27 @@ read_input(struct dp_req *req, struct dp_res *res)
 		return dp_fail_invalid(req, res);
 	}
 	req->body = o;
-	for (f = rt->fields; f != NULL && f->name != NULL; f++)
-		nf++;
-	req->in = dp_arena_alloc(&req->arena, (nf + 1) * sizeof(*req->in));
-	memset(req->in, 0, (nf + 1) * sizeof(*req->in));
-	for (i = 0; i < nf; i++)
-		validate_field(req, &rt->fields[i], &req->in[i]);
-	if (dp_req_has_errors(req))
-		return dp_fail_invalid(req, res);
+	if (rt->fields != NULL) {
+		req->in = dp_fields_check(req, rt->fields);
+		if (dp_req_has_errors(req))
+			return dp_fail_invalid(req, res);
+	}
 	return 0;
+}
+
+struct dp_value *
+dp_fields_check(struct dp_req *req, const struct dp_field *fields)
+{
+	struct dp_value	*in;
+	size_t		 i, n = 0;
+
+	while (fields[n].name != NULL)
+		n++;
+	in = dp_arena_alloc(&req->arena, (n + 1) * sizeof(*in));
+	memset(in, 0, (n + 1) * sizeof(*in));
+	for (i = 0; i < n && req->body != NULL; i++)
+		validate_field(req, &fields[i], &in[i]);
+	return in;
 }
 
 static int

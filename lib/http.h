@@ -154,6 +154,13 @@ const char *dp_req_param(struct dp_req *, const char *cgi_name);
 const char *dp_req_query(struct dp_req *, const char *name);
 void	*dp_req_alloc(struct dp_req *, size_t);
 char	*dp_req_strdup(struct dp_req *, const char *);
+/*
+ * Check the JSON body against a field table as the pipeline does for a
+ * route's own table (422 entries through dp_req_invalid); the values, in
+ * table order, are in the arena.  For handlers whose body rules go past
+ * a table (DP_BODY routes) so that one 422 lists every invalid field.
+ */
+struct dp_value *dp_fields_check(struct dp_req *, const struct dp_field *);
 /* Value of field i of the route's table. */
 #define DP_IN(req, i)	(&(req)->in[(i)])
 
