@@ -523,6 +523,15 @@ lenv_init(struct lenv *e, const struct dp_env_spec *spec, struct dp_err *err)
 
 /* --- children ------------------------------------------------------------ */
 
+/* In a child: say why it cannot run (on its stderr) and exit 126. */
+static void __attribute__((noreturn))
+child_fail(const char *what, const char *arg)
+{
+	dprintf(2, "devpocket: %s %s: %s\n", what, arg ? arg : "",
+	    strerror(errno));
+	_exit(126);
+}
+
 static void __attribute__((noreturn))
 child(const struct lenv *e, const struct spawn *sp)
 {
@@ -554,7 +563,7 @@ child(const struct lenv *e, const struct spawn *sp)
 	}
 	if (!sp->keep_stdio) {
 		if ((fd = open("/dev/null", O_RDWR)) == -1)
-			_exit(126);
+			child_fail("open", "/dev/null");
 		dup2(fd, 0);
 		dup2(sp->out >= 0 ? sp->out : fd, 1);
 		dup2(sp->err >= 0 ? sp->err : fd, 2);
@@ -565,16 +574,17 @@ child(const struct lenv *e, const struct spawn *sp)
 	if (e->drop && !sp->root) {
 		if (setgroups((size_t)e->ngroups, e->groups) == -1 ||
 		    setgid(e->gid) == -1 || setuid(e->uid) == -1)
-			_exit(126);
+			child_fail("becoming", e->user);
 		if (getuid() != e->uid || geteuid() != e->uid ||
 		    getegid() != e->gid || setuid(0) == 0)
-			_exit(126);
+			child_fail("dropping root for", e->user);
 	}
 	if (!sp->root)
 		prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
 	if (sp->cwd != NULL && chdir(sp->cwd) == -1)
-		_exit(126);
+		child_fail("chdir", sp->cwd);
 	execve(sp->argv[0], sp->argv, sp->envp);
+	dprintf(2, "devpocket: exec %s: %s\n", sp->argv[0], strerror(errno));
 	_exit(127);
 }
 
@@ -905,6 +915,36 @@ cg_kill(const struct lenv *e)
 }
 
 /*
+ * Remove the empty groups under <mount>/devpocket that are older than a
+ * minute: environments whose servers ended without the driver (killed
+ * from outside, a host shutdown script).  rmdir refuses a busy group, and
+ * the age keeps us off a group another worker has just made.
+ */
+static void
+cg_prune(void)
+{
+	char		 base[LPATH], path[LPATH];
+	struct stat	 st;
+	struct dirent	*de;
+	DIR		*d;
+	time_t		 now = time(NULL);
+
+	if (host.cgmount[0] == '\0' ||
+	    pathf(base, sizeof(base), "%s/devpocket", host.cgmount) == -1 ||
+	    (d = opendir(base)) == NULL)
+		return;
+	while ((de = readdir(d)) != NULL) {
+		if (!dp_is_id(de->d_name) ||
+		    pathf(path, sizeof(path), "%s/%s", base, de->d_name) == -1 ||
+		    lstat(path, &st) == -1 || !S_ISDIR(st.st_mode) ||
+		    now - st.st_ctime < 60)
+			continue;
+		(void)rmdir(path);
+	}
+	closedir(d);
+}
+
+/*
  * Make the cgroup and the rlimits of a start; one line describing what
  * applied goes to notes.
  */
@@ -922,6 +962,7 @@ set_limits(struct lenv *e, const struct dp_env_spec *spec,
 	if (spec->storage_bytes > 0)
 		e->fsize = (rlim_t)spec->storage_bytes;
 	if (e->cg[0] != '\0') {
+		cg_prune();
 		cg_delegate(host.cgmount);
 		pathf(base, sizeof(base), "%s/devpocket", host.cgmount);
 		if (mkdir_ok(base, 0755, &err) == -1 ||
@@ -1137,6 +1178,20 @@ make_folders(const struct lenv *e, struct dp_err *err)
 
 	if (mkdir_p(e->root, 0755, err) == -1 || mkdir_ok(e->dir, 0750, err))
 		goto out;
+	/*
+	 * The environment user must pass through the root to reach its
+	 * folder; search permission alone lets it list nothing.
+	 */
+	if (e->drop && stat(e->root, &st) == 0 && st.st_uid == geteuid() &&
+	    (st.st_mode & 0001) == 0) {
+		if (chmod(e->root, (st.st_mode & 07777) | 0111) == -1) {
+			dp_err_set(err, errno, "chmod %s: %s", e->root,
+			    strerror(errno));
+			goto out;
+		}
+		dp_warn("%s: search permission added for others so that %s "
+		    "can reach its environments", e->root, e->user);
+	}
 	if (e->drop && chown(e->dir, 0, e->gid) == -1) {
 		dp_err_set(err, errno, "chown %s: %s", e->dir, strerror(errno));
 		goto out;
@@ -1661,6 +1716,7 @@ stop_locked(struct lenv *e, struct dp_err *err)
 		tmux_call(e, (char **)min_env, NULL, &ignore, "kill-server",
 		    NULL, NULL, NULL);
 	kill_leftovers(e);
+	cg_prune();
 	(void)unlink(e->sock);
 	(void)unlink(e->pidfile);
 	(void)unlink(e->mstate);

@@ -356,6 +356,11 @@ START_TEST(test_driver_local_idempotent)
 	char			 id[25], *log;
 
 	spec_init(&s, id, cmds, 1);
+	/*
+	 * A root the environment user cannot pass through (as
+	 * devpocket-stack makes it) gets search permission, nothing more.
+	 */
+	ck_assert_int_eq(chmod(root, 0750), 0);
 	/* Nothing there yet: stop and destroy succeed. */
 	do_ok(drv->stop, &s, "stop absent");
 	do_ok(drv->destroy, &s, "destroy absent");
@@ -363,6 +368,12 @@ START_TEST(test_driver_local_idempotent)
 	do_ok(drv->provision, &s, "provision");
 	log = wait_done(&s, 20000);
 	free(log);
+	if (geteuid() == 0) {
+		struct stat	 st;
+
+		ck_assert_int_eq(stat(root, &st), 0);
+		ck_assert_int_eq(st.st_mode & 07777, 0751);
+	}
 	do_ok(drv->provision, &s, "provision again");
 	ck_assert_int_eq(phase(&s), DP_PHASE_RUNNING);
 	/* The retried provision did not start a second install. */
