@@ -55,6 +55,48 @@ static const char *const op_kinds[] = {
 
 /* ---- small helpers -------------------------------------------------------- */
 
+/*
+ * Environments whose driver just failed a reconcile call (cluster
+ * unreachable, say) are left alone for a while: one warning a minute,
+ * not one every pass.  A small table is enough; when full, the oldest
+ * entry goes.
+ */
+#define QUIET_MS	60000
+#define QUIET_MAX	256
+static struct {
+	char	 id[25];
+	int64_t	 until;
+} quiet[QUIET_MAX];
+
+static bool
+is_quiet(const char *id)
+{
+	int64_t	 now = dp_mono_ms();
+	size_t	 i;
+
+	for (i = 0; i < QUIET_MAX; i++)
+		if (quiet[i].until > now && strcmp(quiet[i].id, id) == 0)
+			return true;
+	return false;
+}
+
+static void
+set_quiet(const char *id)
+{
+	size_t	 i, old = 0;
+
+	for (i = 0; i < QUIET_MAX; i++) {
+		if (strcmp(quiet[i].id, id) == 0 || quiet[i].until == 0) {
+			old = i;
+			break;
+		}
+		if (quiet[i].until < quiet[old].until)
+			old = i;
+	}
+	(void)snprintf(quiet[old].id, sizeof(quiet[old].id), "%s", id);
+	quiet[old].until = dp_mono_ms() + QUIET_MS;
+}
+
 static int64_t
 val_int(const PGresult *r, int row, int c)
 {
@@ -516,6 +558,7 @@ install_step(struct dp_db *db, const char *id)
 	if (ctx.drv->install_log(&ctx.conn, &ctx.spec, off, &log, &next,
 	    &err) < 0) {
 		dp_warn("environment %s: install log: %s", id, err.msg);
+		set_quiet(id);
 		if (!timed_out)
 			goto out;
 		next = off;
@@ -594,6 +637,7 @@ status_step(struct dp_db *db, const char *id)
 		goto out;
 	if (ctx.drv->status(&ctx.conn, &ctx.spec, &ph, &err) < 0) {
 		dp_warn("environment %s: status: %s", id, err.msg);
+		set_quiet(id);
 		goto out;
 	}
 	if (ph == DP_PHASE_FAILED || ph == DP_PHASE_ABSENT) {
@@ -652,6 +696,7 @@ sample_step(struct dp_db *db, const char *id, const char *interval)
 	memset(&s, 0, sizeof(s));
 	if (ctx.drv->metrics(&ctx.conn, &ctx.spec, &s, &err) < 0) {
 		dp_warn("environment %s: metrics: %s", id, err.msg);
+		set_quiet(id);
 		goto out;
 	}
 	/* Percentages stay finite and non-negative for the JSON. */
@@ -821,14 +866,16 @@ dp_lifecycle_reconcile(struct dp_db *db)
 	if ((r = pick(db, installing, 0, NULL)) == NULL)
 		return -1;
 	for (i = 0; i < PQntuples(r); i++)
-		install_step(db, PQgetvalue(r, i, 0));
+		if (!is_quiet(PQgetvalue(r, i, 0)))
+			install_step(db, PQgetvalue(r, i, 0));
 	PQclear(r);
 
 	num(iv, sizeof(iv), dp_cfg.limits_metrics_interval);
 	if ((r = pick(db, due, 1, (const char *const[]){ iv })) == NULL)
 		return -1;
 	for (i = 0; i < PQntuples(r); i++)
-		sample_step(db, PQgetvalue(r, i, 0), iv);
+		if (!is_quiet(PQgetvalue(r, i, 0)))
+			sample_step(db, PQgetvalue(r, i, 0), iv);
 	PQclear(r);
 
 	if (now - last_status >= STATUS_EVERY_MS) {
@@ -836,7 +883,8 @@ dp_lifecycle_reconcile(struct dp_db *db)
 		if ((r = pick(db, running, 0, NULL)) == NULL)
 			return -1;
 		for (i = 0; i < PQntuples(r); i++)
-			status_step(db, PQgetvalue(r, i, 0));
+			if (!is_quiet(PQgetvalue(r, i, 0)))
+				status_step(db, PQgetvalue(r, i, 0));
 		PQclear(r);
 		idle_pass(db);
 	}

@@ -111,7 +111,7 @@ def wait_status(u, eid, want, timeout=30):
             return r.json
         if last == "error" and want != "error":
             break
-        time.sleep(0.2)
+        time.sleep(0.3)
     logs = req("GET", API + "/" + eid + "/logs?lines=50", u).json
     fail("environment %s: status %s, want %s; logs %s; worker: %s" % (
         eid, last, want, logs and [l["message"] for l in logs["logs"]], log_tail("worker", 10)))
@@ -703,3 +703,15 @@ def test_env_worker_crash_mid_provision():
     msgs = [l["message"] for l in req("GET", API + "/" + eid + "/logs?lines=1000", u).json["logs"]]
     eq(msgs.count("crash-test"), 1, "install output copied once: %r" % msgs)
     req("DELETE", API + "/" + eid, u)
+
+
+def test_env_zz_cleanup():
+    """Terminate what the tests left on the dead cluster and drop its jobs,
+    so the shared stack's worker does not keep retrying them."""
+    if not _dead:
+        return
+    sql("UPDATE jobs SET state = 'failed', last_error = 'test cleanup' "
+        "WHERE state = 'queued' AND kind LIKE 'env.%' AND payload->>'id' IN "
+        "(SELECT id FROM environments WHERE cluster_id = :'p1')", _dead[0])
+    sql("UPDATE environments SET status = 'terminated', terminated_at = now() "
+        "WHERE cluster_id = :'p1' AND status <> 'terminated'", _dead[0])

@@ -1,0 +1,142 @@
+#!/bin/sh
+# bench/envs.sh: GET /api/v1/environments (a pro user with 3 environments)
+# against /health and a trivial libfcgi responder (the ceiling), with wrk
+# through nginx; then the time from POST /environments to running for a
+# trivial template on the local driver (median of 5).
+#
+#   sh bench/envs.sh [DURATION_SECONDS] [CONNECTIONS]
+set -eu
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+DUR=${1:-10}
+CONNS=${2:-64}
+VAR=$ROOT/var/bench-envs
+PORT=18810
+TPORT=18811
+
+command -v wrk >/dev/null || { echo "bench: wrk is not installed (make deps)" >&2; exit 1; }
+make -s all bench/fcgi-trivial
+
+# Limits out of the way: this measures throughput, not the limiter's 429s.
+export DEVPOCKET_LIMITS_RATE_ANONYMOUS=100000000 DEVPOCKET_LIMITS_RATE_FREE=100000000
+export DEVPOCKET_LIMITS_RATE_PRO=100000000 DEVPOCKET_LIMITS_RATE_ENV_CREATE=100000000
+export DEVPOCKET_LIMITS_RATE_AUTH_IP=100000000 DEVPOCKET_LIMITS_RATE_AUTH_IDENTIFIER=100000000
+export DEVPOCKET_WEB_LOG_LEVEL=warning
+
+TMP=$(mktemp -d)
+cleanup() {
+	[ -f "$TMP/nginx.pid" ] && kill "$(cat "$TMP/nginx.pid")" 2>/dev/null || true
+	[ -n "${TPID:-}" ] && kill "$TPID" 2>/dev/null || true
+	sh bin/devpocket-stack stop --var "$VAR" >/dev/null 2>&1 || true
+	rm -rf "$TMP"
+}
+trap cleanup EXIT INT TERM
+
+sh bin/devpocket-stack start --var "$VAR" --port "$PORT" >/dev/null
+
+# The ceiling, as in bench/http.sh.
+bench/fcgi-trivial "$TMP/trivial.sock" 2 &
+TPID=$!
+chmod 0777 "$TMP"
+cat >"$TMP/nginx.conf" <<NGX
+worker_processes 2;
+pid $TMP/nginx.pid;
+error_log $TMP/error.log;
+events { worker_connections 1024; }
+http {
+	access_log off;
+	client_body_temp_path $TMP; fastcgi_temp_path $TMP; proxy_temp_path $TMP;
+	uwsgi_temp_path $TMP; scgi_temp_path $TMP;
+	server {
+		listen 127.0.0.1:$TPORT;
+		location / { include /etc/nginx/fastcgi_params; fastcgi_pass unix:$TMP/trivial.sock; }
+	}
+}
+NGX
+sleep 0.3
+chmod 0666 "$TMP/trivial.sock"
+nginx -p "$TMP" -c "$TMP/nginx.conf" -e "$TMP/error.log"
+sleep 0.3
+
+PSQL=$(ls /usr/lib/postgresql/*/bin/psql 2>/dev/null | head -n 1)
+sqlq() {
+	"${PSQL:-psql}" -X -q -At -h "$VAR/pg/sock" -U devpocket -d devpocket -c "$1"
+}
+# A trivial template and a local cluster (when the stack did not seed one).
+sqlq "INSERT INTO templates (id, name, display_name, description, category,
+    docker_image, default_resources, local_startup_commands) VALUES
+    ('b0b0b0b0b0b0b0b0b0b0b0b0', 'benchtrivial', 'Bench', 'bench',
+    'operating_system', 'ubuntu:22.04',
+    '{\"cpu\":\"500m\",\"memory\":\"1Gi\",\"storage\":\"10Gi\"}',
+    '[\"true\"]') ON CONFLICT DO NOTHING" >/dev/null
+sqlq "INSERT INTO clusters (id, name, region, provider, is_default)
+    SELECT 'b1b1b1b1b1b1b1b1b1b1b1b1', 'local', 'us-east', 'local',
+    NOT EXISTS (SELECT 1 FROM clusters WHERE is_default)
+    WHERE NOT EXISTS (SELECT 1 FROM clusters WHERE lower(name) = 'local')" >/dev/null
+
+U=benv_$(date +%s)
+BODY="{\"username\":\"$U\",\"email\":\"$U@example.com\",\"password\":\"Passw0rdX\"}"
+curl -sf -o /dev/null -H 'Content-Type: application/json' -d "$BODY" \
+	"http://127.0.0.1:$PORT/api/v1/auth/register"
+DEVPOCKET_WEB_DATA_DIR=$ROOT bin/devpocketctl --config "$VAR/devpocket.conf" \
+	user set-plan "$U" pro >/dev/null
+TOKEN=$(curl -sf -H 'Content-Type: application/json' \
+	-d "{\"username_or_email\":\"$U\",\"password\":\"Passw0rdX\"}" \
+	"http://127.0.0.1:$PORT/api/v1/auth/login" |
+	python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
+for i in 1 2 3; do
+	curl -sf -o /dev/null -H "Authorization: Bearer $TOKEN" \
+	    -H 'Content-Type: application/json' \
+	    -d "{\"name\":\"list$i\",\"template\":\"benchtrivial\"}" \
+	    "http://127.0.0.1:$PORT/api/v1/environments"
+done
+
+run() {	# name url [wrk args...]
+	name=$1; url=$2; shift 2
+	wrk -t2 -c"$CONNS" -d"${DUR}s" --latency "$@" "$url" >"$TMP/out" 2>&1
+	rps=$(awk '/Requests\/sec/ {print $2}' "$TMP/out")
+	p50=$(awk '$1 == "50%" {print $2}' "$TMP/out")
+	p99=$(awk '$1 == "99%" {print $2}' "$TMP/out")
+	non2xx=$(awk '/Non-2xx/ {print $5}' "$TMP/out")
+	printf '%-22s rps=%-10s p50=%-9s p99=%-9s non2xx=%s\n' "$name" "$rps" \
+	    "$p50" "$p99" "${non2xx:-0}"
+	echo "$rps" >"$TMP/$name.rps"
+}
+
+echo "wrk: ${DUR}s, $CONNS connections, 2 threads"
+run trivial "http://127.0.0.1:$TPORT/health"
+run health "http://127.0.0.1:$PORT/health"
+run env_list "http://127.0.0.1:$PORT/api/v1/environments" -H "Authorization: Bearer $TOKEN"
+
+# POST → running on the local driver, five times (each deleted after).
+python3 - "$PORT" "$TOKEN" "$TMP" <<'PY'
+import json, statistics, sys, time, urllib.request
+port, token, d = sys.argv[1], sys.argv[2], sys.argv[3]
+base = "http://127.0.0.1:%s/api/v1/environments" % port
+def call(method, url, body=None):
+    req = urllib.request.Request(url, method=method, data=json.dumps(body).encode() if body else None,
+                                 headers={"Authorization": "Bearer " + token, "Content-Type": "application/json"})
+    with urllib.request.urlopen(req) as r:
+        data = r.read()
+        return json.loads(data) if data else None
+times = []
+for i in range(5):
+    t0 = time.monotonic()
+    e = call("POST", base, {"name": "time%d" % i, "template": "benchtrivial"})
+    while True:
+        st = call("GET", base + "/" + e["id"])["status"]
+        if st in ("running", "error"):
+            break
+        if time.monotonic() - t0 > 60:
+            st = "timeout"
+            break
+        time.sleep(0.02)
+    times.append(time.monotonic() - t0 if st == "running" else float("inf"))
+    call("DELETE", base + "/" + e["id"])
+r = {n: float(open("%s/%s.rps" % (d, n)).read() or 0) for n in ("trivial", "health", "env_list")}
+c = r["trivial"] or 1
+print("health   = %.0f%% of the ceiling" % (100 * r["health"] / c))
+print("env_list = %.0f%% of the ceiling (3 environments, pro user)" % (100 * r["env_list"] / c))
+print("POST to running (local driver, trivial template): median %.2f s of %s"
+      % (statistics.median(times), ["%.2f" % t for t in times]))
+PY
