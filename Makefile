@@ -22,6 +22,8 @@ PKG_CONFIG  ?= pkg-config
 SANITIZE    ?=
 OPT         ?= -O2 -g
 CFLAGS      ?= $(OPT)
+# Programs load only the libraries they use (less memory per ws socket).
+LDFLAGS     ?= -Wl,--as-needed
 -include config.mk
 
 PKGS        := libpq json-c libjwt libcurl yaml-0.1 inih libcrypto
