@@ -12,20 +12,17 @@ const char *const dp_phase_names[DP_PHASE__MAX] = {
 };
 
 /*
- * Weak so that a program linked without one driver's objects still links
- * (the archive pulls in only what is referenced elsewhere).
+ * Both drivers are referenced strongly: a program that chooses drivers
+ * links both (these references pull their objects out of the archive).
  */
-extern const struct dp_driver dp_driver_local __attribute__((weak));
-extern const struct dp_driver dp_driver_kubernetes __attribute__((weak));
-
 const struct dp_driver *
 dp_driver_get(const char *provider)
 {
 	if (provider == NULL)
 		return NULL;
-	if (strcmp(provider, "local") == 0 && &dp_driver_local != NULL)
+	if (strcmp(provider, "local") == 0)
 		return &dp_driver_local;
-	if (strcmp(provider, "kubernetes") == 0 && &dp_driver_kubernetes != NULL)
+	if (strcmp(provider, "kubernetes") == 0)
 		return &dp_driver_kubernetes;
 	return NULL;
 }
