@@ -11,8 +11,8 @@ ROOT=$(pwd)
 DUR=${1:-10}
 CONNS=${2:-64}
 VAR=$ROOT/var/bench-envs
-PORT=18810
-TPORT=18811
+PORT=18820
+TPORT=18829
 
 command -v wrk >/dev/null || { echo "bench: wrk is not installed (make deps)" >&2; exit 1; }
 make -s all bench/fcgi-trivial

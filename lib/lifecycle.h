@@ -46,7 +46,7 @@ int	 dp_job_env_destroy(struct dp_db *, const char *, struct dp_err *);
 	{ "env.destroy",	dp_job_env_destroy }
 
 /* How often the worker should call dp_lifecycle_reconcile. */
-#define DP_RECONCILE_MS		2000
+#define DP_RECONCILE_MS		500
 
 /*
  * One reconcile pass (CONTRACT §4.2, §4.4), on a connection without an
