@@ -24,6 +24,7 @@ struct dp_k8s {
 	char	*cert, *key;	/* PEM or NULL (key secret) */
 	bool	 insecure;
 	long	 connect_ms, total_ms;
+	char	*ws_url;	/* last dp_k8s_ws_handle URL */
 };
 
 static const char *sa_dir = DP_K8S_SA_DIR;
@@ -51,6 +52,7 @@ dp_k8s_free(struct dp_k8s *k)
 	if (k->curl != NULL)
 		curl_easy_cleanup(k->curl);
 	free(k->server);
+	free(k->ws_url);
 	free_secret(k->auth);
 	free(k->ca);
 	free(k->cert);
@@ -353,6 +355,57 @@ set_blob(CURL *c, CURLoption opt, const char *pem)
 	curl_easy_setopt(c, opt, &blob);
 }
 
+/* The server's TLS settings and our limits on a handle. */
+static void
+set_tls(const struct dp_k8s *k, CURL *c)
+{
+	curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
+	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, k->connect_ms);
+	if (k->insecure) {
+		curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 0L);
+		curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 0L);
+	} else if (k->ca != NULL)
+		set_blob(c, CURLOPT_CAINFO_BLOB, k->ca);
+	if (k->cert != NULL) {
+		set_blob(c, CURLOPT_SSLCERT_BLOB, k->cert);
+		curl_easy_setopt(c, CURLOPT_SSLCERTTYPE, "PEM");
+		set_blob(c, CURLOPT_SSLKEY_BLOB, k->key);
+		curl_easy_setopt(c, CURLOPT_SSLKEYTYPE, "PEM");
+	}
+}
+
+void *
+dp_k8s_ws_handle(struct dp_k8s *k, const char *path, const char **url,
+    const char **auth, struct dp_err *err)
+{
+	struct dp_buf	 b = { 0 };
+	CURL		*c;
+
+	*url = NULL;
+	*auth = NULL;
+	if (path[0] != '/') {
+		dp_err_set(err, DP_K8S_ETRANSPORT, "path must start with /");
+		return NULL;
+	}
+	if ((c = curl_easy_init()) == NULL) {
+		dp_err_set(err, DP_K8S_ETRANSPORT, "curl_easy_init failed");
+		return NULL;
+	}
+	set_tls(k, c);
+	/* set_server allows only these two schemes. */
+	if (dp_startswith(k->server, "https://"))
+		dp_buf_printf(&b, "wss://%s%s", k->server + 8, path);
+	else
+		dp_buf_printf(&b, "ws://%s%s", k->server + 7, path);
+	free(k->ws_url);
+	k->ws_url = dp_buf_detach(&b);
+	*url = k->ws_url;
+	*auth = k->auth;
+	return c;
+}
+
 /* The one place a request goes out; sink decides what is kept. */
 static int
 perform(struct dp_k8s *k, const char *method, const char *path,
@@ -377,26 +430,12 @@ perform(struct dp_k8s *k, const char *method, const char *path,
 
 	curl_easy_reset(c);
 	curl_easy_setopt(c, CURLOPT_URL, url.s);
-	curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
-	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
-	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, k->connect_ms);
 	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, k->total_ms);
 	curl_easy_setopt(c, CURLOPT_USERAGENT, "devpocket/" DP_VERSION);
 	curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
 	if (strcmp(method, "GET") == 0)
 		curl_easy_setopt(c, CURLOPT_HTTPGET, 1L);
-	if (k->insecure) {
-		curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 0L);
-		curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 0L);
-	} else if (k->ca != NULL)
-		set_blob(c, CURLOPT_CAINFO_BLOB, k->ca);
-	if (k->cert != NULL) {
-		set_blob(c, CURLOPT_SSLCERT_BLOB, k->cert);
-		curl_easy_setopt(c, CURLOPT_SSLCERTTYPE, "PEM");
-		set_blob(c, CURLOPT_SSLKEY_BLOB, k->key);
-		curl_easy_setopt(c, CURLOPT_SSLKEYTYPE, "PEM");
-	}
+	set_tls(k, c);
 	if (k->auth != NULL)
 		hdrs = curl_slist_append(hdrs, k->auth);
 	hdrs = curl_slist_append(hdrs, "Accept: application/json, */*");

@@ -104,6 +104,18 @@ int	 dp_k8s_get_text(struct dp_k8s *, const char *path, int64_t skip,
 	    size_t cap, struct dp_buf *out, bool *more, struct dp_err *err);
 
 /*
+ * For WebSocket subresources (pods/exec): a new libcurl easy handle
+ * (CURL *) configured with this client's TLS settings (CA, client
+ * certificate, insecure) and connect timeout, for dp_ws_connect_curl of
+ * lib/ws.h, which takes ownership of it.  *url receives the wss:// (or
+ * ws://) URL of path on this server and *auth the "Authorization: ..."
+ * header line or NULL; both are owned by the client and valid until the
+ * next call or dp_k8s_free.  Returns NULL with err when libcurl fails.
+ */
+void	*dp_k8s_ws_handle(struct dp_k8s *, const char *path, const char **url,
+	    const char **auth, struct dp_err *err);
+
+/*
  * The value of a Kubernetes quantity ("500m", "1.5Gi", "12345678n",
  * "1e3", "16393524Ki", "4").  Returns 0 with *out, or -1 when s is not
  * a quantity.

@@ -24,6 +24,7 @@
 #include "driver.h"
 #include "k8s.h"
 #include "util.h"
+#include "ws.h"
 
 #define TOKEN	"s3cret-token-for-tests"
 
@@ -443,6 +444,55 @@ path_ns(char *buf, size_t n, const char *uid, const char *rest)
 	    "/apis/networking.k8s.io/v1" : "/api/v1", uid, rest);
 }
 
+/*
+ * Run argv (URL-encoded already) in the pod by exec over WebSocket with
+ * v5.channel.k8s.io, no tty; stdout into out, the status JSON into st.
+ */
+static void
+exec_in(const char *pod_path, const char *query, struct dp_buf *out,
+    struct dp_buf *st)
+{
+	struct dp_k8s	*k = client();
+	struct dp_ws	*ws;
+	struct dp_ws_msg m;
+	struct dp_err	 err = { 0 };
+	struct dp_buf	 path = { 0 };
+	const char	*url, *auth, *hdrs[2] = { NULL, NULL };
+	char		 proto[64] = "";
+	void		*c;
+	int		 status, i, r;
+
+	dp_buf_printf(&path, "%s/exec?container=env&stdout=true&stderr=true&%s",
+	    pod_path, query);
+	c = dp_k8s_ws_handle(k, path.s, &url, &auth, &err);
+	ck_assert_msg(c != NULL, "%s", err.msg);
+	ck_assert(dp_startswith(url, "wss://127.0.0.1:"));
+	hdrs[0] = auth;
+	ws = dp_ws_connect_curl(c, url, hdrs, "v5.channel.k8s.io, "
+	    "v4.channel.k8s.io", proto, sizeof(proto), 5000, &status, NULL,
+	    &err);
+	ck_assert_msg(ws != NULL, "exec: %d %s", status, err.msg);
+	ck_assert_str_eq(proto, "v5.channel.k8s.io");
+	for (i = 0; i < 200; i++) {
+		r = dp_ws_recv(ws, 5000, &m, &err);
+		if (r <= 0 || m.opcode == DP_WS_CLOSE)
+			break;
+		if (m.opcode != DP_WS_BINARY || m.len == 0)
+			continue;
+		if (m.data[0] == 1)
+			dp_buf_add(out, m.data + 1, m.len - 1);
+		else if (m.data[0] == 3)
+			dp_buf_add(st, m.data + 1, m.len - 1);
+	}
+	dp_ws_free(ws);
+	dp_buf_release(&path);
+	dp_k8s_free(k);
+	if (st->s == NULL)
+		dp_buf_adds(st, "");
+	if (out->s == NULL)
+		dp_buf_adds(out, "");
+}
+
 /* ---- tests */
 
 START_TEST(test_driver_k8s_provision_objects)
@@ -699,6 +749,25 @@ START_TEST(test_driver_k8s_lifecycle)
 	ck_assert_int_eq(dp_driver_kubernetes.install_log(&cc, &s, -1, &b,
 	    &next, &err), -1);
 	dp_buf_release(&b);
+
+	/* Exec over WebSocket: the init script's tmux session is there. */
+	{
+		struct dp_buf out = { 0 }, st = { 0 };
+
+		path_ns(p, sizeof(p), uid, "pods/env-bbbbbbbbbbbbbbbbbbbb0004-0");
+		exec_in(p, "command=tmux&command=has-session&command=-t&"
+		    "command=%3Ddevpocket_bbbbbbbbbbbbbbbbbbbb0004", &out, &st);
+		ck_assert_msg(strstr(st.s, "\"Success\"") != NULL, "%s", st.s);
+		dp_buf_reset(&out);
+		dp_buf_reset(&st);
+		exec_in(p, "command=sh&command=-c&command=echo%20hi%20%24"
+		    "GREETING%3B%20exit%203", &out, &st);
+		ck_assert_str_eq(out.s, "hi k8s\n");
+		ck_assert_msg(strstr(st.s, "NonZeroExitCode") != NULL &&
+		    strstr(st.s, "\"3\"") != NULL, "%s", st.s);
+		dp_buf_release(&out);
+		dp_buf_release(&st);
+	}
 
 	/* 12m of 500m, 34Mi of 1Gi. */
 	ck_assert_msg(dp_driver_kubernetes.metrics(&cc, &s, &m, &err) == 0,
