@@ -31,7 +31,6 @@ import re
 import select
 import shutil
 import signal
-import socket
 import ssl
 import struct
 import subprocess
@@ -1101,7 +1100,6 @@ class Handler(BaseHTTPRequestHandler):
             raise invalid(kind, "", obj["metadata"]["name"], causes)
 
     def update(self, ctx, obj):
-        st = self.server.state
         old = self.get(ctx)
         self.validate(ctx, obj)
         meta = obj["metadata"]
@@ -1611,9 +1609,19 @@ def main():
     ap.add_argument("--verbose", action="store_true")
     args = ap.parse_args()
 
+    # Until the server runs, a SIGTERM still removes what was made.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     own_state = args.state_dir is None
     if own_state:
         args.state_dir = tempfile.mkdtemp(prefix="fake-kube-")
+    try:
+        serve(args)
+    finally:
+        if own_state:
+            shutil.rmtree(args.state_dir, ignore_errors=True)
+
+
+def serve(args):
     state = State(args, Schemas(args.spec))
     srv = Server((args.bind, args.port), Handler)
     srv.daemon_threads = True
@@ -1649,8 +1657,6 @@ def main():
         srv.serve_forever(poll_interval=0.1)
     finally:
         state.shutdown()
-        if own_state:
-            shutil.rmtree(args.state_dir, ignore_errors=True)
 
 
 if __name__ == "__main__":
