@@ -17,7 +17,7 @@ libssl-dev mandoc valgrind openssl"
 # make deb, make rpm and the package tests.
 PKG_PKGS="dpkg-dev debhelper fakeroot rpm"
 # `make run`, integration tests and benchmarks.
-RUN_PKGS="postgresql nginx lighttpd spawn-fcgi websocketd tmux bubblewrap
+RUN_PKGS="postgresql nginx lighttpd spawn-fcgi websocketd tmux bubblewrap python3-jsonschema
 python3 curl wrk"
 
 check_only=0
