@@ -1,4 +1,5 @@
 /* lib/json.c: json-c helpers: capped parsing, timestamps, typed adds */
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -48,10 +49,25 @@ dp_json_bool(struct json_object *o, const char *k, bool v)
 	json_object_object_add(o, k, json_object_new_boolean(v));
 }
 
+/*
+ * json-c prints doubles with 17 significant digits (0.1 reads
+ * 0.10000000000000001); 15 round-trip every value we produce (percentages,
+ * epoch seconds with microseconds) and read as people expect.
+ */
 void
 dp_json_double(struct json_object *o, const char *k, double v)
 {
-	json_object_object_add(o, k, json_object_new_double(v));
+	char	 s[40];
+	size_t	 n;
+
+	if (!isfinite(v))
+		v = 0;
+	snprintf(s, sizeof(s), "%.15g", v);
+	/* A whole number stays a JSON number with a fraction. */
+	n = strlen(s);
+	if (strspn(s, "-0123456789") == n && n + 3 <= sizeof(s))
+		memcpy(s + n, ".0", 3);
+	json_object_object_add(o, k, json_object_new_double_s(v, s));
 }
 
 /*
