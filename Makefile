@@ -114,6 +114,7 @@ run: deps all
 
 bench: deps all
 	@sh bench/http.sh
+	@sh bench/envs.sh
 
 install: all
 	install -d $(DESTDIR)$(LIBEXECDIR) $(DESTDIR)$(LIBEXECDIR)/ws \

@@ -4,6 +4,7 @@
 
 #include "auth.h"
 #include "config.h"
+#include "envs.h"
 #include "http.h"
 #include "password.h"
 
@@ -91,7 +92,8 @@ static const struct dp_field delete_fields[] = {
 
 /*
  * DELETE /users/me: 200; 400 Incorrect password; 403 Please confirm your
- * password.  Soft delete: disabled and anonymised, sessions revoked.
+ * password.  Soft delete: disabled and anonymised, sessions revoked (their
+ * sockets close at their next check), every environment terminated.
  */
 static int
 users_delete(struct dp_req *req, struct dp_res *res)
@@ -129,6 +131,7 @@ users_delete(struct dp_req *req, struct dp_res *res)
 	}
 	if (dp_db_run(req->db, anon, 1, (const char *const[]){ req->user->id })
 	    < 0 || dp_auth_revoke_user(req->db, req->user->id, NULL) < 0 ||
+	    dp_envs_terminate_user(req->db, req->user->id) < 0 ||
 	    dp_db_commit(req->db) < 0)
 		return dp_fail_db(req, res);
 	o = json_object_new_object();

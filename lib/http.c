@@ -158,8 +158,18 @@ form_get(struct dp_arena *a, const char *qs, const char *name, size_t *len)
 const char *
 dp_req_query(struct dp_req *req, const char *name)
 {
-	return req->query ? form_get(&req->arena, req->query, name, NULL) :
-	    NULL;
+	char	*v;
+	size_t	 len, i;
+
+	if (req->query == NULL ||
+	    (v = (char *)form_get(&req->arena, req->query, name, &len)) == NULL)
+		return NULL;
+	/* A decoded %00 would cut the value short and let "x%00junk" pass
+	 * as "x": turn it into DEL, which every query validator refuses. */
+	for (i = 0; i < len; i++)
+		if (v[i] == '\0')
+			v[i] = 0x7f;
+	return v;
 }
 
 /* ---- errors ----------------------------------------------------------- */
@@ -877,6 +887,7 @@ dp_http_dispatch(struct dp_req *req, struct dp_res *res,
 	long			 best = -1, s;
 	size_t			 i, len;
 	int			 method = -1, rc, lim;
+	bool			 authorizer;
 
 	set_request_id(req);
 	dp_log_set_request(req->request_id);
@@ -886,6 +897,19 @@ dp_http_dispatch(struct dp_req *req, struct dp_res *res,
 	if (origin_allowed(tok = dp_req_header(req, "Origin")))
 		req->origin = tok;
 	req->query = dp_req_param(req, "QUERY_STRING");
+	/*
+	 * lighttpd's FastCGI authorizer (etc/lighttpd/devpocket.conf) hands
+	 * us the client's own WebSocket request with FCGI_ROLE=AUTHORIZER
+	 * (libfcgi sets it from the record, never from a header).  It is
+	 * answered by the pre-upgrade check, which takes the socket's URI
+	 * from REQUEST_URI in that role; below, its 204 becomes the 200
+	 * that tells the web server to go on (FastCGI §6.3).  Any other
+	 * status goes to the client as it is.
+	 */
+	authorizer = (tok = dp_req_param(req, "FCGI_ROLE")) != NULL &&
+	    strcmp(tok, "AUTHORIZER") == 0;
+	if (authorizer)
+		uri = "/api/v1/auth/authorize-ws";
 	/* lighttpd sends no DOCUMENT_URI; after one of its rewrites (the
 	 * aliases) REDIRECT_URI holds the rewritten path. */
 	if (uri == NULL && (uri = dp_req_param(req, "REDIRECT_URI")) != NULL)
@@ -1039,6 +1063,8 @@ dp_http_dispatch(struct dp_req *req, struct dp_res *res,
 	rt->handler(req, res);
 	if (res->status == 0)
 		dp_fail_internal(req, res, "handler set no status");
+	else if (authorizer && res->status == 204)
+		res->status = 200;
 }
 
 /* ---- output ------------------------------------------------------------- */

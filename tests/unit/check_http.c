@@ -372,6 +372,10 @@ START_TEST(test_http_query)
 	ck_assert(b);
 	ck_assert_str_eq(dp_req_query(&req, "x"), "%zz");
 	done();
+	setenv("QUERY_STRING", "limit=5%00", 1);
+	run("GET", "/api/v1/x", NULL, NULL, 0);
+	ck_assert(!dp_query_page(&req, &l, &o));
+	done();
 	setenv("QUERY_STRING", "limit=0&offset=-1", 1);
 	run("GET", "/api/v1/x", NULL, NULL, 0);
 	ck_assert(!dp_query_page(&req, &l, &o));
