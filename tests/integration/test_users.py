@@ -83,3 +83,17 @@ def test_users_routes_need_auth():
     for m in ("GET", "PUT", "DELETE"):
         st, hd, _, js = http(m, "/api/v1/users/me")
         assert st == 401 and js["detail"] == "Not authenticated" and hd["www-authenticate"] == "Bearer"
+
+
+def test_users_delete_terminates_environments():
+    _, reg = new_user()
+    tok = reg["access_token"]
+    st, _, _, env = http("POST", "/api/v1/environments", body={"name": "doomed", "template": "ubuntu"},
+                         headers={"Authorization": "Bearer " + tok, "X-Forwarded-For": ip()})
+    assert st == 201, (st, env)
+    st, _, _, js = delete("/users/me", None, tok)
+    assert st == 200
+    rows = sql("SELECT status FROM environments WHERE id = :'p1'", env["id"])
+    assert rows == [["terminated"]], rows
+    rows = sql("SELECT count(*) FROM jobs WHERE kind = 'env.destroy' AND payload->>'id' = :'p1'", env["id"])
+    assert rows[0][0] != "0", rows
