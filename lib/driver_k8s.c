@@ -33,16 +33,30 @@
  * merge patch with the same body (PVCs excepted: their spec is
  * immutable), so a retried job converges on the same objects.
  */
+#include <sys/ioctl.h>
+#include <sys/wait.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pty.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <termios.h>
+#include <time.h>
+#include <unistd.h>
 
+#include <curl/curl.h>
 #include <json-c/json.h>
 
 #include "driver.h"
+#include "http.h"
 #include "k8s.h"
 #include "validate.h"
+#include "ws.h"
 
 #define CONTROL_NS	"devpocket"
 #define QUOTA_NAME	"devpocket-quota"
@@ -1180,6 +1194,575 @@ out:
 	return ret;
 }
 
+/* ---- terminal attach: the exec WebSocket behind a pty */
+
+/*
+ * ws/terminal wants a pty master to read, write and resize, and a child
+ * to wait for.  attach makes a pty pair and forks a bridge that owns the
+ * slave side (raw, its controlling terminal, so that a TIOCSWINSZ on the
+ * master becomes a SIGWINCH here) and a pods/exec WebSocket running
+ * tmux new-session -A in the pod.  The bridge pumps the slave's bytes
+ * into channel 0, channels 1 and 2 back into the slave, the window size
+ * into channel 4, and exits when the socket or the pty ends: status 0
+ * for a detach or a command that succeeded, 1 when the command failed
+ * (its message is written to the terminal first), 2 when the socket
+ * broke.
+ */
+
+#define EXEC_PROTOS	"v5.channel.k8s.io, v4.channel.k8s.io"
+#define EXEC_CONNECT_MS	10000		/* TCP, TLS and the upgrade */
+#define EXEC_QUERY_MAX	4096
+#define EXEC_REPORT_MAX	300		/* the bridge's word to attach */
+#define EXEC_STATUS_MAX	200		/* failure text shown in the terminal */
+#define BRIDGE_OUT_MAX	(1024 * 1024)	/* output not yet in the pty */
+#define BRIDGE_PING_MS	30000		/* keep NATs and proxies open */
+#define BRIDGE_FLUSH_MS	1000		/* last output on the way out */
+
+enum { CH_STDIN = 0, CH_STDOUT = 1, CH_STDERR = 2, CH_STATUS = 3,
+    CH_RESIZE = 4 };
+
+static volatile sig_atomic_t bridge_hup, bridge_winch;
+
+/*
+ * Open pods/exec of the environment's pod running argv.  tty: stdin and
+ * a terminal; otherwise stdout and stderr only.  Returns the socket or
+ * NULL with err (an API answer other than 101 gives its status as code
+ * and the metav1.Status message).
+ */
+static struct dp_ws *
+exec_open(struct kctx *c, const char *const *argv, size_t argc, bool tty,
+    struct dp_err *err)
+{
+	struct dp_buf	 path = { 0 }, body = { 0 };
+	struct dp_ws	*ws = NULL;
+	json_object	*st = NULL;
+	const char	*url, *auth, *hdrs[2] = { NULL, NULL }, *msg;
+	char		 proto[64] = "", *e;
+	void		*curl;
+	size_t		 i;
+	int		 status = -1;
+
+	dp_buf_printf(&path, "/api/v1/namespaces/%s/pods/%s/exec?container="
+	    CONTAINER "%s", c->ns, c->pod, tty ?
+	    "&stdin=true&stdout=true&tty=true" :
+	    "&stdout=true&stderr=true");
+	for (i = 0; i < argc; i++) {
+		/* The handle argument is unused since curl 7.82. */
+		if ((e = curl_easy_escape(NULL, argv[i], 0)) == NULL) {
+			dp_err_set(err, DP_K8S_ETRANSPORT, "escape failed");
+			goto out;
+		}
+		dp_buf_printf(&path, "&command=%s", e);
+		curl_free(e);
+	}
+	if (path.len > EXEC_QUERY_MAX) {
+		dp_err_set(err, 0, "exec command too long");
+		goto out;
+	}
+	if ((curl = dp_k8s_ws_handle(c->k, path.s, &url, &auth, err)) == NULL)
+		goto out;
+	hdrs[0] = auth;
+	ws = dp_ws_connect_curl(curl, url, hdrs, EXEC_PROTOS, proto,
+	    sizeof(proto), EXEC_CONNECT_MS, &status, &body, err);
+	if (ws == NULL && status > 0) {
+		msg = NULL;
+		if (body.len > 0 && (st = dp_json_parse(body.s, body.len,
+		    DP_K8S_JSON_DEPTH)) != NULL)
+			msg = jget_str(st, "message", NULL, NULL);
+		dp_err_set(err, (int)status, "exec %s: %d: %.160s", c->pod,
+		    status, msg != NULL ? msg : "upgrade refused");
+		goto out;
+	}
+	if (ws == NULL)
+		goto out;
+	if (strcmp(proto, "v5.channel.k8s.io") != 0 &&
+	    strcmp(proto, "v4.channel.k8s.io") != 0) {
+		dp_err_set(err, DP_K8S_ETRANSPORT, "exec %s: no channel "
+		    "subprotocol agreed", c->pod);
+		dp_ws_free(ws);
+		ws = NULL;
+	}
+out:
+	if (st != NULL)
+		json_object_put(st);
+	dp_buf_release(&path);
+	dp_buf_release(&body);
+	return ws;
+}
+
+/*
+ * The status of channel 3: 1 when it says Success, 0 otherwise; the
+ * message (when not NULL) goes to msg.
+ */
+static int
+exec_status(const char *p, size_t n, struct dp_buf *msg)
+{
+	json_object	*o;
+	const char	*s, *m;
+	int		 ok;
+
+	if ((o = dp_json_parse(p, n, DP_K8S_JSON_DEPTH)) == NULL)
+		return 0;
+	s = jget_str(o, "status", NULL, NULL);
+	ok = s != NULL && strcmp(s, "Success") == 0;
+	m = jget_str(o, "message", NULL, NULL);
+	if (msg != NULL && m != NULL)
+		dp_buf_adds(msg, m);
+	json_object_put(o);
+	return ok;
+}
+
+/*
+ * Whether the tmux session is there: a short exec of tmux has-session.
+ * 0 with *yes, or -1 with err when the exec itself fails.
+ */
+static int
+session_exists(struct kctx *c, bool *yes, struct dp_err *err)
+{
+	const char	*argv[] = { "tmux", "has-session", "-t", NULL };
+	char		 target[80];
+	struct dp_ws	*ws;
+	struct dp_ws_msg m;
+	int64_t		 deadline = dp_mono_ms() + EXEC_CONNECT_MS;
+	int		 r, rc = -1;
+
+	*yes = false;
+	/* "=" asks for exactly this name, not a prefix of another. */
+	if (fmt(target, sizeof(target), "=%s", c->session) == -1) {
+		dp_err_set(err, 0, "name too long");
+		return -1;
+	}
+	argv[3] = target;
+	if ((ws = exec_open(c, argv, DP_NITEMS(argv), false, err)) == NULL)
+		return -1;
+	for (;;) {
+		r = dp_ws_recv(ws, (int)(deadline - dp_mono_ms() > 0 ?
+		    deadline - dp_mono_ms() : 0), &m, err);
+		if (r == 0) {
+			dp_err_set(err, DP_K8S_ETRANSPORT, "exec %s: no status "
+			    "in time", c->pod);
+			break;
+		}
+		if (r < 0 || m.opcode == DP_WS_CLOSE) {
+			dp_err_set(err, DP_K8S_ETRANSPORT, "exec %s: ended "
+			    "without a status", c->pod);
+			break;
+		}
+		if ((m.opcode == DP_WS_BINARY || m.opcode == DP_WS_TEXT) &&
+		    m.len > 0 && m.data[0] == CH_STATUS) {
+			*yes = exec_status(m.data + 1, m.len - 1, NULL) == 1;
+			rc = 0;
+			break;
+		}
+	}
+	dp_ws_free(ws);
+	return rc;
+}
+
+static void
+bridge_signal(int sig)
+{
+	if (sig == SIGWINCH)
+		bridge_winch = 1;
+	else
+		bridge_hup = 1;
+}
+
+/* Tell attach how the connection went: "ok" or the error text. */
+static void
+bridge_report(int *fd, const char *what)
+{
+	size_t	 n = strlen(what), off = 0;
+	ssize_t	 w;
+
+	if (*fd < 0)
+		return;
+	while (off < n) {
+		w = write(*fd, what + off, n - off);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			break;
+		off += (size_t)w;
+	}
+	close(*fd);
+	*fd = -1;
+}
+
+/* The bridge's descriptors: the slave on 3, the report pipe on 4. */
+static int
+bridge_fds(int *slave, int *report)
+{
+	int	 s, r, null;
+
+	if ((s = fcntl(*slave, F_DUPFD, 10)) == -1 ||
+	    (r = fcntl(*report, F_DUPFD, 10)) == -1)
+		return -1;
+	if (dup2(s, 3) == -1 || dup2(r, 4) == -1)
+		return -1;
+	*slave = 3;
+	*report = 4;
+	/* Nothing of the parent's (its database socket, websocketd's
+	 * pipes on 0 and 1) stays open here; stderr is the log. */
+	if (close_range(5, ~0U, 0) == -1)
+		return -1;
+	if ((null = open("/dev/null", O_RDWR)) == -1)
+		return -1;
+	(void)dup2(null, 0);
+	(void)dup2(null, 1);
+	if (null > 2)
+		close(null);
+	return 0;
+}
+
+static void
+bridge_signals(sigset_t *waitmask)
+{
+	struct sigaction	 sa;
+	sigset_t		 block;
+	static const int	 deflt[] = { SIGCHLD, SIGALRM, SIGUSR1,
+	    SIGUSR2, SIGQUIT };
+	size_t			 i;
+
+	memset(&sa, 0, sizeof(sa));
+	sigemptyset(&sa.sa_mask);
+	sa.sa_handler = SIG_DFL;
+	for (i = 0; i < DP_NITEMS(deflt); i++)
+		sigaction(deflt[i], &sa, NULL);
+	sa.sa_handler = SIG_IGN;
+	sigaction(SIGPIPE, &sa, NULL);
+	sa.sa_handler = bridge_signal;
+	sigaction(SIGHUP, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGWINCH, &sa, NULL);
+	/* Delivered only inside ppoll: no race between test and wait. */
+	sigemptyset(&block);
+	sigaddset(&block, SIGHUP);
+	sigaddset(&block, SIGTERM);
+	sigaddset(&block, SIGINT);
+	sigaddset(&block, SIGWINCH);
+	sigprocmask(SIG_SETMASK, &block, NULL);
+	sigemptyset(waitmask);
+}
+
+/* Channel 4 with the slave's window size when it changed; 0 or -1. */
+static int
+bridge_resize(struct dp_ws *ws, int slave, struct winsize *last, bool force,
+    struct dp_err *err)
+{
+	struct winsize	 w;
+	char		 msg[64];
+	int		 n;
+
+	if (ioctl(slave, TIOCGWINSZ, &w) == -1)
+		return 0;
+	if (!force && w.ws_col == last->ws_col && w.ws_row == last->ws_row)
+		return 0;
+	*last = w;
+	if (w.ws_col == 0 || w.ws_row == 0)
+		return 0;
+	n = snprintf(msg, sizeof(msg), "%c{\"Width\":%u,\"Height\":%u}",
+	    CH_RESIZE, (unsigned)w.ws_col, (unsigned)w.ws_row);
+	if (n < 0 || (size_t)n >= sizeof(msg))
+		return 0;
+	return dp_ws_send(ws, DP_WS_BINARY, msg, (size_t)n, err);
+}
+
+/* Write what can go to the slave now; -1 when the pty is gone. */
+static int
+bridge_drain(int slave, struct dp_buf *out)
+{
+	ssize_t	 w;
+
+	while (out->len > 0) {
+		w = write(slave, out->s, out->len);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return 0;
+		if (w <= 0)
+			return -1;
+		memmove(out->s, out->s + w, out->len - (size_t)w);
+		out->len -= (size_t)w;
+		out->s[out->len] = '\0';
+	}
+	return 0;
+}
+
+/*
+ * One message from the pod.  0 to go on, 1 when the exec is over (status
+ * or close), -1 on a broken socket.
+ */
+static int
+bridge_message(const struct dp_ws_msg *m, struct dp_buf *out, int *code)
+{
+	struct dp_buf	 msg = { 0 };
+
+	if (m->opcode == DP_WS_CLOSE)
+		return 1;
+	if ((m->opcode != DP_WS_BINARY && m->opcode != DP_WS_TEXT) ||
+	    m->len == 0)
+		return 0;	/* pings are answered by lib/ws.c */
+	switch ((unsigned char)m->data[0]) {
+	case CH_STDOUT:
+	case CH_STDERR:
+		dp_buf_add(out, m->data + 1, m->len - 1);
+		return 0;
+	case CH_STATUS:
+		if (exec_status(m->data + 1, m->len - 1, &msg) == 1)
+			*code = 0;
+		else {
+			/* Say why in the terminal (tmux missing, ...). */
+			*code = 1;
+			dp_buf_printf(out, "\r\n[devpocket] %.*s\r\n",
+			    EXEC_STATUS_MAX, msg.s != NULL ? msg.s :
+			    "the terminal command failed");
+		}
+		dp_buf_release(&msg);
+		return 1;
+	default:
+		return 0;
+	}
+}
+
+static void __attribute__((noreturn))
+bridge(const struct dp_cluster_conn *cc, const struct dp_env_spec *s,
+    int slave, int report)
+{
+	const char	*argv[] = { "tmux", "new-session", "-A", "-s", NULL };
+	struct kctx	 c;
+	struct dp_ws	*ws = NULL;
+	struct dp_ws_msg m;
+	struct dp_err	 err = { 0 };
+	struct dp_buf	 out = { 0 };
+	struct termios	 tio;
+	struct winsize	 last = { 0 };
+	struct pollfd	 pfd[2];
+	struct timespec	 ts;
+	sigset_t	 waitmask;
+	char		 buf[16384], msg[EXEC_REPORT_MAX];
+	int64_t		 now, last_tx;
+	ssize_t		 n;
+	bool		 over = false;
+	int		 code = 0, r, wait;
+
+	memset(&c, 0, sizeof(c));
+	bridge_signals(&waitmask);
+	if (bridge_fds(&slave, &report) == -1) {
+		dp_err_set(&err, errno, "bridge descriptors: %s",
+		    strerror(errno));
+		goto fail;
+	}
+	if (setsid() == -1 || ioctl(slave, TIOCSCTTY, 0) == -1) {
+		dp_err_set(&err, errno, "controlling terminal: %s",
+		    strerror(errno));
+		goto fail;
+	}
+	/* Bytes pass untouched: the pod's own pty does the line work. */
+	if (tcgetattr(slave, &tio) == 0) {
+		cfmakeraw(&tio);
+		(void)tcsetattr(slave, TCSANOW, &tio);
+	}
+	(void)fcntl(slave, F_SETFL, fcntl(slave, F_GETFL) | O_NONBLOCK);
+	if (ctx_open(&c, cc, s->user_id, s->id, &err) == -1)
+		goto fail;
+	argv[4] = c.session;
+	if ((ws = exec_open(&c, argv, DP_NITEMS(argv), true, &err)) == NULL)
+		goto fail;
+	if (bridge_resize(ws, slave, &last, true, &err) == -1)
+		goto fail;
+	bridge_report(&report, "ok");
+	last_tx = dp_mono_ms();
+	while (!over && !bridge_hup) {
+		/* SIGWINCH ends the ppoll; the size is compared every
+		 * turn, so one set before the handler existed (or two
+		 * signals merged into one) still gets through. */
+		bridge_winch = 0;
+		if (bridge_resize(ws, slave, &last, false, &err) == -1)
+			break;
+		pfd[0].fd = slave;
+		pfd[0].events = POLLIN | (out.len > 0 ? POLLOUT : 0);
+		pfd[1].fd = dp_ws_fd(ws);
+		pfd[1].events = out.len < BRIDGE_OUT_MAX ? POLLIN : 0;
+		pfd[0].revents = pfd[1].revents = 0;
+		now = dp_mono_ms();
+		wait = (int)(last_tx + BRIDGE_PING_MS - now);
+		if (wait < 0)
+			wait = 0;
+		if (dp_ws_buffered(ws) && out.len < BRIDGE_OUT_MAX)
+			wait = 0;
+		ts.tv_sec = wait / 1000;
+		ts.tv_nsec = (long)(wait % 1000) * 1000000L;
+		r = ppoll(pfd, 2, &ts, &waitmask);
+		if (r < 0 && errno != EINTR)
+			break;
+		if (r < 0)
+			continue;
+		if (pfd[0].revents & POLLIN) {
+			buf[0] = CH_STDIN;
+			n = read(slave, buf + 1, sizeof(buf) - 1);
+			if (n > 0) {
+				if (dp_ws_send(ws, DP_WS_BINARY, buf,
+				    (size_t)n + 1, &err) == -1)
+					break;
+				last_tx = dp_mono_ms();
+			} else if (n == 0 || (errno != EAGAIN &&
+			    errno != EINTR))
+				break;		/* the master is closed */
+		} else if (pfd[0].revents & (POLLHUP | POLLERR))
+			break;
+		/* TLS may hold decrypted bytes the socket does not show:
+		 * read until a zero-wait receive finds nothing. */
+		while (out.len < BRIDGE_OUT_MAX && !over &&
+		    ((pfd[1].revents & (POLLIN | POLLHUP | POLLERR)) ||
+		    dp_ws_buffered(ws))) {
+			r = dp_ws_recv(ws, 0, &m, &err);
+			if (r == 0)
+				break;
+			if (r < 0) {
+				code = 2;
+				over = true;
+			} else if (bridge_message(&m, &out, &code) != 0)
+				over = true;
+		}
+		if (bridge_drain(slave, &out) == -1)
+			break;
+		if (dp_mono_ms() - last_tx >= BRIDGE_PING_MS) {
+			if (dp_ws_send(ws, DP_WS_PING, NULL, 0, &err) == -1)
+				break;
+			last_tx = dp_mono_ms();
+		}
+	}
+	/* The last output (a status message) reaches the terminal. */
+	now = dp_mono_ms();
+	while (out.len > 0 && dp_mono_ms() - now < BRIDGE_FLUSH_MS) {
+		if (bridge_drain(slave, &out) == -1)
+			break;
+		if (out.len > 0) {
+			pfd[0].fd = slave;
+			pfd[0].events = POLLOUT;
+			(void)poll(pfd, 1, 50);
+		}
+	}
+	if (!over)
+		(void)dp_ws_send_close(ws, DP_WS_NORMAL, "detached", &err);
+	dp_ws_free(ws);
+	dp_buf_release(&out);
+	ctx_close(&c);
+	_exit(code);
+fail:
+	(void)snprintf(msg, sizeof(msg), "%s", err.msg[0] != '\0' ? err.msg :
+	    "exec failed");
+	bridge_report(&report, msg);
+	dp_ws_free(ws);
+	ctx_close(&c);
+	_exit(2);
+}
+
+/* The bridge's report: 0 when it said "ok", -1 with err. */
+static int
+bridge_wait(int fd, pid_t pid, struct dp_err *err)
+{
+	struct pollfd	 p = { .fd = fd, .events = POLLIN };
+	char		 buf[EXEC_REPORT_MAX + 1];
+	size_t		 len = 0;
+	ssize_t		 n;
+	int64_t		 deadline = dp_mono_ms() + 2 * EXEC_CONNECT_MS, left;
+	int		 r;
+
+	for (;;) {
+		left = deadline - dp_mono_ms();
+		if (left <= 0) {
+			dp_err_set(err, DP_K8S_ETRANSPORT, "exec: no answer "
+			    "in time");
+			goto fail;
+		}
+		r = poll(&p, 1, (int)left);
+		if (r == -1 && errno != EINTR) {
+			dp_err_set(err, errno, "poll: %s", strerror(errno));
+			goto fail;
+		}
+		if (r <= 0)
+			continue;
+		n = read(fd, buf + len, sizeof(buf) - 1 - len);
+		if (n < 0 && (errno == EINTR || errno == EAGAIN))
+			continue;
+		if (n <= 0 || (len += (size_t)n) == sizeof(buf) - 1)
+			break;
+	}
+	buf[len] = '\0';
+	if (strcmp(buf, "ok") == 0)
+		return 0;
+	/* The bridge's text is an error it made, no secret in it. */
+	dp_err_set(err, DP_K8S_ETRANSPORT, "%s", len > 0 ? buf :
+	    "exec bridge died");
+fail:
+	(void)kill(pid, SIGKILL);
+	(void)waitpid(pid, NULL, 0);
+	return -1;
+}
+
+static int
+k8s_attach(const struct dp_cluster_conn *cc, const struct dp_env_spec *s,
+    int cols, int rows, struct dp_attach *a, struct dp_err *err)
+{
+	struct kctx	 c;
+	struct winsize	 wsz = { 0 };
+	int		 master = -1, slave = -1, rp[2] = { -1, -1 }, rc = -1;
+	pid_t		 pid;
+
+	a->fd = -1;
+	a->pid = -1;
+	a->priv = NULL;
+	a->existed = false;
+	if (ctx_open(&c, cc, s->user_id, s->id, err) == -1)
+		goto out;
+	if (session_exists(&c, &a->existed, err) == -1)
+		goto out;
+	wsz.ws_col = (unsigned short)(cols >= 1 && cols <= 1000 ? cols : 80);
+	wsz.ws_row = (unsigned short)(rows >= 1 && rows <= 1000 ? rows : 24);
+	if (openpty(&master, &slave, NULL, NULL, &wsz) == -1) {
+		dp_err_set(err, errno, "openpty: %s", strerror(errno));
+		goto out;
+	}
+	if (pipe2(rp, O_CLOEXEC) == -1) {
+		dp_err_set(err, errno, "pipe: %s", strerror(errno));
+		goto out;
+	}
+	if ((pid = fork()) == -1) {
+		dp_err_set(err, errno, "fork: %s", strerror(errno));
+		goto out;
+	}
+	if (pid == 0) {
+		close(master);
+		close(rp[0]);
+		bridge(cc, s, slave, rp[1]);
+	}
+	close(slave);
+	slave = -1;
+	close(rp[1]);
+	rp[1] = -1;
+	if (bridge_wait(rp[0], pid, err) == -1)
+		goto out;
+	(void)fcntl(master, F_SETFD, FD_CLOEXEC);
+	a->fd = master;
+	a->pid = (int)pid;
+	master = -1;
+	rc = 0;
+out:
+	if (master != -1)
+		close(master);
+	if (slave != -1)
+		close(slave);
+	if (rp[0] != -1)
+		close(rp[0]);
+	if (rp[1] != -1)
+		close(rp[1]);
+	ctx_close(&c);
+	return rc;
+}
+
 const struct dp_driver dp_driver_kubernetes = {
 	.name = "kubernetes",
 	.provision = k8s_provision,
@@ -1190,6 +1773,6 @@ const struct dp_driver dp_driver_kubernetes = {
 	.metrics = k8s_metrics,
 	.install_log = k8s_install_log,
 	.container_log = NULL,	/* the pod log is the install log */
-	.attach = NULL,		/* exec WebSocket: the terminal's module */
+	.attach = k8s_attach,
 	.probe = k8s_probe,
 };

@@ -1,5 +1,6 @@
 /* tests/unit/check_driver_k8s.c: the kubernetes driver and lib/k8s.c
  * against tests/fake-kube/fake_kube.py (HTTPS, schema-validating) */
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/types.h>
@@ -10,10 +11,12 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <math.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <termios.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -1213,6 +1216,288 @@ START_TEST(test_driver_k8s_quantity)
 }
 END_TEST
 
+/* ---- terminal attach */
+
+/* Read the pty master into acc until needle shows (ms); true if it did. */
+static bool
+pty_until(int fd, struct dp_buf *acc, const char *needle, int ms)
+{
+	struct pollfd	 p = { .fd = fd, .events = POLLIN };
+	char		 buf[4096];
+	int64_t		 end = dp_mono_ms() + ms;
+	ssize_t		 n;
+
+	while (acc->s == NULL || memmem(acc->s, acc->len, needle,
+	    strlen(needle)) == NULL) {
+		if (dp_mono_ms() >= end)
+			return false;
+		if (poll(&p, 1, (int)(end - dp_mono_ms())) <= 0)
+			continue;
+		if ((n = read(fd, buf, sizeof(buf))) <= 0)
+			return false;
+		dp_buf_add(acc, buf, (size_t)n);
+	}
+	return true;
+}
+
+static void
+pty_type(int fd, const char *s)
+{
+	ck_assert_int_eq(write(fd, s, strlen(s)), (ssize_t)strlen(s));
+}
+
+/* The bridge exits by itself once the master is closed (2 s). */
+static void
+detach_and_reap(struct dp_attach *a)
+{
+	pid_t	 r = 0;
+	int	 st, i;
+
+	close(a->fd);
+	for (i = 0; i < 200; i++) {
+		if ((r = waitpid(a->pid, &st, WNOHANG)) != 0)
+			break;
+		usleep(10 * 1000);
+	}
+	if (r == 0)
+		kill(a->pid, SIGKILL);
+	ck_assert_msg(r == a->pid, "bridge %d still there after the "
+	    "master closed", a->pid);
+	ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "bridge "
+	    "status %x", st);
+}
+
+static int
+open_fds(void)
+{
+	char	 p[64];
+	int	 fd, n = 0;
+
+	for (fd = 0; fd < 1024; fd++) {
+		snprintf(p, sizeof(p), "/proc/self/fd/%d", fd);
+		if (access(p, F_OK) == 0)
+			n++;
+	}
+	return n;
+}
+
+/* Live children of this process other than the fake. */
+static int
+children(void)
+{
+	char	 p[64], *list, *q, *end;
+	long	 pid;
+	int	 n = 0;
+
+	snprintf(p, sizeof(p), "/proc/self/task/%d/children", (int)gettid());
+	if ((list = slurp(p)) == NULL)
+		return -1;
+	for (q = list; *q != '\0'; q = end) {
+		pid = strtol(q, &end, 10);
+		if (end == q)
+			break;
+		if (pid != fake_pid)
+			n++;
+	}
+	free(list);
+	return n;
+}
+
+/* The tmux session of the environment answers has-session (10 s). */
+static void
+wait_session(const char *uid, const char *eid)
+{
+	struct dp_buf	 out = { 0 }, st = { 0 }, q = { 0 };
+	char		 p[256], pod[64];
+	int		 i;
+
+	snprintf(pod, sizeof(pod), "pods/env-%s-0", eid);
+	path_ns(p, sizeof(p), uid, pod);
+	dp_buf_printf(&q, "command=tmux&command=has-session&command=-t&"
+	    "command=%%3Ddevpocket_%s", eid);
+	for (i = 0; i < 100; i++) {
+		dp_buf_reset(&out);
+		dp_buf_reset(&st);
+		exec_in(p, q.s, &out, &st);
+		if (strstr(st.s, "\"Success\"") != NULL)
+			break;
+		usleep(100 * 1000);
+	}
+	ck_assert_msg(i < 100, "no tmux session: %s", st.s);
+	dp_buf_release(&out);
+	dp_buf_release(&st);
+	dp_buf_release(&q);
+}
+
+START_TEST(test_driver_k8s_attach)
+{
+	const char		*uid = "aaaaaaaaaaaaaaaaaaaa0020";
+	const char		*eid = "bbbbbbbbbbbbbbbbbbbb0020";
+	struct dp_cluster_conn	 cc = conn_of(kc_token);
+	struct dp_env_spec	 s = spec_of(uid, eid);
+	struct dp_err		 err = { 0 };
+	struct dp_attach	 a;
+	struct dp_buf		 acc = { 0 };
+	struct winsize		 wsz = { 0 };
+	json_object		*reqs, *r, *cmd;
+	char			 p[64];
+	char			*log;
+	size_t			 i;
+	int			 n, fds;
+
+	ck_assert_msg(dp_driver_kubernetes.provision(&cc, &s, &err) == 0,
+	    "%s", err.msg);
+	wait_phase(&cc, &s, DP_PHASE_RUNNING);
+	log = wait_log(&cc, &s, "##devpocket:done ");
+	free(log);
+	wait_session(uid, eid);
+	kpost("/_reset");
+
+	fds = open_fds();
+	memset(&a, 0xff, sizeof(a));
+	ck_assert_msg(dp_driver_kubernetes.attach(&cc, &s, 80, 24, &a,
+	    &err) == 0, "%s", err.msg);
+	ck_assert_int_ge(a.fd, 0);
+	ck_assert_int_gt(a.pid, 0);
+	ck_assert_ptr_null(a.priv);
+	/* The init script's keep-alive made the session. */
+	ck_assert(a.existed);
+	ck_assert_int_eq(open_fds(), fds + 1);
+	ck_assert_int_eq(fcntl(a.fd, F_GETFD) & FD_CLOEXEC, FD_CLOEXEC);
+
+	/* Keystrokes through channel 0, the shell's answer on channel 1:
+	 * the typed text cannot match, only the expansion does. */
+	pty_type(a.fd, "echo k8s-marker-$((6*7))\r");
+	ck_assert_msg(pty_until(a.fd, &acc, "k8s-marker-42", 10000),
+	    "output: %s", acc.s ? acc.s : "");
+
+	/* Resize on the master: channel 4, the pod's pty follows (tmux
+	 * keeps a status line). */
+	wsz.ws_col = 100;
+	wsz.ws_row = 30;
+	ck_assert_int_eq(ioctl(a.fd, TIOCSWINSZ, &wsz), 0);
+	usleep(300 * 1000);
+	dp_buf_reset(&acc);
+	pty_type(a.fd, "stty size | sed 's/^/size=/'\r");
+	ck_assert_msg(pty_until(a.fd, &acc, "size=29 100", 10000),
+	    "output: %s", acc.s ? acc.s : "");
+	/* Bytes that a cooked pty would eat (^C, ^D, NUL, UTF-8) pass: ^U
+	 * clears the line in the pod's shell, not here. */
+	dp_buf_reset(&acc);
+	pty_type(a.fd, "garbage\x15printf '%s\\n' \"caf\xc3\xa9-$((1+1))\"\r");
+	ck_assert_msg(pty_until(a.fd, &acc, "caf\xc3\xa9-2", 10000),
+	    "output: %s", acc.s ? acc.s : "");
+
+	/* What was sent: tmux new-session -A in the container, a tty. */
+	reqs = requests();
+	snprintf(p, sizeof(p), "pods/env-%s-0/exec", eid);
+	{
+		char full[256];
+
+		path_ns(full, sizeof(full), uid, p);
+		for (i = 0, n = 0; i < json_object_array_length(reqs); i++) {
+			r = json_object_array_get_idx(reqs, i);
+			if (strcmp(js(r, "path"), full) != 0)
+				continue;
+			cmd = jg(r, "query|command");
+			if (json_object_array_length(cmd) != 5)
+				continue;	/* has-session */
+			n++;
+			ck_assert_str_eq(js(cmd, "0"), "tmux");
+			ck_assert_str_eq(js(cmd, "1"), "new-session");
+			ck_assert_str_eq(js(cmd, "2"), "-A");
+			ck_assert_str_eq(js(cmd, "3"), "-s");
+			ck_assert_str_eq(js(cmd, "4"),
+			    "devpocket_bbbbbbbbbbbbbbbbbbbb0020");
+			ck_assert_str_eq(js(r, "query|tty|0"), "true");
+			ck_assert_str_eq(js(r, "query|stdin|0"), "true");
+			ck_assert_str_eq(js(r, "query|stdout|0"), "true");
+			ck_assert_str_eq(js(r, "query|container|0"), "env");
+			/* The fake records 200 when the stream ends. */
+			ck_assert_ptr_null(jg(r, "status"));
+		}
+		ck_assert_int_eq(n, 1);
+	}
+	json_object_put(reqs);
+
+	/* Detach: the bridge goes, the session stays. */
+	detach_and_reap(&a);
+	ck_assert_int_eq(open_fds(), fds);
+	ck_assert_int_eq(children(), 0);
+	wait_session(uid, eid);
+
+	/* Attach again: the session was there; tmux redraws its screen. */
+	dp_buf_reset(&acc);
+	ck_assert_msg(dp_driver_kubernetes.attach(&cc, &s, 100, 30, &a,
+	    &err) == 0, "%s", err.msg);
+	ck_assert(a.existed);
+	ck_assert_msg(pty_until(a.fd, &acc, "k8s-marker-42", 10000),
+	    "no redraw: %s", acc.s ? acc.s : "");
+	/* exit ends the shell and the session: status Success, the bridge
+	 * ends by itself and the master reads EOF. */
+	pty_type(a.fd, "exit\r");
+	{
+		struct pollfd	 pf = { .fd = a.fd, .events = POLLIN };
+		char		 buf[4096];
+		int64_t		 end = dp_mono_ms() + 10000;
+		int		 st;
+
+		while (dp_mono_ms() < end) {
+			if (poll(&pf, 1, 100) > 0 &&
+			    read(a.fd, buf, sizeof(buf)) <= 0)
+				break;
+		}
+		ck_assert_int_lt(dp_mono_ms(), end);
+		ck_assert_int_eq(waitpid(a.pid, &st, 0), a.pid);
+		ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0,
+		    "bridge status %x", st);
+		close(a.fd);
+	}
+	dp_buf_release(&acc);
+	ck_assert_int_eq(dp_driver_kubernetes.destroy(&cc, &s, &err), 0);
+}
+END_TEST
+
+START_TEST(test_driver_k8s_attach_refused)
+{
+	const char		*uid = "aaaaaaaaaaaaaaaaaaaa0021";
+	struct dp_env_spec	 s = spec_of(uid, "bbbbbbbbbbbbbbbbbbbb0021");
+	struct dp_env_spec	 bad = spec_of("../etc", "bbbbbbbbbbbbbbbbbbbb0021");
+	struct dp_cluster_conn	 cc = conn_of(kc_token);
+	struct dp_err		 err = { 0 };
+	struct dp_attach	 a;
+	char			*wrong;
+	int			 fds = open_fds();
+
+	/* No pod: the exec is refused, nothing is left behind. */
+	memset(&a, 0xff, sizeof(a));
+	ck_assert_int_eq(dp_driver_kubernetes.attach(&cc, &s, 80, 24, &a,
+	    &err), -1);
+	ck_assert_int_eq(err.code, 404);
+	ck_assert_msg(strstr(err.msg, "exec") != NULL, "%s", err.msg);
+	ck_assert_int_eq(a.fd, -1);
+	ck_assert_int_eq(a.pid, -1);
+	ck_assert(!a.existed);
+	ck_assert_int_eq(open_fds(), fds);
+	ck_assert_int_eq(children(), 0);
+
+	/* Ids that would escape the path. */
+	ck_assert_int_eq(dp_driver_kubernetes.attach(&cc, &bad, 80, 24, &a,
+	    &err), -1);
+	ck_assert_int_eq(a.fd, -1);
+
+	/* A wrong token: 401 from the API, no secret in the message. */
+	wrong = kubeconfig("not-the-token", true, false, false);
+	cc = conn_of(wrong);
+	ck_assert_int_eq(dp_driver_kubernetes.attach(&cc, &s, 80, 24, &a,
+	    &err), -1);
+	ck_assert_int_eq(err.code, 401);
+	ck_assert_ptr_null(strstr(err.msg, "not-the-token"));
+	ck_assert_int_eq(open_fds(), fds);
+	free(wrong);
+}
+END_TEST
+
 static Suite *
 driver_k8s_suite(void)
 {
@@ -1234,6 +1519,8 @@ driver_k8s_suite(void)
 		{ "validation", test_driver_k8s_validation },
 		{ "hostile_spec", test_driver_k8s_hostile_spec },
 		{ "quantity", test_driver_k8s_quantity },
+		{ "attach", test_driver_k8s_attach },
+		{ "attach_refused", test_driver_k8s_attach_refused },
 	};
 	TCase	*tc;
 	size_t	 i;
