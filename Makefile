@@ -59,6 +59,10 @@ CGI_SRC     := $(sort $(wildcard cgi-bin/*.c))
 CGI_BIN     := $(CGI_SRC:%.c=%)
 WS_SRC      := $(sort $(wildcard ws/*.c))
 WS_BIN      := $(WS_SRC:%.c=%)
+# the resident half of ws/terminal (rules below)
+WS_PUMP     := ws/terminal-pump
+WS_PUMP_OBJ := build/ws/terminal-pump.o build/ws/wsapp-light.o \
+               build/lib/util.o build/lib/json.o build/lib/log.o
 BIN_SRC     := $(sort $(wildcard bin/*.c))
 BIN_BIN     := $(BIN_SRC:%.c=%)
 TEST_SRC    := $(sort $(wildcard tests/unit/check_*.c))
@@ -67,7 +71,7 @@ PROGS       := $(CGI_BIN) $(WS_BIN) $(BIN_BIN)
 
 .PHONY: all check test run install clean deps valgrind help bench deb rpm pkgsrc
 
-all: $(PROGS)
+all: $(PROGS) $(WS_PUMP)
 
 help:
 	@echo "all check test run install clean valgrind bench deb rpm"
@@ -83,6 +87,23 @@ build/libdevpocket.a: $(LIB_OBJ)
 $(PROGS): %: build/%.o build/libdevpocket.a
 	@test -n "$(Q)" && echo "  LD      $@" || true
 	$(Q)$(CC) $(LDFLAGS) -o $@ $< $(LIBS)
+
+# ws/terminal-pump: the resident half of ws/terminal (ws/terminal.c says
+# how), linked with libc and json-c only: an idle socket maps no libpq,
+# OpenSSL or curl.  Built from ws/terminal.c and lib/wsapp.c again.
+JSONC_LIBS  ?= $(shell $(PKG_CONFIG) --libs json-c 2>/dev/null || echo -ljson-c)
+
+build/ws/terminal-pump.o: ws/terminal.c
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(ALL_CFLAGS) -DDP_TERMINAL_PUMP -c -o $@ $<
+
+build/ws/wsapp-light.o: lib/wsapp.c
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(ALL_CFLAGS) -DDP_WSAPP_LIGHT -c -o $@ $<
+
+$(WS_PUMP): $(WS_PUMP_OBJ)
+	@test -n "$(Q)" && echo "  LD      $@" || true
+	$(Q)$(CC) $(LDFLAGS) -o $@ $(WS_PUMP_OBJ) $(JSONC_LIBS)
 
 build/tests/%: build/tests/unit/%.o build/libdevpocket.a
 	@mkdir -p $(dir $@)
@@ -181,6 +202,6 @@ rpm: pkgsrc
 	@ls build/rpm/RPMS/*/*.rpm
 
 clean:
-	rm -rf build $(PROGS) bench/fcgi-trivial
+	rm -rf build $(PROGS) $(WS_PUMP) bench/fcgi-trivial
 
--include $(LIB_OBJ:.o=.d) $(PROGS:%=build/%.d) $(TEST_SRC:%.c=build/%.d)
+-include $(LIB_OBJ:.o=.d) $(PROGS:%=build/%.d) $(WS_PUMP_OBJ:.o=.d) $(TEST_SRC:%.c=build/%.d)

@@ -21,6 +21,11 @@ const char *const dp_ws_kind_names[DP_WSK__MAX] = {
 	"ssh",		/* DP_WSK_SSH */
 };
 
+/*
+ * Built a second time with DP_WSAPP_LIGHT for ws/terminal-pump: only the
+ * UTF-8, message and line parts (libc and json-c), no database.
+ */
+#ifndef DP_WSAPP_LIGHT
 /* ---- request ------------------------------------------------------------ */
 
 static bool
@@ -404,6 +409,8 @@ dp_wsapp_slot_free(struct dp_db *db, const char *slot)
 	return dp_db_run(db, sql, 1, &slot);
 }
 
+#endif /* !DP_WSAPP_LIGHT */
+
 /* ---- UTF-8 -------------------------------------------------------------- */
 
 /*
@@ -601,6 +608,7 @@ dp_wsapp_read_lines(int fd, struct dp_wslines *l, dp_wsline_cb cb, void *arg)
 	return 1;
 }
 
+#ifndef DP_WSAPP_LIGHT
 /* ---- set-up ------------------------------------------------------------- */
 
 int
@@ -623,9 +631,19 @@ struct dp_db *
 dp_wsapp_db_open(void)
 {
 	struct dp_err	 err = { 0 };
-	struct dp_db	*db = dp_db_open(dp_cfg.db_url, &err);
+	struct dp_db	*db;
+	int		 i;
 
+	/*
+	 * Many sockets start or end at once (a client reconnecting its
+	 * tabs, a restart): the server's listen queue or its connection
+	 * slots may be full for a moment, so try a few times (0.6 s).
+	 */
+	for (i = 0; (db = dp_db_open(dp_cfg.db_url, &err)) == NULL && i < 4;
+	    i++)
+		usleep((useconds_t)(40000 << i));
 	if (db == NULL)
 		dp_error("database: %s", err.msg);
 	return db;
 }
+#endif /* !DP_WSAPP_LIGHT */

@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+/* Headers only in the pump, which links util, json and log alone. */
 #include "config.h"
 #include "crypto.h"
 #include "driver.h"
@@ -19,7 +20,22 @@
 #include "log.h"
 #include "wsapp.h"
 
-#define COALESCE_MS	5	/* output gathered this long inside a burst */
+/*
+ * Two programs are built from this file.  ws/terminal (websocketd runs
+ * it) checks the token, takes the slot, attaches and sends the welcome,
+ * then replaces itself (same pid: the tmux client stays its child, the
+ * slot row's pid stays right) with ws/terminal-pump, built with
+ * DP_TERMINAL_PUMP against libc and json-c only: an idle socket then
+ * costs no pages of libpq, OpenSSL, curl and their forty libraries.
+ * The pump runs "terminal --check" for the periodic check and becomes
+ * "terminal --end" to close the session.  Without the pump beside it,
+ * ws/terminal pumps itself.
+ */
+#define PUMP_NAME	"terminal-pump"
+#define HEAVY_NAME	"terminal"
+#define CHECK_WAIT_MS	10000	/* a check helper that hangs is killed */
+#define BURST_US	1000	/* output this soon after a send: a burst */
+#define COALESCE_MS	5	/* a burst's output gathers this long */
 #define PENDING_MAX	(1024 * 1024)	/* stdout backlog that pauses the pty */
 #define INPUT_MAX	(1024 * 1024)	/* keystrokes waiting for the pty */
 #define MARK_MS		60000	/* last_activity at most once a minute */
@@ -43,7 +59,9 @@ struct term {
 	struct dp_wslines	 lines;
 	int64_t			 bytes_in, bytes_out;
 	int64_t			 last_client, last_ping, last_check;
-	int64_t			 last_mark, last_flush, flush_at;
+	int64_t			 last_mark;
+	int64_t			 last_send_us;	/* output sent */
+	int64_t			 flush_at;	/* a burst's next send; 0 none */
 	bool			 io_since_mark;
 	bool			 done;		/* leave the loop */
 	bool			 client_gone;	/* stdin ended */
@@ -91,6 +109,7 @@ closing(struct term *t, int code, const char *reason)
 	t->done = true;
 }
 
+#ifndef DP_TERMINAL_PUMP
 static struct dp_db *
 db(struct term *t)
 {
@@ -105,8 +124,18 @@ db_close(struct term *t)
 	dp_db_free(t->db);
 	t->db = NULL;
 }
+#endif
 
 /* ---- output ------------------------------------------------------------- */
+
+static int64_t
+mono_us(void)
+{
+	struct timespec	 ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
 
 /* Send the pty bytes gathered so far as output messages. */
 static void
@@ -136,43 +165,50 @@ send_output(struct term *t, bool final)
 	if (t->raw.s != NULL)
 		t->raw.s[t->raw.len] = '\0';
 	dp_buf_release(&chunk);
-	t->last_flush = dp_mono_ms();
+	t->last_send_us = mono_us();
 	t->flush_at = 0;
 	t->io_since_mark = true;
 }
 
-/* Read what the pty has; false at its end. */
+/*
+ * Read what the pty has and send it; false at its end.  Output after a
+ * quiet spell goes at once, whatever one wake-up finds as one write (a
+ * keystroke's echo); output right after a send is a burst: it waits
+ * COALESCE_MS with the pty unwatched (force: that time is up), so that
+ * a flood costs one read and one message per COALESCE_MS, not one per
+ * write of tmux.
+ */
 static bool
-read_pty(struct term *t)
+read_pty(struct term *t, bool force)
 {
 	char	 buf[16384];
 	ssize_t	 r;
-	int64_t	 now;
+	bool	 alive = true;
 
 	for (;;) {
 		r = read(t->att.fd, buf, sizeof(buf));
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-			return true;
-		if (r <= 0)
-			return false;	/* EIO: the tmux client is gone */
+			break;
+		if (r <= 0) {
+			alive = false;	/* EIO: the tmux client is gone */
+			break;
+		}
 		dp_buf_add(&t->raw, buf, (size_t)r);
 		if (t->raw.len >= DP_WS_OUTPUT_MAX)
 			send_output(t, false);
-		if ((size_t)r < sizeof(buf))
+		if ((size_t)r < sizeof(buf) || t->out.len >= PENDING_MAX)
 			break;
 	}
-	/*
-	 * The first output after a quiet spell goes at once (keystroke
-	 * echo); inside a burst it is gathered for a few milliseconds.
-	 */
-	now = dp_mono_ms();
-	if (t->raw.len > 0 && now - t->last_flush >= COALESCE_MS)
-		send_output(t, false);
-	else if (t->raw.len > 0 && t->flush_at == 0)
-		t->flush_at = t->last_flush + COALESCE_MS;
-	return true;
+	if (t->raw.len == 0)
+		return alive;
+	if (alive && !force && t->flush_at == 0 &&
+	    mono_us() - t->last_send_us < BURST_US)
+		t->flush_at = dp_mono_ms() + COALESCE_MS;
+	else if (!alive || force || t->flush_at == 0)
+		send_output(t, !alive);
+	return alive;
 }
 
 static void
@@ -269,13 +305,51 @@ out:
 
 /* ---- database ----------------------------------------------------------- */
 
+/* What a check found. */
+enum verdict {
+	V_FAIL,		/* database failure: wait for the next check */
+	V_OK,
+	V_CLOSE,	/* close with code and reason */
+	V_INFO,		/* an info message with the reason, then the close */
+	V__MAX
+};
+static const char *const verdict_names[V__MAX] = {
+	"fail",		/* V_FAIL */
+	"ok",		/* V_OK */
+	"close",	/* V_CLOSE */
+	"info",		/* V_INFO */
+};
+
+struct check_res {
+	enum verdict	 v;
+	int		 code;
+	char		 reason[64];
+};
+
+/* Act on a check; ended: the tmux client is gone. */
+static void
+check_apply(struct term *t, const struct check_res *c, bool mark, bool ended)
+{
+	if (c->v != V_FAIL && mark) {
+		t->last_mark = t->last_check;
+		t->io_since_mark = false;
+	}
+	if (c->v == V_INFO)
+		dp_wsapp_info(&t->out, c->reason);
+	if (c->v == V_INFO || c->v == V_CLOSE)
+		closing(t, c->code, c->reason);
+	if (ended && !t->done)
+		closing(t, 1000, "Session ended");
+}
+
+#ifndef DP_TERMINAL_PUMP
 /*
  * The check every check_ms: bytes, activity mark, login session, the
- * environment's status, our session row.  Closes when one of them says
- * so; a database failure waits for the next check.
+ * environment's status, our session row.  Fills c (V_FAIL when the
+ * database failed).
  */
 static void
-check(struct term *t, bool ended)
+check_query(struct term *t, bool mark, struct check_res *c)
 {
 	static const char sql[] =
 	    "WITH s AS (UPDATE terminal_sessions SET bytes_in = $4::bigint, "
@@ -288,15 +362,13 @@ check(struct term *t, bool ended)
 	    "AND u.is_active AND u.deleted_at IS NULL), "
 	    "EXISTS (SELECT 1 FROM s), (SELECT count(*) FROM e)";
 	char		 bi[24], bo[24];
-	const char	*p[6], *status;
-	bool		 mark;
+	const char	*p[6], *status, *why = NULL;
 	PGresult	*r = NULL;
-	int64_t		 now = dp_mono_ms();
 
-	t->last_check = now;
+	memset(c, 0, sizeof(*c));
+	c->v = V_FAIL;
 	if (db(t) == NULL)
 		goto out;
-	mark = t->io_since_mark && now - t->last_mark >= MARK_MS;
 	snprintf(bi, sizeof(bi), "%lld", (long long)t->bytes_in);
 	snprintf(bo, sizeof(bo), "%lld", (long long)t->bytes_out);
 	p[0] = t->env.id;
@@ -308,27 +380,150 @@ check(struct term *t, bool ended)
 	r = dp_db_exec(t->db, sql, 6, p);
 	if (!dp_db_ok(r) || PQntuples(r) != 1)
 		goto out;
-	if (mark) {
-		t->last_mark = now;
-		t->io_since_mark = false;
-	}
+	c->v = V_OK;
+	c->code = 1000;
 	status = dp_db_val(r, 0, 0);
-	if (PQgetvalue(r, 0, 1)[0] != 't')
-		closing(t, 1008, "Authentication failed");
-	else if (status == NULL || strcmp(status, "running") != 0) {
-		dp_wsapp_info(&t->out, dp_wsapp_status_reason(status));
-		closing(t, 1000, dp_wsapp_status_reason(status));
-	} else if (PQgetvalue(r, 0, 2)[0] != 't')
-		closing(t, 1000, "Session terminated");
-	else if (ended)
-		closing(t, 1000, "Session ended");
+	if (PQgetvalue(r, 0, 1)[0] != 't') {
+		c->v = V_CLOSE;
+		c->code = 1008;
+		why = "Authentication failed";
+	} else if (status == NULL || strcmp(status, "running") != 0) {
+		c->v = V_INFO;
+		why = dp_wsapp_status_reason(status);
+	} else if (PQgetvalue(r, 0, 2)[0] != 't') {
+		c->v = V_CLOSE;
+		why = "Session terminated";
+	}
+	if (why != NULL)
+		snprintf(c->reason, sizeof(c->reason), "%s", why);
 out:
-	if (ended && !t->done)
-		closing(t, 1000, "Session ended");
 	PQclear(r);
 	db_close(t);
 }
 
+static void
+check(struct term *t, bool ended)
+{
+	struct check_res	 c;
+	bool			 mark;
+
+	t->last_check = dp_mono_ms();
+	mark = t->io_since_mark && t->last_check - t->last_mark >= MARK_MS;
+	check_query(t, mark, &c);
+	check_apply(t, &c, mark, ended);
+}
+#else
+static char	 heavy_path[4096];	/* ws/terminal beside the pump */
+static sigset_t	 orig_mask;		/* the mask before ours, for children */
+
+/* Parse the helper's "<verdict> <code> <reason>" line; 0 or -1. */
+static int
+check_parse(char *line, struct check_res *c)
+{
+	char	*sp, *code;
+	int64_t	 n;
+	int	 i;
+
+	line[strcspn(line, "\n")] = '\0';
+	memset(c, 0, sizeof(*c));
+	c->v = V_FAIL;
+	sp = strchr(line, ' ');
+	if (sp != NULL)
+		*sp++ = '\0';
+	for (i = 0; i < V__MAX; i++)
+		if (strcmp(line, verdict_names[i]) == 0)
+			break;
+	if (i == V__MAX)
+		return -1;
+	c->v = (enum verdict)i;
+	if (c->v == V_OK || c->v == V_FAIL)
+		return 0;
+	if (sp == NULL || (code = sp, (sp = strchr(sp, ' ')) == NULL))
+		return -1;
+	*sp++ = '\0';
+	if (dp_parse_int64(code, 1000, 4999, &n) < 0 || *sp == '\0')
+		return -1;
+	c->code = (int)n;
+	snprintf(c->reason, sizeof(c->reason), "%s", sp);
+	return 0;
+}
+
+/*
+ * The check through "terminal --check": it connects, runs the query and
+ * prints its verdict.  The loop waits for it (a few milliseconds every
+ * check_ms).
+ */
+static void
+check(struct term *t, bool ended)
+{
+	struct check_res	 c = { .v = V_FAIL };
+	struct pollfd		 pfd;
+	char			 bi[24], bo[24], line[256];
+	char			*argv[10];
+	size_t			 got = 0;
+	ssize_t			 r;
+	int64_t			 end;
+	int			 pfds[2] = { -1, -1 }, st;
+	pid_t			 pid = -1;
+	bool			 mark;
+
+	t->last_check = dp_mono_ms();
+	mark = t->io_since_mark && t->last_check - t->last_mark >= MARK_MS;
+	snprintf(bi, sizeof(bi), "%lld", (long long)t->bytes_in);
+	snprintf(bo, sizeof(bo), "%lld", (long long)t->bytes_out);
+	argv[0] = heavy_path;
+	argv[1] = (char *)"--check";
+	argv[2] = t->env.id;
+	argv[3] = t->user.sid;
+	argv[4] = t->session;
+	argv[5] = bi;
+	argv[6] = bo;
+	argv[7] = (char *)(mark ? "1" : "0");
+	argv[8] = NULL;
+	if (pipe2(pfds, O_CLOEXEC) < 0)
+		goto out;
+	if ((pid = fork()) < 0)
+		goto out;
+	if (pid == 0) {
+		(void)dup2(pfds[1], STDOUT_FILENO);
+		(void)sigprocmask(SIG_SETMASK, &orig_mask, NULL);
+		execv(argv[0], argv);
+		_exit(127);
+	}
+	close(pfds[1]);
+	pfds[1] = -1;
+	end = dp_mono_ms() + CHECK_WAIT_MS;
+	pfd.fd = pfds[0];
+	pfd.events = POLLIN;
+	while (got < sizeof(line) - 1) {
+		int64_t	 left = end - dp_mono_ms();
+
+		if (left <= 0 || poll(&pfd, 1, (int)left) == 0)
+			break;
+		r = read(pfds[0], line + got, sizeof(line) - 1 - got);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			break;
+		got += (size_t)r;
+	}
+	line[got] = '\0';
+	if (check_parse(line, &c) < 0)
+		c.v = V_FAIL;
+out:
+	if (pid > 0) {
+		(void)kill(pid, SIGKILL);
+		(void)waitpid(pid, &st, 0);
+	}
+	if (pfds[0] >= 0)
+		close(pfds[0]);
+	if (pfds[1] >= 0)
+		close(pfds[1]);
+	check_apply(t, &c, mark, ended);
+}
+#endif
+
+#ifndef DP_TERMINAL_PUMP
 /* Start the session row, mark the environment accessed; 0 or -1. */
 static int
 session_begin(struct term *t)
@@ -430,6 +625,8 @@ out:
 	return rc;
 }
 
+#endif
+
 /* Leave the tmux session running: end only our client. */
 static void
 detach(struct term *t)
@@ -501,8 +698,9 @@ pump(struct term *t, const sigset_t *waitmask)
 		fds[0].fd = STDIN_FILENO;
 		fds[0].events = POLLIN;
 		fds[1].fd = t->att.fd;
-		fds[1].events = (t->out.len < PENDING_MAX ? POLLIN : 0) |
-		    (t->pin.len > 0 ? POLLOUT : 0);
+		/* A burst gathering (flush_at) leaves the pty unwatched. */
+		fds[1].events = (t->out.len < PENDING_MAX && t->flush_at == 0 ?
+		    POLLIN : 0) | (t->pin.len > 0 ? POLLOUT : 0);
 		fds[0].revents = fds[1].revents = 0;
 		ts.tv_sec = ms / 1000;
 		ts.tv_nsec = (long)(ms % 1000) * 1000000L;
@@ -527,18 +725,21 @@ pump(struct term *t, const sigset_t *waitmask)
 		if (r > 0 && (fds[1].revents & POLLOUT))
 			write_pty(t);
 		if (r > 0 && (fds[1].revents & (POLLIN | POLLHUP | POLLERR)))
-			if (!read_pty(t))
+			if (!read_pty(t, false))
 				ended = true;
 		if (got_chld) {
 			got_chld = 0;
 			if (child_exited(t)) {
-				(void)read_pty(t);
+				(void)read_pty(t, true);
 				ended = true;
 			}
 		}
 		now = dp_mono_ms();
-		if (ended || (t->flush_at != 0 && now >= t->flush_at))
-			send_output(t, ended);
+		if (!ended && t->flush_at != 0 && now >= t->flush_at &&
+		    !read_pty(t, true))
+			ended = true;
+		if (ended && t->raw.len > 0)
+			send_output(t, true);
 		flush_out(t);
 		if (t->done)
 			break;
@@ -560,6 +761,132 @@ pump(struct term *t, const sigset_t *waitmask)
 	}
 }
 
+/* Catch the signals; they wait blocked, ppoll takes them (waitmask). */
+static void
+signals(sigset_t *orig, sigset_t *waitmask)
+{
+	static const int	 sigs[] = { SIGTERM, SIGINT, SIGHUP, SIGCHLD };
+	struct sigaction	 sa;
+	sigset_t		 block;
+	size_t			 i;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;
+	sigemptyset(&sa.sa_mask);
+	sigemptyset(&block);
+	for (i = 0; i < DP_NITEMS(sigs); i++) {
+		sigaction(sigs[i], &sa, NULL);
+		sigaddset(&block, sigs[i]);
+	}
+	signal(SIGPIPE, SIG_IGN);
+	sigprocmask(SIG_BLOCK, &block, orig);
+	*waitmask = *orig;
+	for (i = 0; i < DP_NITEMS(sigs); i++)
+		sigdelset(waitmask, sigs[i]);
+}
+
+/* "<dir of this program>/<name>" in buf; 0 or -1. */
+static int
+beside(const char *name, char *buf, size_t size)
+{
+	char	 self[4096], *slash;
+	ssize_t	 n;
+	int	 w;
+
+	if ((n = readlink("/proc/self/exe", self, sizeof(self) - 1)) <= 0)
+		return -1;
+	self[n] = '\0';
+	if ((slash = strrchr(self, '/')) == NULL)
+		return -1;
+	*slash = '\0';
+	w = snprintf(buf, size, "%s/%s", self, name);
+	return w < 0 || (size_t)w >= size ? -1 : 0;
+}
+
+static void
+term_release(struct term *t)
+{
+	dp_buf_release(&t->out);
+	dp_buf_release(&t->raw);
+	dp_buf_release(&t->pin);
+	dp_buf_release(&t->lines.line);
+}
+
+static void
+timers_start(struct term *t)
+{
+	int64_t	 now = dp_mono_ms();
+
+	t->ping_ms = env_ms("DP_WS_PING_MS", 25000);
+	t->idle_ms = env_ms("DP_WS_IDLE_MS", 120000);
+	t->check_ms = env_ms("DP_WS_CHECK_MS", 30000);
+	t->last_client = t->last_ping = t->last_check = t->last_mark = now;
+}
+
+#ifdef DP_TERMINAL_PUMP
+/* An id argument into a 25-byte field; 0 or -1. */
+static int
+arg_id(const char *a, char out[25])
+{
+	if (a == NULL || !dp_is_id(a))
+		return -1;
+	memcpy(out, a, 25);
+	return 0;
+}
+
+/*
+ * terminal-pump FD PID ENV SID SESSION LOGFORMAT LOGLEVEL, exec'd by
+ * ws/terminal after the welcome (FD the pty, PID its tmux client, our
+ * child).  Pumps until the end, then becomes "terminal --end".
+ */
+int
+main(int argc, char *argv[])
+{
+	struct term	 t;
+	sigset_t	 waitmask;
+	char		 bi[24], bo[24], cc[16];
+	char		*end[9];
+	int64_t		 fd, pid;
+
+	memset(&t, 0, sizeof(t));
+	t.att.fd = t.att.pid = -1;
+	signals(&orig_mask, &waitmask);
+	if (argc != 8 || dp_parse_int64(argv[1], 3, 65535, &fd) < 0 ||
+	    dp_parse_int64(argv[2], 2, INT32_MAX, &pid) < 0 ||
+	    arg_id(argv[3], t.env.id) < 0 || arg_id(argv[4], t.user.sid) < 0 ||
+	    arg_id(argv[5], t.session) < 0 ||
+	    beside(HEAVY_NAME, heavy_path, sizeof(heavy_path)) < 0) {
+		fprintf(stderr, "terminal-pump: run by ws/terminal only\n");
+		return 1;
+	}
+	dp_log_init("ws-terminal", argv[6], argv[7]);
+	t.att.fd = (int)fd;
+	t.att.pid = (int)pid;
+	t.attached = true;
+	(void)fcntl(t.att.fd, F_SETFD, FD_CLOEXEC);
+	timers_start(&t);
+	if (child_exited(&t))
+		got_chld = 1;	/* pump() notices at once */
+	pump(&t, &waitmask);
+	detach(&t);
+	term_release(&t);
+	snprintf(bi, sizeof(bi), "%lld", (long long)t.bytes_in);
+	snprintf(bo, sizeof(bo), "%lld", (long long)t.bytes_out);
+	snprintf(cc, sizeof(cc), "%d", t.close_code ? t.close_code : 1000);
+	end[0] = heavy_path;
+	end[1] = (char *)"--end";
+	end[2] = t.session;
+	end[3] = t.env.id;
+	end[4] = bi;
+	end[5] = bo;
+	end[6] = cc;
+	end[7] = NULL;
+	(void)sigprocmask(SIG_SETMASK, &orig_mask, NULL);
+	execv(end[0], end);
+	dp_error("exec %s: %s", end[0], strerror(errno));
+	return 0;		/* the next socket here drops the slot */
+}
+#else
 /* Refuse after the upgrade: the close message, then exit. */
 static int
 refuse(struct term *t, int code, const char *reason)
@@ -568,43 +895,139 @@ refuse(struct term *t, int code, const char *reason)
 	return 1;
 }
 
+/* terminal --check ENV SID SESSION BYTES_IN BYTES_OUT MARK (for the pump) */
+static int
+helper_check(struct term *t, char *argv[])
+{
+	struct check_res	 c;
+	int64_t			 bi, bo, mark;
+
+	if (!dp_is_id(argv[0]) || !dp_is_id(argv[1]) || !dp_is_id(argv[2]) ||
+	    dp_parse_int64(argv[3], 0, INT64_MAX, &bi) < 0 ||
+	    dp_parse_int64(argv[4], 0, INT64_MAX, &bo) < 0 ||
+	    dp_parse_int64(argv[5], 0, 1, &mark) < 0)
+		return 2;
+	memcpy(t->env.id, argv[0], 25);
+	memcpy(t->user.sid, argv[1], 25);
+	memcpy(t->session, argv[2], 25);
+	t->bytes_in = bi;
+	t->bytes_out = bo;
+	check_query(t, mark == 1, &c);
+	if (c.v == V_OK || c.v == V_FAIL)
+		printf("%s\n", verdict_names[c.v]);
+	else
+		printf("%s %d %s\n", verdict_names[c.v], c.code, c.reason);
+	return fflush(stdout) == 0 ? 0 : 1;
+}
+
+/* terminal --end SESSION ENV BYTES_IN BYTES_OUT CLOSE_CODE (the pump's end) */
+static int
+helper_end(struct term *t, char *argv[])
+{
+	static const char sql[] =
+	    "SELECT id FROM ws_connections WHERE session_id = $1 AND pid = $2::int";
+	char		 pid[24];
+	const char	*p[2];
+	PGresult	*r = NULL;
+	int64_t		 bi, bo, cc;
+	int		 rc = 2;
+
+	if (!dp_is_id(argv[0]) || !dp_is_id(argv[1]) ||
+	    dp_parse_int64(argv[2], 0, INT64_MAX, &bi) < 0 ||
+	    dp_parse_int64(argv[3], 0, INT64_MAX, &bo) < 0 ||
+	    dp_parse_int64(argv[4], 1000, 4999, &cc) < 0)
+		goto out;
+	memcpy(t->session, argv[0], 25);
+	memcpy(t->env.id, argv[1], 25);
+	t->bytes_in = bi;
+	t->bytes_out = bo;
+	t->close_code = (int)cc;
+	rc = 1;
+	if (db(t) == NULL)
+		goto out;
+	/* Our slot: the row of this session that carries our pid. */
+	snprintf(pid, sizeof(pid), "%d", (int)getpid());
+	p[0] = t->session;
+	p[1] = pid;
+	r = dp_db_exec(t->db, sql, 2, p);
+	if (!dp_db_ok(r))
+		goto out;
+	if (PQntuples(r) == 1)
+		memcpy(t->slot, PQgetvalue(r, 0, 0), sizeof(t->slot) - 1);
+	session_end(t);
+	rc = 0;
+out:
+	PQclear(r);
+	return rc;
+}
+
+/*
+ * After the welcome: become the pump (same pid).  Returns only when it
+ * is not there or does not start; the caller then pumps itself.
+ */
+static void
+exec_pump(struct term *t)
+{
+	char	 path[4096], fd[16], pid[16];
+	char	*argv[9];
+	int	 fl;
+
+	if (beside(PUMP_NAME, path, sizeof(path)) < 0 ||
+	    access(path, X_OK) < 0 || t->att.fd < 0 || t->att.pid <= 0 ||
+	    t->att.priv != NULL)
+		return;
+	snprintf(fd, sizeof(fd), "%d", t->att.fd);
+	snprintf(pid, sizeof(pid), "%d", t->att.pid);
+	argv[0] = path;
+	argv[1] = fd;
+	argv[2] = pid;
+	argv[3] = t->env.id;
+	argv[4] = t->user.sid;
+	argv[5] = t->session;
+	argv[6] = dp_cfg.web_log_format;
+	argv[7] = dp_cfg.web_log_level;
+	argv[8] = NULL;
+	fl = fcntl(t->att.fd, F_GETFD);
+	(void)fcntl(t->att.fd, F_SETFD, fl & ~FD_CLOEXEC);
+	/* The mask stays: signals that came meanwhile wait for the pump. */
+	dp_wsreq_release(&t->req);
+	if (t->kubeconfig != NULL)
+		explicit_bzero(t->kubeconfig, strlen(t->kubeconfig));
+	execv(path, argv);
+	dp_warn("exec %s: %s; pumping in process", path, strerror(errno));
+	(void)fcntl(t->att.fd, F_SETFD, fl);
+}
+
 int
-main(void)
+main(int argc, char *argv[])
 {
 	struct term		 t;
 	struct dp_err		 err = { 0 };
-	struct sigaction	 sa;
-	sigset_t		 block, waitmask;
+	sigset_t		 orig, waitmask;
 	const char		*pi;
 	char			 seg[64];
-	int64_t			 now;
 	int			 rc = 1, r;
 
 	memset(&t, 0, sizeof(t));
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_signal;
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGHUP, &sa, NULL);
-	sigaction(SIGCHLD, &sa, NULL);
-	signal(SIGPIPE, SIG_IGN);
-	sigemptyset(&block);
-	sigaddset(&block, SIGTERM);
-	sigaddset(&block, SIGINT);
-	sigaddset(&block, SIGHUP);
-	sigaddset(&block, SIGCHLD);
-	sigprocmask(SIG_BLOCK, &block, &waitmask);
-	sigdelset(&waitmask, SIGTERM);
-	sigdelset(&waitmask, SIGINT);
-	sigdelset(&waitmask, SIGHUP);
-	sigdelset(&waitmask, SIGCHLD);
-
-	t.ping_ms = env_ms("DP_WS_PING_MS", 25000);
-	t.idle_ms = env_ms("DP_WS_IDLE_MS", 120000);
-	t.check_ms = env_ms("DP_WS_CHECK_MS", 30000);
+	signals(&orig, &waitmask);
 	if (dp_wsapp_init("ws-terminal") < 0) {
-		rc = refuse(&t, 1011, "Service temporarily unavailable");
+		rc = argc > 1 ? 1 :
+		    refuse(&t, 1011, "Service temporarily unavailable");
+		goto out;
+	}
+	if (argc == 8 && strcmp(argv[1], "--check") == 0) {
+		rc = helper_check(&t, argv + 2);
+		t.session[0] = t.slot[0] = '\0';
+		goto out;
+	}
+	if (argc == 7 && strcmp(argv[1], "--end") == 0) {
+		rc = helper_end(&t, argv + 2);
+		t.session[0] = t.slot[0] = '\0';
+		goto out;
+	}
+	if (argc != 1) {
+		fprintf(stderr, "usage: terminal (run by websocketd)\n");
+		rc = 2;
 		goto out;
 	}
 	/* websocketd: SCRIPT_NAME=/terminal, PATH_INFO=/<id>[/]. */
@@ -670,9 +1093,10 @@ main(void)
 	flush_out(&t);
 	/* Idle sockets hold no database connection (there may be many). */
 	db_close(&t);
-	now = dp_mono_ms();
-	t.last_client = t.last_ping = t.last_check = t.last_mark = now;
-	t.last_flush = now - COALESCE_MS;
+	if (t.done)
+		goto out;
+	exec_pump(&t);
+	timers_start(&t);
 	pump(&t, &waitmask);
 	rc = 0;
 out:
@@ -688,9 +1112,7 @@ out:
 		explicit_bzero(t.kubeconfig, strlen(t.kubeconfig));
 		free(t.kubeconfig);
 	}
-	dp_buf_release(&t.out);
-	dp_buf_release(&t.raw);
-	dp_buf_release(&t.pin);
-	dp_buf_release(&t.lines.line);
+	term_release(&t);
 	return rc;
 }
+#endif
