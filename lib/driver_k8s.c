@@ -1077,7 +1077,9 @@ out:
 /*
  * The pod log from offset on (the log of the current pod: a new start
  * makes a new pod whose log begins at 0 again).  A pod still waiting for
- * its container (400) or not there (404) has no log yet.
+ * its container (400) or not there (404) has no log yet; neither has a
+ * pod being deleted: after a restart that is the previous pod, whose
+ * finished log is not the new install's.
  */
 static int
 k8s_install_log(const struct dp_cluster_conn *cc, const struct dp_env_spec *s,
@@ -1085,6 +1087,7 @@ k8s_install_log(const struct dp_cluster_conn *cc, const struct dp_env_spec *s,
 {
 	struct kctx	 c;
 	struct dp_buf	 b = { 0 };
+	json_object	*pod = NULL;
 	char		 path[320];
 	const char	*nl;
 	size_t		 keep;
@@ -1098,6 +1101,18 @@ k8s_install_log(const struct dp_cluster_conn *cc, const struct dp_env_spec *s,
 	}
 	if (ctx_open(&c, cc, s->user_id, s->id, err) == -1)
 		goto out;
+	if (fmt(path, sizeof(path), "/api/v1/namespaces/%s/pods/%s", c.ns,
+	    c.pod) == -1)
+		goto out;
+	if (dp_k8s_get(c.k, path, &pod, err) == -1) {
+		if (err->code == 404)
+			ret = 0;
+		goto out;
+	}
+	if (jget(jget(pod, "metadata"), "deletionTimestamp") != NULL) {
+		ret = 0;
+		goto out;
+	}
 	if (fmt(path, sizeof(path), "/api/v1/namespaces/%s/pods/%s/log?"
 	    "container=" CONTAINER "&limitBytes=%lld", c.ns, c.pod,
 	    (long long)(offset + LOG_CHUNK)) == -1)
@@ -1118,6 +1133,8 @@ k8s_install_log(const struct dp_cluster_conn *cc, const struct dp_env_spec *s,
 	*next = offset + (int64_t)keep;
 	ret = 0;
 out:
+	if (pod != NULL)
+		json_object_put(pod);
 	dp_buf_release(&b);
 	ctx_close(&c);
 	return ret;
