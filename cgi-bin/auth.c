@@ -868,13 +868,35 @@ ws_deny(struct dp_res *res, int status, const char *detail)
 }
 
 /*
+ * The URI of the socket to authorise.  nginx's auth_request sends it in
+ * X-Original-URI.  lighttpd's FastCGI authorizer sends the client's
+ * request itself, so there X-Original-URI would be the client's own
+ * header and is ignored: the URI is the rewritten target (REDIRECT_URI,
+ * after the /ws/terminal alias), else the client's (REQUEST_URI).
+ */
+static const char *
+ws_original_uri(struct dp_req *req)
+{
+	const char	*role = dp_req_param(req, "FCGI_ROLE");
+	const char	*uri;
+
+	if (role == NULL || strcmp(role, "AUTHORIZER") != 0)
+		return dp_req_header(req, "X-Original-URI");
+	if ((uri = dp_req_param(req, "REDIRECT_URI")) == NULL)
+		uri = dp_req_param(req, "REQUEST_URI");
+	return uri;
+}
+
+/*
  * GET /auth/authorize-ws: may the socket in X-Original-URI (the original
- * request URI, set by the web server) open (CONTRACT §3.2)?  Token from
- * its `token` query parameter, else Authorization.  In order: 401
- * Authentication failed; 403 Please verify your email address; 403
- * Environment not found / SSH profile not found; 403 Environment not
- * running (terminal); 204 allowed.  404 for a path that is no socket;
- * 503 when the database is down.  Never rate limited: it only reads.
+ * request URI, set by nginx), or the request itself under lighttpd's
+ * FastCGI authorizer, open (CONTRACT §3.2)?  Token from its `token`
+ * query parameter, else Authorization.  In order: 401 Authentication
+ * failed; 403 Please verify your email address; 403 Environment not
+ * found / SSH profile not found; 403 Environment not running
+ * (terminal); 204 allowed (200 as an authorizer, lib/http.c).  404 for
+ * a path that is no socket; 503 when the database is down.  Never rate
+ * limited: it only reads.
  */
 static int
 auth_authorize_ws(struct dp_req *req, struct dp_res *res)
@@ -888,8 +910,7 @@ auth_authorize_ws(struct dp_req *req, struct dp_res *res)
 	char			 seg[25];
 	int			 rc, r;
 
-	if (dp_ws_uri_split(dp_req_header(req, "X-Original-URI"), &kind, seg,
-	    &query) < 0)
+	if (dp_ws_uri_split(ws_original_uri(req), &kind, seg, &query) < 0)
 		return dp_fail(res, 404, "Not Found");
 	if (req->db == NULL)
 		return dp_fail(res, 503, "Service temporarily unavailable");

@@ -57,6 +57,12 @@ def wait_status(user, env_id, want, timeout=60):
         env_id, st, want, [r[0] for r in logs][-5:]))
 
 
+def post_empty(path, u):
+    # With "Content-Length: 0", as clients send a POST without a body:
+    # lighttpd answers 411 to a POST that has no Content-Length at all.
+    return http("POST", path, raw=b"", headers=u["headers"])
+
+
 def env_user(name=None):
     """A fresh user with one running environment: (user, env id)."""
     quick_template()
@@ -182,7 +188,7 @@ def test_ws_preupgrade_refusals():
     eq(websocketd_children(), before, "websocketd children")
     eq(slots(u["id"]), 0, "slots")
     # Stopped: the terminal is refused, the logs socket is not.
-    r = post("/api/v1/environments/%s/stop" % env, headers=u["headers"])
+    r = post_empty("/api/v1/environments/%s/stop" % env, u)
     eq(r.status, 200, "stop")
     refused(term_path(env, tok), 403, "Environment not running")
     ws = wsclient.connect("/api/v1/ws/logs/%s?token=%s&follow=false" % (
@@ -192,6 +198,56 @@ def test_ws_preupgrade_refusals():
     w = ws.recv(10)
     eq(w["type"], "welcome", "logs welcome")
     eq(w["environment"]["status"], "stopped", "status in welcome")
+    ws.close()
+
+
+def test_ws_authorizer_not_fooled():
+    """The pre-upgrade check looks at the socket the client really asks
+    for: nginx sets X-Original-URI itself, and under lighttpd's FastCGI
+    authorizer a client's X-Original-URI is ignored (the request's own
+    URI counts).  Dot segments, encoded ids and a client's FCGI-Role
+    header change nothing either."""
+    u, env = env_user()
+    _, other_env = env_user()
+    tok = u["access_token"]
+    before = websocketd_children()
+    good = term_path(env, tok)
+    # Another user's environment, with the URI of an allowed socket in
+    # the header.
+    refused(term_path(other_env, tok), 403, "Environment not found",
+            headers={"X-Original-URI": good})
+    refused(term_path(ENV_ID, tok), 403, "Environment not found",
+            headers={"X-Original-URI": good, "FCGI-Role": "AUTHORIZER"})
+    refused("/api/v1/ws/shell/%s?token=%s" % (env, tok), 404, "Not Found",
+            headers={"X-Original-URI": good})
+    # Dot segments and percent-encoded ids never reach another socket.
+    for p in ("/api/v1/ws/terminal/%s/../%s?token=%s" % (env, other_env, tok),
+              "/api/v1/ws/terminal/%s/..%%2f%s?token=%s" % (env, other_env,
+                                                           tok),
+              "/api/v1/ws/logs/../terminal/%s?token=%s" % (other_env, tok),
+              "/api/v1/auth/../ws/terminal/%s?token=%s" % (other_env, tok)):
+        r = wsclient.connect(p)
+        check(isinstance(r, wsclient.Refused), "%s: upgraded" % p)
+        # (nginx turns the check's 404 for the raw URI into its 503.)
+        check(r.status in (400, 403, 404, 503), "%s: status %d" % (
+            p, r.status))
+    refused(term_path("%30" + env[1:], tok) if env[0] == "0" else
+            term_path("%%%02X" % ord(env[0]) + env[1:], tok), 403,
+            "Environment not found")
+    # A NUL byte, control characters and invalid UTF-8 in the id.
+    for seg in ("%00" + env, env + "%00", "%ff%fe", "a%0d%0ab"):
+        r = wsclient.connect(term_path(seg, tok))
+        check(isinstance(r, wsclient.Refused), "%r: upgraded" % seg)
+        check(r.status in (400, 403), "%r: status %d" % (seg, r.status))
+    # Called directly, the route keeps its responder answer (204): a
+    # client header does not make it an authorizer.
+    r = http("GET", "/api/v1/auth/authorize-ws", headers={
+        "X-Original-URI": good, "FCGI-Role": "AUTHORIZER"})
+    eq(r.status, 204, "authorize-ws with a client FCGI-Role header")
+    eq(websocketd_children(), before, "websocketd children")
+    eq(slots(u["id"]), 0, "slots")
+    # The real socket still opens.
+    ws, _ = open_term(u, env)
     ws.close()
 
 
@@ -430,7 +486,7 @@ def test_ws_stop_closes_terminal():
     logs = wsclient.connect("/api/v1/ws/logs/%s?token=%s&lines=0" % (
         env, u["access_token"]))
     eq(logs.recv(10)["type"], "welcome", "logs welcome")
-    r = post("/api/v1/environments/%s/stop" % env, headers=u["headers"])
+    r = post_empty("/api/v1/environments/%s/stop" % env, u)
     eq(r.status, 200, "stop")
     m, seen = ws.until(lambda m: m["type"] == "close", timeout=40,
                        what="close after stop")
@@ -454,7 +510,7 @@ def test_ws_stop_closes_terminal():
 def test_ws_logout_closes_socket():
     u, env = env_user()
     ws, _ = open_term(u, env)
-    r = post("/api/v1/auth/logout", headers=u["headers"])
+    r = post_empty("/api/v1/auth/logout", u)
     check(r.status in (200, 204), "logout: %d" % r.status)
     # The session is re-checked at least every 60 s (30 s by default).
     m, _ = ws.until(lambda m: m["type"] == "close", timeout=65,
