@@ -1234,6 +1234,7 @@ out:
 #define BRIDGE_OUT_MAX	(1024 * 1024)	/* output not yet in the pty */
 #define BRIDGE_PING_MS	30000		/* keep NATs and proxies open */
 #define BRIDGE_FLUSH_MS	1000		/* last output on the way out */
+#define BRIDGE_NUDGE_MS	1000		/* see bridge_resize */
 
 enum { CH_STDIN = 0, CH_STDOUT = 1, CH_STDERR = 2, CH_STATUS = 3,
     CH_RESIZE = 4 };
@@ -1463,27 +1464,46 @@ bridge_signals(sigset_t *waitmask)
 	sigemptyset(waitmask);
 }
 
-/* Channel 4 with the slave's window size when it changed; 0 or -1. */
 static int
-bridge_resize(struct dp_ws *ws, int slave, struct winsize *last, bool force,
-    struct dp_err *err)
+send_size(struct dp_ws *ws, unsigned cols, unsigned rows, struct dp_err *err)
+{
+	char	 msg[64];
+	int	 n;
+
+	n = snprintf(msg, sizeof(msg), "%c{\"Width\":%u,\"Height\":%u}",
+	    CH_RESIZE, cols, rows);
+	if (n < 0 || (size_t)n >= sizeof(msg))
+		return 0;
+	return dp_ws_send(ws, DP_WS_BINARY, msg, (size_t)n, err);
+}
+
+enum size_mode { SIZE_CHANGED, SIZE_ALWAYS, SIZE_NUDGE };
+
+/*
+ * Channel 4 with the slave's window size: when it changed, always, or
+ * as a nudge.  A size that reaches the pod's pty after its process read
+ * the size but before it handled SIGWINCH is lost, and sending the same
+ * size again changes nothing (no signal); the nudge goes one row off and
+ * back, which signals whatever the pod's pty holds.  0 or -1 with err.
+ */
+static int
+bridge_resize(struct dp_ws *ws, int slave, struct winsize *last,
+    enum size_mode mode, struct dp_err *err)
 {
 	struct winsize	 w;
-	char		 msg[64];
-	int		 n;
 
 	if (ioctl(slave, TIOCGWINSZ, &w) == -1)
 		return 0;
-	if (!force && w.ws_col == last->ws_col && w.ws_row == last->ws_row)
+	if (mode == SIZE_CHANGED && w.ws_col == last->ws_col &&
+	    w.ws_row == last->ws_row)
 		return 0;
 	*last = w;
 	if (w.ws_col == 0 || w.ws_row == 0)
 		return 0;
-	n = snprintf(msg, sizeof(msg), "%c{\"Width\":%u,\"Height\":%u}",
-	    CH_RESIZE, (unsigned)w.ws_col, (unsigned)w.ws_row);
-	if (n < 0 || (size_t)n >= sizeof(msg))
-		return 0;
-	return dp_ws_send(ws, DP_WS_BINARY, msg, (size_t)n, err);
+	if (mode == SIZE_NUDGE && send_size(ws, w.ws_col, w.ws_row > 1 ?
+	    w.ws_row - 1u : w.ws_row + 1u, err) == -1)
+		return -1;
+	return send_size(ws, w.ws_col, w.ws_row, err);
 }
 
 /* Write what can go to the slave now; -1 when the pty is gone. */
@@ -1559,9 +1579,10 @@ bridge(const struct dp_cluster_conn *cc, const struct dp_env_spec *s,
 	struct timespec	 ts;
 	sigset_t	 waitmask;
 	char		 buf[16384], msg[EXEC_REPORT_MAX];
-	int64_t		 now, last_tx;
+	int64_t		 now, last_tx, nudge_at;
+	enum size_mode	 mode;
 	ssize_t		 n;
-	bool		 over = false;
+	bool		 over = false, seen_output = false;
 	int		 code = 0, r, wait;
 
 	memset(&c, 0, sizeof(c));
@@ -1587,16 +1608,25 @@ bridge(const struct dp_cluster_conn *cc, const struct dp_env_spec *s,
 	argv[4] = c.session;
 	if ((ws = exec_open(&c, argv, DP_NITEMS(argv), true, &err)) == NULL)
 		goto fail;
-	if (bridge_resize(ws, slave, &last, true, &err) == -1)
+	if (bridge_resize(ws, slave, &last, SIZE_ALWAYS, &err) == -1)
 		goto fail;
 	bridge_report(&report, "ok");
 	last_tx = dp_mono_ms();
+	nudge_at = last_tx + BRIDGE_NUDGE_MS;
 	while (!over && !bridge_hup) {
 		/* SIGWINCH ends the ppoll; the size is compared every
 		 * turn, so one set before the handler existed (or two
-		 * signals merged into one) still gets through. */
+		 * signals merged into one) still gets through.  Once the
+		 * pod's process speaks (or after a second) it is surely
+		 * listening for SIGWINCH: the nudge then makes it see the
+		 * size in case the first one came too early. */
 		bridge_winch = 0;
-		if (bridge_resize(ws, slave, &last, false, &err) == -1)
+		mode = SIZE_CHANGED;
+		if (nudge_at > 0 && (seen_output || dp_mono_ms() >= nudge_at)) {
+			mode = SIZE_NUDGE;
+			nudge_at = 0;
+		}
+		if (bridge_resize(ws, slave, &last, mode, &err) == -1)
 			break;
 		pfd[0].fd = slave;
 		pfd[0].events = POLLIN | (out.len > 0 ? POLLOUT : 0);
@@ -1605,6 +1635,8 @@ bridge(const struct dp_cluster_conn *cc, const struct dp_env_spec *s,
 		pfd[0].revents = pfd[1].revents = 0;
 		now = dp_mono_ms();
 		wait = (int)(last_tx + BRIDGE_PING_MS - now);
+		if (nudge_at > 0 && nudge_at - now < wait)
+			wait = (int)(nudge_at - now);
 		if (wait < 0)
 			wait = 0;
 		if (dp_ws_buffered(ws) && out.len < BRIDGE_OUT_MAX)
@@ -1643,6 +1675,8 @@ bridge(const struct dp_cluster_conn *cc, const struct dp_env_spec *s,
 			} else if (bridge_message(&m, &out, &code) != 0)
 				over = true;
 		}
+		if (out.len > 0)
+			seen_output = true;
 		if (bridge_drain(slave, &out) == -1)
 			break;
 		if (dp_mono_ms() - last_tx >= BRIDGE_PING_MS) {

@@ -1428,11 +1428,21 @@ START_TEST(test_driver_k8s_attach)
 
 	/* Attach again: the session was there; tmux redraws its screen. */
 	dp_buf_reset(&acc);
-	ck_assert_msg(dp_driver_kubernetes.attach(&cc, &s, 100, 30, &a,
+	ck_assert_msg(dp_driver_kubernetes.attach(&cc, &s, 90, 20, &a,
 	    &err) == 0, "%s", err.msg);
 	ck_assert(a.existed);
 	ck_assert_msg(pty_until(a.fd, &acc, "k8s-marker-42", 10000),
 	    "no redraw: %s", acc.s ? acc.s : "");
+	/* The size given to attach reaches the pod's pty (the first one
+	 * may come before tmux listens for SIGWINCH; the nudge after its
+	 * first output makes up for it, a moment later). */
+	for (i = 0; i < 10; i++) {
+		dp_buf_reset(&acc);
+		pty_type(a.fd, "stty size | sed 's/^/size=/'\r");
+		if (pty_until(a.fd, &acc, "size=19 90", 1000))
+			break;
+	}
+	ck_assert_msg(i < 10, "output: %s", acc.s ? acc.s : "");
 	/* exit ends the shell and the session: status Success, the bridge
 	 * ends by itself and the master reads EOF. */
 	pty_type(a.fd, "exit\r");
