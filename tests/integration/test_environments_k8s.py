@@ -590,5 +590,9 @@ def test_k8s_delete_removes_everything():
 
 
 def test_k8s_zz_cleanup():
+    """The cluster leaves placement; the fake goes now (atexit is the
+    fallback when this does not run)."""
     if S.get("cluster"):
         _retire_cluster(S["cluster"])
+    while _fake:
+        _fake.pop().close()
