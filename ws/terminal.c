@@ -791,16 +791,19 @@ beside(const char *name, char *buf, size_t size)
 {
 	char	 self[4096], *slash;
 	ssize_t	 n;
-	int	 w;
+	int	 w, rc = -1;
 
 	if ((n = readlink("/proc/self/exe", self, sizeof(self) - 1)) <= 0)
-		return -1;
+		goto out;
 	self[n] = '\0';
 	if ((slash = strrchr(self, '/')) == NULL)
-		return -1;
+		goto out;
 	*slash = '\0';
 	w = snprintf(buf, size, "%s/%s", self, name);
-	return w < 0 || (size_t)w >= size ? -1 : 0;
+	if (w >= 0 && (size_t)w < size)
+		rc = 0;
+out:
+	return rc;
 }
 
 static void
@@ -828,10 +831,13 @@ timers_start(struct term *t)
 static int
 arg_id(const char *a, char out[25])
 {
-	if (a == NULL || !dp_is_id(a))
-		return -1;
-	memcpy(out, a, 25);
-	return 0;
+	int	 rc = -1;
+
+	if (a != NULL && dp_is_id(a)) {
+		memcpy(out, a, 25);
+		rc = 0;
+	}
+	return rc;
 }
 
 /*
@@ -847,6 +853,7 @@ main(int argc, char *argv[])
 	char		 bi[24], bo[24], cc[16];
 	char		*end[9];
 	int64_t		 fd, pid;
+	int		 rc = 0;
 
 	memset(&t, 0, sizeof(t));
 	t.att.fd = t.att.pid = -1;
@@ -857,7 +864,8 @@ main(int argc, char *argv[])
 	    arg_id(argv[5], t.session) < 0 ||
 	    beside(HEAVY_NAME, heavy_path, sizeof(heavy_path)) < 0) {
 		fprintf(stderr, "terminal-pump: run by ws/terminal only\n");
-		return 1;
+		rc = 1;
+		goto out;
 	}
 	dp_log_init("ws-terminal", argv[6], argv[7]);
 	t.att.fd = (int)fd;
@@ -883,8 +891,10 @@ main(int argc, char *argv[])
 	end[7] = NULL;
 	(void)sigprocmask(SIG_SETMASK, &orig_mask, NULL);
 	execv(end[0], end);
+	/* The next socket here drops the slot. */
 	dp_error("exec %s: %s", end[0], strerror(errno));
-	return 0;		/* the next socket here drops the slot */
+out:
+	return rc;
 }
 #else
 /* Refuse after the upgrade: the close message, then exit. */
