@@ -143,7 +143,7 @@ install: all
 		$(DESTDIR)$(DATADIR)/sql $(DESTDIR)$(DATADIR)/templates/environments \
 		$(DESTDIR)$(DATADIR)/templates/email $(DESTDIR)$(SYSCONFDIR)/devpocket/conf.d
 	for p in $(CGI_BIN); do install -m 0755 $$p $(DESTDIR)$(LIBEXECDIR)/; done
-	for p in $(WS_BIN); do install -m 0755 $$p $(DESTDIR)$(LIBEXECDIR)/ws/; done
+	for p in $(WS_BIN) $(WS_PUMP); do install -m 0755 $$p $(DESTDIR)$(LIBEXECDIR)/ws/; done
 	install -m 0755 bin/devpocketctl $(DESTDIR)$(BINDIR)/devpocketctl
 	install -m 0755 bin/devpocket-worker $(DESTDIR)$(SBINDIR)/devpocket-worker
 	install -m 0644 sql/*.sql $(DESTDIR)$(DATADIR)/sql/
