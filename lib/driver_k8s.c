@@ -1287,7 +1287,7 @@ exec_open(struct kctx *c, const char *const *argv, size_t argc, bool tty,
 		if (body.len > 0 && (st = dp_json_parse(body.s, body.len,
 		    DP_K8S_JSON_DEPTH)) != NULL)
 			msg = jget_str(st, "message", NULL, NULL);
-		dp_err_set(err, (int)status, "exec %s: %d: %.160s", c->pod,
+		dp_err_set(err, status, "exec %s: %d: %.160s", c->pod,
 		    status, msg != NULL ? msg : "upgrade refused");
 		goto out;
 	}
@@ -1341,7 +1341,7 @@ session_exists(struct kctx *c, bool *yes, struct dp_err *err)
 	char		 target[80];
 	struct dp_ws	*ws;
 	struct dp_ws_msg m;
-	int64_t		 deadline = dp_mono_ms() + EXEC_CONNECT_MS;
+	int64_t		 deadline = dp_mono_ms() + EXEC_CONNECT_MS, left;
 	int		 r, rc = -1;
 
 	*yes = false;
@@ -1354,8 +1354,8 @@ session_exists(struct kctx *c, bool *yes, struct dp_err *err)
 	if ((ws = exec_open(c, argv, DP_NITEMS(argv), false, err)) == NULL)
 		return -1;
 	for (;;) {
-		r = dp_ws_recv(ws, (int)(deadline - dp_mono_ms() > 0 ?
-		    deadline - dp_mono_ms() : 0), &m, err);
+		left = deadline - dp_mono_ms();
+		r = dp_ws_recv(ws, left > 0 ? (int)left : 0, &m, err);
 		if (r == 0) {
 			dp_err_set(err, DP_K8S_ETRANSPORT, "exec %s: no status "
 			    "in time", c->pod);
@@ -1535,6 +1535,7 @@ static int
 bridge_message(const struct dp_ws_msg *m, struct dp_buf *out, int *code)
 {
 	struct dp_buf	 msg = { 0 };
+	size_t		 i;
 
 	if (m->opcode == DP_WS_CLOSE)
 		return 1;
@@ -1550,11 +1551,20 @@ bridge_message(const struct dp_ws_msg *m, struct dp_buf *out, int *code)
 		if (exec_status(m->data + 1, m->len - 1, &msg) == 1)
 			*code = 0;
 		else {
-			/* Say why in the terminal (tmux missing, ...). */
+			/* Say why in the terminal (tmux missing, ...),
+			 * without the control bytes of a hostile server. */
 			*code = 1;
-			dp_buf_printf(out, "\r\n[devpocket] %.*s\r\n",
-			    EXEC_STATUS_MAX, msg.s != NULL ? msg.s :
-			    "the terminal command failed");
+			if (msg.len == 0)
+				dp_buf_adds(&msg, "the terminal command failed");
+			if (msg.len > EXEC_STATUS_MAX)
+				msg.len = EXEC_STATUS_MAX;
+			for (i = 0; i < msg.len; i++)
+				if ((unsigned char)msg.s[i] < 0x20 ||
+				    msg.s[i] == 0x7f)
+					msg.s[i] = '?';
+			dp_buf_adds(out, "\r\n[devpocket] ");
+			dp_buf_add(out, msg.s, msg.len);
+			dp_buf_adds(out, "\r\n");
 		}
 		dp_buf_release(&msg);
 		return 1;
