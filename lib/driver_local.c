@@ -24,10 +24,15 @@
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <sys/syscall.h>
 #include <sys/types.h>
+#include <sys/un.h>
 #include <sys/wait.h>
+
+#include <linux/sched.h>
 
 #include <dirent.h>
 #include <errno.h>
@@ -46,6 +51,7 @@
 #include <termios.h>
 #include <time.h>
 #include <unistd.h>
+#include <utmp.h>
 
 #include <json-c/json.h>
 
@@ -588,19 +594,35 @@ child(const struct lenv *e, const struct spawn *sp)
 	_exit(127);
 }
 
+/* A pidfd of a child (poll says when it exits), or -1 (kernel < 5.3). */
+static int
+pidfd_of(pid_t pid)
+{
+#ifdef SYS_pidfd_open
+	return (int)syscall(SYS_pidfd_open, pid, 0);
+#else
+	(void)pid;
+	errno = ENOSYS;
+	return -1;
+#endif
+}
+
 /*
  * Run a child to completion within timeout_ms; *status is its wait
  * status.  With out, its stdout is collected (capped); a grandchild that
- * keeps the pipe open does not hold us past the child's exit.
+ * keeps the pipe open does not hold us past the child's exit.  The exit
+ * is waited for on a pidfd, so a short child (a tmux client call, ~2 ms)
+ * is seen at once; without pidfds the wait polls every 5 ms.
  */
 static int
 run(const struct lenv *e, struct spawn *sp, struct dp_buf *out,
     int timeout_ms, int *status, struct dp_err *err)
 {
-	struct pollfd	 pfd;
+	struct pollfd	 pfd[2];
 	char		 buf[4096];
-	int		 p[2] = { -1, -1 }, rc = -1, st = 0;
-	int64_t		 deadline;
+	int		 p[2] = { -1, -1 }, rc = -1, st = 0, pidfd = -1;
+	int		 n, ip, ic, ms;
+	int64_t		 deadline, left;
 	pid_t		 pid, w;
 	ssize_t		 r;
 	bool		 exited = false;
@@ -623,28 +645,50 @@ run(const struct lenv *e, struct spawn *sp, struct dp_buf *out,
 		p[1] = -1;
 	}
 	deadline = dp_mono_ms() + timeout_ms;
+	pidfd = pidfd_of(pid);
 	for (;;) {
+		n = 0;
+		ip = ic = -1;
 		if (p[0] != -1) {
-			pfd.fd = p[0];
-			pfd.events = POLLIN;
-			if (poll(&pfd, 1, exited ? 0 : 10) > 0) {
-				r = read(p[0], buf, sizeof(buf));
-				if (r > 0 && out->len < OUT_MAX)
-					dp_buf_add(out, buf, (size_t)r);
-				if (r > 0)
-					continue;
-				if (r == -1 && errno == EINTR)
-					continue;
-				close(p[0]);
-				p[0] = -1;
-			} else if (exited) {
+			pfd[n].fd = p[0];
+			pfd[n].events = POLLIN;
+			pfd[n].revents = 0;
+			ip = n++;
+		}
+		if (!exited && pidfd != -1) {
+			pfd[n].fd = pidfd;
+			pfd[n].events = POLLIN;
+			pfd[n].revents = 0;
+			ic = n++;
+		}
+		left = deadline - dp_mono_ms();
+		if (left < 0)
+			left = 0;
+		/* Once exited, only what the pipe already holds is read. */
+		if (exited)
+			ms = 0;
+		else if (ic != -1)
+			ms = (int)left;
+		else
+			ms = left < 5 ? (int)left : 5;
+		if (n > 0)
+			r = poll(pfd, (nfds_t)n, ms);
+		else {
+			struct timespec ts = { 0, (long)ms * 1000 * 1000 };
+
+			r = nanosleep(&ts, NULL);
+		}
+		if (ip != -1 && r > 0 && pfd[ip].revents != 0) {
+			r = read(p[0], buf, sizeof(buf));
+			if (r > 0 && out->len < OUT_MAX)
+				dp_buf_add(out, buf, (size_t)r);
+			if (r == 0 || (r == -1 && errno != EINTR)) {
 				close(p[0]);
 				p[0] = -1;
 			}
-		} else if (!exited) {
-			struct timespec ts = { 0, 5 * 1000 * 1000 };
-
-			nanosleep(&ts, NULL);
+		} else if (ip != -1 && exited) {
+			close(p[0]);
+			p[0] = -1;
 		}
 		if (!exited) {
 			w = waitpid(pid, &st, WNOHANG);
@@ -671,6 +715,8 @@ run(const struct lenv *e, struct spawn *sp, struct dp_buf *out,
 	*status = st;
 	rc = 0;
 out:
+	if (pidfd != -1)
+		close(pidfd);
 	if (p[0] != -1)
 		close(p[0]);
 	if (p[1] != -1)
@@ -781,17 +827,6 @@ server_up(const struct lenv *e)
 		return false;
 	return tmux_call(e, (char **)min_env, NULL, &err, "list-sessions",
 	    "-F", "#{session_name}", NULL) == 0;
-}
-
-static bool
-session_up(const struct lenv *e)
-{
-	struct dp_err	 err = { 0 };
-
-	if (!exists(e->sock))
-		return false;
-	return tmux_call(e, (char **)min_env, NULL, &err, "has-session",
-	    "-t", e->session, NULL) == 0;
 }
 
 /* --- bubblewrap -------------------------------------------------------- */
@@ -1990,6 +2025,83 @@ out:
 	return rc;
 }
 
+/*
+ * True when a server accepts connections on the environment's tmux
+ * socket, without starting a tmux client (a server killed outright
+ * leaves its socket behind: ECONNREFUSED).  Only a full listen queue
+ * (EAGAIN) counts as up besides a connection; anything else is down, so
+ * that an attach never starts a server of its own outside the sandbox.
+ */
+static bool
+sock_listening(const struct lenv *e)
+{
+	struct sockaddr_un	 sa;
+	size_t			 len = strlen(e->sock);
+	int			 fd;
+	bool			 up = false;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sun_family = AF_UNIX;
+	if (len >= sizeof(sa.sun_path))
+		goto out;
+	memcpy(sa.sun_path, e->sock, len + 1);
+	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) == -1)
+		goto out;
+	up = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 ||
+	    errno == EAGAIN;
+	close(fd);
+out:
+	return up;
+}
+
+/*
+ * fork(), the child born in the environment's cgroup when there is one
+ * (clone3 CLONE_INTO_CGROUP, Linux 5.7): moving a process there later by
+ * cgroup.procs waits for an RCU grace period, ~10 ms of every attach.
+ * *placed says whether the child is in the group already; when clone3
+ * or the group is not there it is a plain fork and the child joins
+ * through cgroup.procs as before.  The child of clone3 has not run
+ * glibc's fork handlers: it must only make system calls and exec (as
+ * child() does) — the callers are single-threaded.
+ */
+static pid_t
+fork_into(const struct lenv *e, bool *placed)
+{
+#if defined(SYS_clone3) && defined(CLONE_INTO_CGROUP)
+	struct clone_args	 ca;
+	int			 cg = -1;
+#endif
+	pid_t			 pid = -1;
+
+	*placed = false;
+#if defined(SYS_clone3) && defined(CLONE_INTO_CGROUP)
+	if (e->cg[0] != '\0' &&
+	    (cg = open(e->cg, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) != -1) {
+		memset(&ca, 0, sizeof(ca));
+		ca.flags = CLONE_INTO_CGROUP;
+		ca.exit_signal = SIGCHLD;
+		ca.cgroup = (uint64_t)cg;
+		pid = (pid_t)syscall(SYS_clone3, &ca, sizeof(ca));
+		if (pid != -1)
+			*placed = true;
+		if (pid != 0)
+			close(cg);
+	}
+#endif
+	if (!*placed)
+		pid = fork();
+	return pid;
+}
+
+/*
+ * One tmux client before the terminal's own: has-session says whether
+ * the session is there (existed); when it fails, the socket tells a
+ * server without the session (new-session -A makes it) from no server
+ * (ESRCH at once, no client forked when there is no socket at all).  The
+ * terminal's client is born in the environment's cgroup: it lives as long
+ * as the socket and is accounted, limited and killed (stop) with the
+ * environment.
+ */
 static int
 local_attach(const struct dp_cluster_conn *c, const struct dp_env_spec *spec,
     int cols, int rows, struct dp_attach *a, struct dp_err *err)
@@ -1997,11 +2109,14 @@ local_attach(const struct dp_cluster_conn *c, const struct dp_env_spec *spec,
 	struct lenv	 e;
 	struct winsize	 wsz = { 0 };
 	struct spawn	 sp = { 0 };
+	struct stat	 st;
+	struct dp_err	 cerr = { 0 };
 	char		**envp = NULL;
 	char		*argv[] = { host.tmux, "-S", e.sock, "new-session", "-A",
 	    "-s", e.session, "-c", e.ws, NULL };
-	int		 master = -1, rc = -1;
+	int		 master = -1, slave = -1, rc = -1;
 	pid_t		 pid;
+	bool		 placed;
 
 	a->fd = -1;
 	a->pid = -1;
@@ -2010,32 +2125,55 @@ local_attach(const struct dp_cluster_conn *c, const struct dp_env_spec *spec,
 	if (lenv_init(&e, spec, err) == -1)
 		goto out;
 	argv[0] = host.tmux;
-	if (!exists(e.dir) || !server_up(&e)) {
+	if (host.tmux[0] == '\0') {
+		dp_err_set(err, ENOENT, "tmux is not installed");
+		goto out;
+	}
+	if (!exists(e.dir) || lstat(e.sock, &st) == -1 ||
+	    !S_ISSOCK(st.st_mode)) {
 		dp_err_set(err, ESRCH, "environment is not running");
 		goto out;
 	}
-	a->existed = session_up(&e);
+	a->existed = tmux_call(&e, (char **)min_env, NULL, &cerr,
+	    "has-session", "-t", e.session, NULL) == 0;
+	if (!a->existed && !sock_listening(&e)) {
+		dp_err_set(err, ESRCH, "environment is not running");
+		goto out;
+	}
 	envp = build_env(&e, spec, NULL);
 	wsz.ws_col = (unsigned short)(cols >= 1 && cols <= 1000 ? cols : 80);
 	wsz.ws_row = (unsigned short)(rows >= 1 && rows <= 1000 ? rows : 24);
 	sp.argv = argv;
 	sp.envp = envp;
 	sp.cwd = exists(e.ws) ? e.ws : e.home;
-	sp.cgroup = true;
 	sp.keep_stdio = true;
 	sp.out = sp.err = sp.info = -1;
-	pid = forkpty(&master, NULL, NULL, &wsz);
-	if (pid == -1) {
-		dp_err_set(err, errno, "forkpty: %s", strerror(errno));
+	if (openpty(&master, &slave, NULL, NULL, &wsz) == -1) {
+		dp_err_set(err, errno, "openpty: %s", strerror(errno));
 		goto out;
 	}
-	if (pid == 0)
-		child(&e, &sp);
 	(void)fcntl(master, F_SETFD, FD_CLOEXEC);
+	(void)fcntl(slave, F_SETFD, FD_CLOEXEC);
+	if ((pid = fork_into(&e, &placed)) == -1) {
+		dp_err_set(err, errno, "fork: %s", strerror(errno));
+		goto out;
+	}
+	if (pid == 0) {
+		/* login_tty: a new session, the pty its terminal and 0-2. */
+		if (login_tty(slave) == -1)
+			child_fail("login_tty", NULL);
+		sp.cgroup = !placed;
+		child(&e, &sp);
+	}
 	a->fd = master;
 	a->pid = (int)pid;
+	master = -1;
 	rc = 0;
 out:
+	if (master != -1)
+		close(master);
+	if (slave != -1)
+		close(slave);
 	strv_free(envp);
 	return rc;
 }

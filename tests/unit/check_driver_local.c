@@ -682,6 +682,87 @@ detach(struct dp_attach *a)
 	ck_assert_int_eq(waitpid(a->pid, &st, 0), a->pid);
 }
 
+/*
+ * SIGKILL every live process whose command line mentions needle, until
+ * none is left (the environment's server killed outright: its socket
+ * stays behind).
+ */
+static void
+kill_matching(const char *needle)
+{
+	DIR		*d;
+	struct dirent	*de;
+	char		 path[64], buf[8192];
+	int		 fd, left = 1, round;
+	ssize_t		 r, i;
+
+	for (round = 0; left > 0 && round < 100; round++) {
+		left = 0;
+		ck_assert_ptr_nonnull(d = opendir("/proc"));
+		while ((de = readdir(d)) != NULL) {
+			if (de->d_name[0] < '0' || de->d_name[0] > '9')
+				continue;
+			xsnprintf(path, sizeof(path), "/proc/%s/cmdline",
+			    de->d_name);
+			if ((fd = open(path, O_RDONLY)) == -1)
+				continue;
+			r = read(fd, buf, sizeof(buf) - 1);
+			close(fd);
+			if (r <= 0)
+				continue;
+			for (i = 0; i < r; i++)
+				if (buf[i] == '\0')
+					buf[i] = ' ';
+			buf[r] = '\0';
+			if (strstr(buf, needle) == NULL)
+				continue;
+			if (kill((pid_t)strtol(de->d_name, NULL, 10),
+			    SIGKILL) == 0)
+				left++;
+		}
+		closedir(d);
+		if (left > 0)
+			msleep(30);
+	}
+	ck_assert_msg(left == 0, "processes of %s survive SIGKILL", needle);
+}
+
+/* The cgroup v2 path of a process ("" when unknown). */
+static void
+proc_cgroup(pid_t pid, char *out, size_t n)
+{
+	char	 path[64], buf[4096], *p;
+	int	 fd;
+	ssize_t	 r;
+
+	out[0] = '\0';
+	xsnprintf(path, sizeof(path), "/proc/%d/cgroup", (int)pid);
+	if ((fd = open(path, O_RDONLY)) == -1)
+		return;
+	r = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (r <= 0)
+		return;
+	buf[r] = '\0';
+	if ((p = strstr(buf, "0::")) != NULL) {
+		p += 3;
+		xsnprintf(out, n, "%.*s", (int)strcspn(p, "\n"), p);
+	}
+}
+
+/* True when the environment has a cgroup v2 group (hybrid or unified). */
+static bool
+env_has_cgroup(const char *id)
+{
+	char	 cg[PATH_MAX];
+
+	xsnprintf(cg, sizeof(cg), "/sys/fs/cgroup/devpocket/%s", id);
+	if (access(cg, F_OK) == 0)
+		return true;
+	xsnprintf(cg, sizeof(cg), "/sys/fs/cgroup/unified/devpocket/%s", id);
+	return access(cg, F_OK) == 0;
+}
+
 START_TEST(test_driver_local_attach)
 {
 	static const char *const cmds[] = { "echo ready" };
@@ -735,6 +816,113 @@ START_TEST(test_driver_local_attach)
 
 	do_ok(drv->stop, &s, "stop");
 	ck_assert_int_eq(drv->attach(NULL, &s, 80, 24, &a, &err), -1);
+	do_ok(drv->destroy, &s, "destroy");
+}
+END_TEST
+
+/*
+ * Attaching to the session the start made reports existed, twice at
+ * once, each client born in the environment's cgroup (accounted and
+ * killed with it); a session killed in a live server (exit-empty off) is
+ * made again with existed false.
+ */
+START_TEST(test_driver_local_attach_existing)
+{
+	static const char *const cmds[] = { "echo ready" };
+	struct dp_env_spec	 s;
+	struct dp_err		 err = { 0 };
+	struct dp_attach	 a, b;
+	struct dp_buf		 out = { 0 };
+	char			 id[25], cg[PATH_MAX], want[64], cmd[PATH_MAX + 128];
+
+	spec_init(&s, id, cmds, 1);
+	do_ok(drv->provision, &s, "provision");
+	free(wait_done(&s, 20000));
+	ck_assert_msg(drv->attach(NULL, &s, 100, 30, &a, &err) == 0, "%s",
+	    err.msg);
+	ck_assert(a.existed);
+	ck_assert_msg(drv->attach(NULL, &s, 90, 20, &b, &err) == 0, "%s",
+	    err.msg);
+	ck_assert(b.existed);
+	ck_assert_int_ne(a.pid, b.pid);
+	ck_assert_int_ne(a.fd, b.fd);
+	if (env_has_cgroup(id)) {
+		xsnprintf(want, sizeof(want), "/devpocket/%s", id);
+		proc_cgroup(a.pid, cg, sizeof(cg));
+		ck_assert_msg(strcmp(cg, want) == 0, "client in %s", cg);
+		proc_cgroup(b.pid, cg, sizeof(cg));
+		ck_assert_msg(strcmp(cg, want) == 0, "client in %s", cg);
+	}
+	ck_assert_msg(read_until(a.fd, &out, "$ ", 5000), "no prompt: %s",
+	    out.s ? out.s : "");
+	detach(&b);
+	detach(&a);
+	dp_buf_release(&out);
+
+	/* The server stays without sessions; attach makes one. */
+	xsnprintf(cmd, sizeof(cmd), "tmux -S '%s/%s/run/tmux.sock' "
+	    "kill-session -t '" DP_LOCAL_SESSION_PREFIX "%s'", root, id, id);
+	ck_assert_int_eq(system(cmd), 0);
+	ck_assert_msg(drv->attach(NULL, &s, 80, 24, &a, &err) == 0, "%s",
+	    err.msg);
+	ck_assert(!a.existed);
+	ck_assert_int_eq(write(a.fd, "echo back-$((2+3))\r", 19), 19);
+	ck_assert_msg(read_until(a.fd, &out, "back-5", 5000), "%s",
+	    out.s ? out.s : "");
+	detach(&a);
+	dp_buf_release(&out);
+	do_ok(drv->destroy, &s, "destroy");
+}
+END_TEST
+
+/*
+ * A server killed outright leaves its socket: attach says ESRCH at once
+ * (no 10 s client timeout) and does not start a server of its own; with
+ * no socket at all it forks nothing.
+ */
+START_TEST(test_driver_local_attach_server_down)
+{
+	static const char *const cmds[] = { "echo ready" };
+	struct dp_env_spec	 s;
+	struct dp_err		 err = { 0 };
+	struct dp_attach	 a;
+	struct stat		 st;
+	char			 id[25], dir[PATH_MAX], sock[PATH_MAX];
+	int64_t			 t0, ms;
+	int			 i;
+
+	spec_init(&s, id, cmds, 1);
+	do_ok(drv->provision, &s, "provision");
+	free(wait_done(&s, 20000));
+	xsnprintf(dir, sizeof(dir), "%s/%s", root, id);
+	xsnprintf(sock, sizeof(sock), "%s/run/tmux.sock", dir);
+	kill_matching(dir);
+	ck_assert_msg(lstat(sock, &st) == 0 && S_ISSOCK(st.st_mode),
+	    "the killed server's socket is gone");
+	for (i = 0; i < 3; i++) {
+		memset(&err, 0, sizeof(err));
+		t0 = dp_mono_ms();
+		ck_assert_int_eq(drv->attach(NULL, &s, 80, 24, &a, &err), -1);
+		ms = dp_mono_ms() - t0;
+		ck_assert_int_eq(err.code, ESRCH);
+		ck_assert_int_eq(a.fd, -1);
+		ck_assert_int_eq(a.pid, -1);
+		ck_assert(!a.existed);
+		ck_assert_msg(ms < 1000, "attach took %lld ms", (long long)ms);
+	}
+	/* Nothing of the environment runs: no server was started. */
+	msleep(200);
+	ck_assert_int_eq(count_procs(), 0);
+	ck_assert_int_eq(phase(&s) == DP_PHASE_RUNNING, 0);
+
+	ck_assert_int_eq(unlink(sock), 0);
+	t0 = dp_mono_ms();
+	ck_assert_int_eq(drv->attach(NULL, &s, 80, 24, &a, &err), -1);
+	ms = dp_mono_ms() - t0;
+	ck_assert_int_eq(err.code, ESRCH);
+	ck_assert_msg(ms < 100, "attach without a socket took %lld ms",
+	    (long long)ms);
+	ck_assert_int_eq(count_procs(), 0);
 	do_ok(drv->destroy, &s, "destroy");
 }
 END_TEST
@@ -856,6 +1044,9 @@ driver_local_suite(void)
 		{ "install_log", test_driver_local_install_log },
 		{ "metrics", test_driver_local_metrics },
 		{ "attach", test_driver_local_attach },
+		{ "attach_existing", test_driver_local_attach_existing },
+		{ "attach_server_down",
+		    test_driver_local_attach_server_down },
 		{ "sandbox", test_driver_local_sandbox },
 		{ "unsandboxed_lifecycle",
 		    test_driver_local_unsandboxed_lifecycle },
