@@ -333,44 +333,73 @@ pid_alive(const char *s)
 	return kill((pid_t)pid, 0) == 0 || errno == EPERM;
 }
 
+/*
+ * A statement run once by this process, not prepared: one round trip
+ * instead of two (prepare, then execute) on a connection that lives for
+ * one socket's start.  Logged on failure; the caller PQclears.
+ */
+static PGresult *
+exec_once(struct dp_db *db, const char *sql, int n, const char *const *p)
+{
+	PGconn		*c = dp_db_conn(db);
+	PGresult	*r = PQexecParams(c, sql, n, NULL, p, NULL, NULL, 0);
+	const char	*m;
+
+	if (!dp_db_ok(r)) {
+		m = r != NULL ? PQresultErrorMessage(r) : PQerrorMessage(c);
+		dp_error("database: %.*s", (int)strcspn(m, "\n"), m);
+	}
+	return r;
+}
+
+/*
+ * Four round trips: BEGIN; the lock with this host's rows (listed in
+ * the same statement: a row seen dead stays dead, one added meanwhile is
+ * alive and counted below); the insert, which drops the dead rows and
+ * counts the others in a statement that starts after the lock is held
+ * (READ COMMITTED: its snapshot sees every slot committed under the
+ * lock); COMMIT.
+ */
 int
 dp_wsapp_slot_take(struct dp_db *db, const char *user_id,
     enum dp_ws_kind kind, const char *env_id, int64_t limit, char slot[25])
 {
-	static const char lock[] =
-	    "SELECT pg_advisory_xact_lock(hashtextextended("
-	    "'devpocket_ws:' || $1, 0))";
 	static const char mine[] =
-	    "SELECT id, pid FROM ws_connections WHERE user_id = $1 "
-	    "AND host = $2";
-	static const char drop[] = "DELETE FROM ws_connections WHERE id = $1";
+	    "SELECT c.id, c.pid FROM (SELECT pg_advisory_xact_lock("
+	    "hashtextextended('devpocket_ws:' || $1, 0))) l "
+	    "LEFT JOIN ws_connections c ON c.user_id = $1 AND c.host = $2";
 	static const char ins[] =
+	    "WITH d AS (DELETE FROM ws_connections WHERE user_id = $2 "
+	    "AND id = ANY ($8::text[])) "
 	    "INSERT INTO ws_connections (id, user_id, kind, environment_id, "
 	    "pid, host) SELECT $1, $2, $3, $4, $5::int, $6 "
-	    "WHERE (SELECT count(*) FROM ws_connections WHERE user_id = $2) "
-	    "< $7::bigint RETURNING id";
+	    "WHERE (SELECT count(*) FROM ws_connections WHERE user_id = $2 "
+	    "AND id <> ALL ($8::text[])) < $7::bigint RETURNING id";
+	struct dp_buf	 dead = { 0 };
 	char		 pid[24], lim[24];
-	const char	*p[7];
+	const char	*p[8];
 	PGresult	*r = NULL;
-	int		 i, rc = -1;
+	int		 i, n = 0, rc = -1;
 
 	dp_new_id(slot);
 	if (dp_db_begin(db) < 0)
 		goto out;
-	if (dp_db_run(db, lock, 1, &user_id) < 0)
-		goto out;
 	p[0] = user_id;
 	p[1] = hostname();
-	r = dp_db_exec(db, mine, 2, p);
+	r = exec_once(db, mine, 2, p);
 	if (!dp_db_ok(r))
 		goto out;
+	/* Ids are [0-9a-f]: an array literal without quoting. */
+	dp_buf_addc(&dead, '{');
 	for (i = 0; i < PQntuples(r); i++) {
-		if (pid_alive(PQgetvalue(r, i, 1)))
+		if (PQgetisnull(r, i, 0) || !dp_is_id(PQgetvalue(r, i, 0)) ||
+		    pid_alive(PQgetvalue(r, i, 1)))
 			continue;
-		p[0] = PQgetvalue(r, i, 0);
-		if (dp_db_run(db, drop, 1, p) < 0)
-			goto out;
+		if (n++ > 0)
+			dp_buf_addc(&dead, ',');
+		dp_buf_adds(&dead, PQgetvalue(r, i, 0));
 	}
+	dp_buf_addc(&dead, '}');
 	PQclear(r);
 	snprintf(pid, sizeof(pid), "%d", (int)getpid());
 	snprintf(lim, sizeof(lim), "%lld", (long long)limit);
@@ -381,13 +410,15 @@ dp_wsapp_slot_take(struct dp_db *db, const char *user_id,
 	p[4] = pid;
 	p[5] = hostname();
 	p[6] = lim;
-	r = dp_db_exec(db, ins, 7, p);
+	p[7] = dead.s;
+	r = exec_once(db, ins, 8, p);
 	if (!dp_db_ok(r) || dp_db_commit(db) < 0)
 		goto out;
 	rc = PQntuples(r) == 1;
 out:
 	PQclear(r);
 	dp_db_rollback(db);
+	dp_buf_release(&dead);
 	return rc;
 }
 
