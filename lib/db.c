@@ -60,8 +60,12 @@ notice_quiet(void *arg, const char *msg)
 static PGconn *
 connect_db(const char *conninfo, struct dp_err *err)
 {
-	PGconn		*c = PQconnectdb(conninfo);
-	PGresult	*r;
+	/* The conninfo (or URI) is expanded from dbname; options, after it,
+	 * sets the session time zone without a round trip: timestamps are
+	 * rendered as UTC (json.c relies on it). */
+	static const char *const keys[] = { "dbname", "options", NULL };
+	const char	*vals[] = { conninfo, "-c TimeZone=UTC", NULL };
+	PGconn		*c = PQconnectdbParams(keys, vals, 1);
 
 	if (c == NULL) {
 		dp_err_set(err, 1, "out of memory connecting to the database");
@@ -74,16 +78,6 @@ connect_db(const char *conninfo, struct dp_err *err)
 		return NULL;
 	}
 	PQsetNoticeProcessor(c, notice_quiet, NULL);
-	/* Timestamps are rendered as UTC (json.c relies on it). */
-	r = PQexec(c, "SET TimeZone = 'UTC'");
-	if (r == NULL || PQresultStatus(r) != PGRES_COMMAND_OK) {
-		dp_err_set(err, 1, "database session setup failed: %s",
-		    PQerrorMessage(c));
-		PQclear(r);
-		PQfinish(c);
-		return NULL;
-	}
-	PQclear(r);
 	return c;
 }
 
