@@ -26,7 +26,9 @@ export DEVPOCKET_WEB_LOG_LEVEL=warning
 TMP=$(mktemp -d)
 cleanup() {
 	[ -f "$TMP/nginx.pid" ] && kill "$(cat "$TMP/nginx.pid")" 2>/dev/null || true
-	[ -n "${TPID:-}" ] && kill "$TPID" 2>/dev/null || true
+	# fcgi-trivial forks its workers: stop them too, or they keep this
+	# script's stdout open (and a pipe into tail never ends).
+	[ -n "${TPID:-}" ] && { pkill -P "$TPID" 2>/dev/null; kill "$TPID" 2>/dev/null; } || true
 	sh bin/devpocket-stack stop --var "$VAR" >/dev/null 2>&1 || true
 	rm -rf "$TMP"
 }
@@ -91,6 +93,23 @@ for i in 1 2 3; do
 	    "http://127.0.0.1:$PORT/api/v1/environments"
 done
 
+# Measure the list with its three environments running (the metric
+# columns' path), not still creating.
+python3 - "$PORT" "$TOKEN" <<'PY'
+import json, sys, time, urllib.request
+req = urllib.request.Request("http://127.0.0.1:%s/api/v1/environments" % sys.argv[1],
+                             headers={"Authorization": "Bearer " + sys.argv[2]})
+t0 = time.monotonic()
+while time.monotonic() - t0 < 30:
+    with urllib.request.urlopen(req) as r:
+        st = [e["status"] for e in json.load(r)]
+    if st.count("running") == 3:
+        break
+    time.sleep(0.1)
+else:
+    print("bench: environments not running: %s" % st, file=sys.stderr)
+PY
+
 run() {	# name url [wrk args...]
 	name=$1; url=$2; shift 2
 	wrk -t2 -c"$CONNS" -d"${DUR}s" --latency "$@" "$url" >"$TMP/out" 2>&1
@@ -106,6 +125,7 @@ run() {	# name url [wrk args...]
 echo "wrk: ${DUR}s, $CONNS connections, 2 threads"
 run trivial "http://127.0.0.1:$TPORT/health"
 run health "http://127.0.0.1:$PORT/health"
+run auth_me "http://127.0.0.1:$PORT/api/v1/auth/me" -H "Authorization: Bearer $TOKEN"
 run env_list "http://127.0.0.1:$PORT/api/v1/environments" -H "Authorization: Bearer $TOKEN"
 
 # POST → running on the local driver, five times (each deleted after).
@@ -133,9 +153,10 @@ for i in range(5):
         time.sleep(0.02)
     times.append(time.monotonic() - t0 if st == "running" else float("inf"))
     call("DELETE", base + "/" + e["id"])
-r = {n: float(open("%s/%s.rps" % (d, n)).read() or 0) for n in ("trivial", "health", "env_list")}
+r = {n: float(open("%s/%s.rps" % (d, n)).read() or 0) for n in ("trivial", "health", "auth_me", "env_list")}
 c = r["trivial"] or 1
 print("health   = %.0f%% of the ceiling" % (100 * r["health"] / c))
+print("auth_me  = %.0f%% of the ceiling" % (100 * r["auth_me"] / c))
 print("env_list = %.0f%% of the ceiling (3 environments, pro user)" % (100 * r["env_list"] / c))
 print("POST to running (local driver, trivial template): median %.2f s of %s"
       % (statistics.median(times), ["%.2f" % t for t in times]))

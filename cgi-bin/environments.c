@@ -631,34 +631,73 @@ envs_create(struct dp_req *req, struct dp_res *res)
 /* ---- GET /environments -------------------------------------------------- */
 
 /*
+ * The list statement for one combination of filters.  Each combination
+ * is its own prepared statement with no "$n IS NULL OR …" predicates, so
+ * PostgreSQL's generic plan costs what a custom one does and is kept
+ * after the fifth execution (a catch-all statement was re-planned on
+ * every request, which cost more than running it).  A first page has no
+ * OFFSET: an unknown offset makes the generic plan look dearer than a
+ * custom one, so OFFSET is only there when the client asks for it.
+ * Parameters: $1 user, then status, retention, template, limit, offset
+ * as they apply; *np is their number.  count selects the X-Total-Count
+ * statement of the same filters instead.
+ */
+static const char *
+list_sql(struct dp_req *req, bool st, bool incl, bool tmpl, bool off,
+    bool count, int *np)
+{
+	const char	*where, *tpart = "", *lpart = "";
+	int		 n;
+
+	if (st) {
+		where = "e.status = $2 AND " DP_ENV_VISIBLE(3);
+		n = 3;
+	} else if (incl) {
+		where = DP_ENV_VISIBLE(2);
+		n = 2;
+	} else {
+		where = "e.status <> 'terminated'";
+		n = 1;
+	}
+	if (tmpl) {
+		n++;
+		tpart = dp_arena_printf(&req->arena,
+		    " AND (t.id = $%d OR t.name = $%d)", n, n);
+	}
+	if (count) {
+		*np = n;
+		return dp_arena_printf(&req->arena, "%s WHERE e.user_id = $1 "
+		    "AND %s%s", "SELECT count(*) FROM environments e "
+		    "JOIN templates t ON t.id = e.template_id", where, tpart);
+	}
+	if (off) {
+		lpart = dp_arena_printf(&req->arena, " LIMIT $%d OFFSET $%d",
+		    n + 1, n + 2);
+		n += 2;
+	} else {
+		lpart = dp_arena_printf(&req->arena, " LIMIT $%d", n + 1);
+		n++;
+	}
+	*np = n;
+	return dp_arena_printf(&req->arena, "SELECT %s, count(*) OVER () %s "
+	    "WHERE e.user_id = $1 AND %s%s "
+	    "ORDER BY e.created_at DESC, e.id%s", DP_ENV_COLS, DP_ENV_FROM,
+	    where, tpart, lpart);
+}
+
+/*
  * GET /environments: 200 [Environment] newest first, X-Total-Count;
  * 422 (status, include_terminated, limit, offset).
  */
 static int
 envs_list(struct dp_req *req, struct dp_res *res)
 {
-	static const char sql[] =
-	    "SELECT " DP_ENV_COLS ", count(*) OVER () " DP_ENV_FROM
-	    " WHERE e.user_id = $1 AND " DP_ENV_VISIBLE(2)
-	    " AND ($3::text IS NULL OR e.status = $3)"
-	    " AND ($4::boolean OR $3::text IS NOT NULL OR "
-	    "e.status <> 'terminated')"
-	    " AND ($5::text IS NULL OR t.id = $5 OR t.name = $5)"
-	    " ORDER BY e.created_at DESC, e.id LIMIT $6 OFFSET $7";
-	static const char total[] =
-	    "SELECT count(*) FROM environments e JOIN templates t "
-	    "ON t.id = e.template_id "
-	    " WHERE e.user_id = $1 AND " DP_ENV_VISIBLE(2)
-	    " AND ($3::text IS NULL OR e.status = $3)"
-	    " AND ($4::boolean OR $3::text IS NOT NULL OR "
-	    "e.status <> 'terminated')"
-	    " AND ($5::text IS NULL OR t.id = $5 OR t.name = $5)";
 	struct json_object	*a;
-	const char		*st, *field = "status", *tmpl, *p[7];
+	const char		*st, *field = "status", *tmpl, *sql, *p[6];
 	PGresult		*r;
 	int64_t			 limit, offset, n = 0;
 	bool			 incl;
-	int			 i;
+	int			 i, np, nf;
 
 	if ((st = dp_req_query(req, "status")) == NULL &&
 	    (st = dp_req_query(req, "status_filter")) != NULL)
@@ -672,14 +711,20 @@ envs_list(struct dp_req *req, struct dp_res *res)
 	if ((tmpl = dp_req_query(req, "template_id")) != NULL &&
 	    !dp_utf8_valid(tmpl, strlen(tmpl)))
 		tmpl = "";
-	p[0] = req->user->id;
-	p[1] = retention(req);
-	p[2] = st;
-	p[3] = incl ? "true" : "false";
-	p[4] = tmpl;
-	p[5] = dp_arena_printf(&req->arena, "%" PRId64, limit);
-	p[6] = dp_arena_printf(&req->arena, "%" PRId64, offset);
-	r = dp_db_exec(req->db, sql, 7, p);
+	/* The parameters in list_sql's order. */
+	nf = 0;
+	p[nf++] = req->user->id;
+	if (st != NULL)
+		p[nf++] = st;
+	if (st != NULL || incl)
+		p[nf++] = retention(req);
+	if (tmpl != NULL)
+		p[nf++] = tmpl;
+	p[nf] = dp_arena_printf(&req->arena, "%" PRId64, limit);
+	p[nf + 1] = dp_arena_printf(&req->arena, "%" PRId64, offset);
+	sql = list_sql(req, st != NULL, incl, tmpl != NULL, offset > 0, false,
+	    &np);
+	r = dp_db_exec(req->db, sql, np, p);
 	if (!dp_db_ok(r)) {
 		PQclear(r);
 		return dp_fail_db(req, res);
@@ -693,7 +738,9 @@ envs_list(struct dp_req *req, struct dp_res *res)
 	PQclear(r);
 	if (n == 0 && offset > 0) {
 		/* Past the end: the window function saw no row. */
-		r = dp_db_exec(req->db, total, 5, p);
+		sql = list_sql(req, st != NULL, incl, tmpl != NULL, false,
+		    true, &np);
+		r = dp_db_exec(req->db, sql, np, p);
 		if (!dp_db_ok(r) || PQntuples(r) != 1) {
 			PQclear(r);
 			json_object_put(a);
