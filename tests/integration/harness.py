@@ -190,6 +190,10 @@ def http(method, path, body=None, headers=None, raw=None, timeout=None):
             conn.putheader("Host", u.netloc)
         for k, v in hdrs.items():
             conn.putheader(k, v)
+        # Real clients send Content-Length: 0 on a bodiless POST/PUT/PATCH
+        # (lighttpd answers 411 without it).
+        if data is None and method in ("POST", "PUT", "PATCH"):
+            data = b""
         if data is not None and not any(k.lower() == "content-length"
                                         for k in hdrs):
             conn.putheader("Content-Length", str(len(data)))
