@@ -23,6 +23,7 @@
 #include "log.h"
 #include "templates.h"
 #include "util.h"
+#include "pgschema.h"
 
 static const char	*conninfo;
 static char		 schema[64];
@@ -747,21 +748,6 @@ END_TEST
 
 /* --- the database --------------------------------------------------------- */
 
-static int
-is_migration(const struct dirent *d)
-{
-	size_t	 n = strlen(d->d_name);
-
-	return n > 8 && d->d_name[0] >= '0' && d->d_name[0] <= '9' &&
-	    strcmp(d->d_name + n - 4, ".sql") == 0;
-}
-
-static int
-name_cmp(const struct dirent **a, const struct dirent **b)
-{
-	return strcmp((*a)->d_name, (*b)->d_name);
-}
-
 static struct dp_db *
 connect_schema(void)
 {
@@ -780,96 +766,19 @@ connect_schema(void)
 static int
 make_schema(void)
 {
-	struct dp_err	 err = { 0 };
-	struct dirent	**ents = NULL;
-	struct dp_db	*d;
-	struct dp_buf	 b = { 0 }, path = { 0 };
 	const char	*dir = getenv("DP_SQL_DIR");
-	const char	*p[1] = { schema };
-	PGresult	*r;
-	FILE		*f;
-	char		 chunk[4096];
-	size_t		 got;
-	int		 i, n = 0, rc = -1;
 
 	if (dir == NULL)
 		dir = src("sql");
 	(void)snprintf(schema, sizeof(schema), "check_templates_%ld",
 	    (long)getpid());
-	if ((d = dp_db_open(conninfo, &err)) == NULL) {
-		fprintf(stderr, "check_templates: %s\n", err.msg);
-		return -1;
-	}
-	if (dp_db_run(d, "SELECT set_config('search_path', $1, false)", 1,
-	    p) == -1)
-		goto out;
-	r = dp_db_exec(d, "SELECT format('CREATE SCHEMA %I', $1::text)", 1, p);
-	if (!dp_db_ok(r)) {
-		PQclear(r);
-		goto out;
-	}
-	dp_buf_adds(&b, PQgetvalue(r, 0, 0));
-	PQclear(r);
-	r = dp_db_simple(d, b.s);
-	if (!dp_db_ok(r)) {
-		PQclear(r);
-		goto out;
-	}
-	PQclear(r);
-	if ((n = scandir(dir, &ents, is_migration, name_cmp)) <= 0) {
-		fprintf(stderr, "check_templates: no migrations in %s\n", dir);
-		goto out;
-	}
-	for (i = 0; i < n; i++) {
-		dp_buf_reset(&b);
-		dp_buf_reset(&path);
-		dp_buf_printf(&path, "%s/%s", dir, ents[i]->d_name);
-		if ((f = fopen(path.s, "r")) == NULL) {
-			fprintf(stderr, "check_templates: %s: %s\n", path.s,
-			    strerror(errno));
-			goto out;
-		}
-		while ((got = fread(chunk, 1, sizeof(chunk), f)) > 0)
-			dp_buf_add(&b, chunk, got);
-		fclose(f);
-		r = dp_db_simple(d, b.s);
-		if (!dp_db_ok(r)) {
-			fprintf(stderr, "check_templates: %s: %s", path.s,
-			    PQresultErrorMessage(r));
-			PQclear(r);
-			goto out;
-		}
-		PQclear(r);
-	}
-	rc = 0;
-out:
-	if (ents != NULL) {
-		for (i = 0; i < n; i++)
-			free(ents[i]);
-		free(ents);
-	}
-	dp_buf_release(&b);
-	dp_buf_release(&path);
-	dp_db_free(d);
-	return rc;
+	return pgschema_create("check_templates", conninfo, dir, schema, NULL);
 }
 
 static void
 drop_schema(void)
 {
-	struct dp_err	 err = { 0 };
-	struct dp_db	*d;
-	const char	*p[1] = { schema };
-	PGresult	*r;
-
-	if ((d = dp_db_open(conninfo, &err)) == NULL)
-		return;
-	r = dp_db_exec(d, "SELECT format('DROP SCHEMA %I CASCADE', $1::text)",
-	    1, p);
-	if (dp_db_ok(r))
-		PQclear(dp_db_simple(d, PQgetvalue(r, 0, 0)));
-	PQclear(r);
-	dp_db_free(d);
+	pgschema_drop(conninfo, schema);
 }
 
 static char *
