@@ -327,20 +327,6 @@ pvc_obj(const struct kctx *c, const struct dp_env_spec *s)
 	return o;
 }
 
-/* Append s single-quoted for /bin/sh. */
-static void
-sh_quote(struct dp_buf *b, const char *s)
-{
-	dp_buf_addc(b, '\'');
-	for (; *s != '\0'; s++) {
-		if (*s == '\'')
-			dp_buf_adds(b, "'\\''");
-		else
-			dp_buf_addc(b, *s);
-	}
-	dp_buf_addc(b, '\'');
-}
-
 /* Append s quoted, on one line (control characters become spaces). */
 static void
 sh_quote_line(struct dp_buf *b, const char *s)
@@ -350,7 +336,7 @@ sh_quote_line(struct dp_buf *b, const char *s)
 	for (p = t; *p != '\0'; p++)
 		if ((unsigned char)*p < 0x20 || *p == 0x7f)
 			*p = ' ';
-	sh_quote(b, t);
+	dp_buf_add_shquoted(b, t);
 	free(t);
 }
 
@@ -391,7 +377,7 @@ init_script(const struct kctx *c, const struct dp_env_spec *s,
 		dp_buf_printf(b, "'" DP_MARK "step %zu/%zu '", i + 1, n);
 		sh_quote_line(b, s->commands[i]);
 		dp_buf_adds(b, "\n(cd \"$HOME/workspace\" && exec /bin/sh -c ");
-		sh_quote(b, s->commands[i]);
+		dp_buf_add_shquoted(b, s->commands[i]);
 		dp_buf_adds(b, ") </dev/null 2>&1\n"
 		    "rc=$?\n"
 		    "if [ \"$rc\" -ne 0 ]; then\n"

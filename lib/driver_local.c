@@ -1302,20 +1302,6 @@ one_line(struct dp_buf *b, const char *cmd)
 	dp_buf_addc(b, '\n');
 }
 
-/* Append sh single-quoted text (only trusted paths are ever quoted). */
-static void
-sh_quote(struct dp_buf *b, const char *s)
-{
-	dp_buf_addc(b, '\'');
-	for (; *s != '\0'; s++) {
-		if (*s == '\'')
-			dp_buf_adds(b, "'\\''");
-		else
-			dp_buf_addc(b, *s);
-	}
-	dp_buf_addc(b, '\'');
-}
-
 /*
  * install.sh: run steps/<i>.sh in order with /bin/sh, output appended to
  * install.log, markers written by the script itself from steps/<i>.line,
@@ -1365,7 +1351,7 @@ write_install(const struct lenv *e, const struct dp_env_spec *spec,
 	dp_buf_adds(&b, "#!/bin/sh\n"
 	    "# Written by devpocket at each start of this environment.\n"
 	    "D=");
-	sh_quote(&b, e->dir);
+	dp_buf_add_shquoted(&b, e->dir);
 	dp_buf_printf(&b, "\nn=%zu\n", spec->ncommands);
 	dp_buf_adds(&b,
 	    "L=\"$D/install.log\"\n"

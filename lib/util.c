@@ -138,6 +138,19 @@ dp_buf_printf(struct dp_buf *b, const char *fmt, ...)
 }
 
 void
+dp_buf_add_shquoted(struct dp_buf *b, const char *s)
+{
+	dp_buf_addc(b, '\'');
+	for (; *s != '\0'; s++) {
+		if (*s == '\'')
+			dp_buf_adds(b, "'\\''");
+		else
+			dp_buf_addc(b, *s);
+	}
+	dp_buf_addc(b, '\'');
+}
+
+void
 dp_buf_reset(struct dp_buf *b)
 {
 	b->len = 0;

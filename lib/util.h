@@ -38,6 +38,8 @@ void	 dp_buf_reset(struct dp_buf *);
 void	 dp_buf_release(struct dp_buf *);
 /* Return the string and leave the buffer empty; the caller frees it. */
 char	*dp_buf_detach(struct dp_buf *);
+/* Append s single-quoted for /bin/sh ('\'' for each quote). */
+void	 dp_buf_add_shquoted(struct dp_buf *, const char *s);
 /* Like dp_buf_release, but wipes the contents first (secrets). */
 void	 dp_buf_wipe(struct dp_buf *);
 

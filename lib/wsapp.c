@@ -442,6 +442,17 @@ dp_wsapp_slot_free(struct dp_db *db, const char *slot)
 
 #endif /* !DP_WSAPP_LIGHT */
 
+int64_t
+dp_wsapp_env_ms(const char *name, int64_t dflt)
+{
+	const char	*v = getenv(name);
+	int64_t		 n;
+
+	if (v == NULL || dp_parse_int64(v, 50, 86400000, &n) < 0)
+		return dflt;
+	return n;
+}
+
 /* ---- UTF-8 -------------------------------------------------------------- */
 
 /*

@@ -127,6 +127,11 @@ void	 dp_wsapp_info(struct dp_buf *out, const char *m);
  * empty it; 0 or -1 when the peer is gone.
  */
 int	 dp_wsapp_flush_fd(int fd, struct dp_buf *buf);
+/*
+ * A timer from the environment in milliseconds (test hooks such as
+ * $DP_WS_PING_MS), 50 ms to 1 day; dflt when unset or out of range.
+ */
+int64_t	 dp_wsapp_env_ms(const char *name, int64_t dflt);
 
 /*
  * Read client lines from fd (non-blocking) into a line assembler.  Each

@@ -44,17 +44,6 @@ on_signal(int sig)
 		got_int = 1;
 }
 
-static int64_t
-env_ms(const char *name, int64_t dflt)
-{
-	const char	*v = getenv(name);
-	int64_t		 n;
-
-	if (v == NULL || dp_parse_int64(v, 50, 86400000, &n) < 0)
-		return dflt;
-	return n;
-}
-
 static void
 flush_out(struct logs *l)
 {
@@ -497,9 +486,9 @@ main(void)
 	sigdelset(&waitmask, SIGINT);
 	sigdelset(&waitmask, SIGHUP);
 
-	l.ping_ms = env_ms("DP_WS_PING_MS", 25000);
-	l.idle_ms = env_ms("DP_WS_IDLE_MS", 120000);
-	l.check_ms = env_ms("DP_WS_CHECK_MS", SESSION_MS);
+	l.ping_ms = dp_wsapp_env_ms("DP_WS_PING_MS", 25000);
+	l.idle_ms = dp_wsapp_env_ms("DP_WS_IDLE_MS", 120000);
+	l.check_ms = dp_wsapp_env_ms("DP_WS_CHECK_MS", SESSION_MS);
 	if (dp_wsapp_init("ws-logs") < 0) {
 		rc = refuse(&l, 1011, "Service temporarily unavailable");
 		goto out;

@@ -82,18 +82,6 @@ on_signal(int sig)
 		got_int = 1;
 }
 
-/* Test hooks: shorter timers ($DP_WS_PING_MS, _IDLE_MS, _CHECK_MS). */
-static int64_t
-env_ms(const char *name, int64_t dflt)
-{
-	const char	*v = getenv(name);
-	int64_t		 n;
-
-	if (v == NULL || dp_parse_int64(v, 50, 86400000, &n) < 0)
-		return dflt;
-	return n;
-}
-
 static void
 flush_out(struct term *t)
 {
@@ -928,9 +916,9 @@ timers_start(struct term *t)
 {
 	int64_t	 now = dp_mono_ms();
 
-	t->ping_ms = env_ms("DP_WS_PING_MS", 25000);
-	t->idle_ms = env_ms("DP_WS_IDLE_MS", 120000);
-	t->check_ms = env_ms("DP_WS_CHECK_MS", 30000);
+	t->ping_ms = dp_wsapp_env_ms("DP_WS_PING_MS", 25000);
+	t->idle_ms = dp_wsapp_env_ms("DP_WS_IDLE_MS", 120000);
+	t->check_ms = dp_wsapp_env_ms("DP_WS_CHECK_MS", 30000);
 	t->last_client = t->last_ping = t->last_check = t->last_mark = now;
 }
 
