@@ -114,7 +114,7 @@ build/tests/unit/%.o: tests/unit/%.c
 	$(Q)$(CC) $(ALL_CFLAGS) $(CHECK_CFLAGS) -c -o $@ $<
 
 bench/fcgi-trivial: bench/fcgi-trivial.c
-	$(Q)$(CC) -std=c17 -O2 -Wall -Wextra -Werror -D_GNU_SOURCE -o $@ $< $(FCGI_LIBS)
+	$(Q)$(CC) -std=c17 -O2 -Wall -Wextra -Werror -D_GNU_SOURCE $(shell $(PKG_CONFIG) --cflags libpq) -o $@ $< $(FCGI_LIBS) $(shell $(PKG_CONFIG) --libs libpq)
 
 deps:
 	@sh packaging/install-deps.sh

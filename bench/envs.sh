@@ -70,6 +70,7 @@ PY
 
 echo "wrk: ${DUR}s, $CONNS connections, 2 threads"
 bench_run trivial "http://127.0.0.1:$TPORT/health"
+bench_run trivial_pg "http://127.0.0.1:$TPORT/pg"
 bench_run health "http://127.0.0.1:$PORT/health"
 bench_run auth_me "http://127.0.0.1:$PORT/api/v1/auth/me" -H "Authorization: Bearer $TOKEN"
 bench_run env_list "http://127.0.0.1:$PORT/api/v1/environments" -H "Authorization: Bearer $TOKEN"
@@ -99,8 +100,9 @@ for i in range(5):
         time.sleep(0.02)
     times.append(time.monotonic() - t0 if st == "running" else float("inf"))
     call("DELETE", base + "/" + e["id"])
-r = {n: float(open("%s/%s.rps" % (d, n)).read() or 0) for n in ("trivial", "health", "auth_me", "env_list")}
+r = {n: float(open("%s/%s.rps" % (d, n)).read() or 0) for n in ("trivial", "trivial_pg", "health", "auth_me", "env_list")}
 c = r["trivial"] or 1
+print("trivial_pg = %.0f%% of the ceiling (one PostgreSQL round trip per request, nothing else)" % (100 * r["trivial_pg"] / c))
 print("health   = %.0f%% of the ceiling" % (100 * r["health"] / c))
 print("auth_me  = %.0f%% of the ceiling" % (100 * r["auth_me"] / c))
 print("env_list = %.0f%% of the ceiling (3 environments, pro user)" % (100 * r["env_list"] / c))

@@ -25,6 +25,7 @@ TOKEN=$(curl -sf -H 'Content-Type: application/json' -d "$BODY" \
 
 echo "wrk: ${DUR}s, $CONNS connections, 2 threads"
 bench_run trivial "http://127.0.0.1:$TPORT/health"
+bench_run trivial_pg "http://127.0.0.1:$TPORT/pg"
 bench_run health "http://127.0.0.1:$PORT/health"
 bench_run auth_me "http://127.0.0.1:$PORT/api/v1/auth/me" -H "Authorization: Bearer $TOKEN"
 
@@ -39,8 +40,9 @@ bench_run login "http://127.0.0.1:$PORT/api/v1/auth/login" -s "$TMP/login.lua"
 python3 - "$TMP" <<'PY'
 import sys
 d = sys.argv[1]
-r = {n: float(open("%s/%s.rps" % (d, n)).read() or 0) for n in ("trivial", "health", "auth_me", "login")}
+r = {n: float(open("%s/%s.rps" % (d, n)).read() or 0) for n in ("trivial", "trivial_pg", "health", "auth_me", "login")}
 c = r["trivial"] or 1
+print("trivial_pg = %.0f%% of the ceiling (one PostgreSQL round trip per request, nothing else)" % (100 * r["trivial_pg"] / c))
 print("health  = %.0f%% of the ceiling (target >= 90%%)" % (100 * r["health"] / c))
 print("auth_me = %.0f%% of the ceiling (target >= 60%%)" % (100 * r["auth_me"] / c))
 print("login   = %.1f/s (scrypt-bound)" % r["login"])
