@@ -67,11 +67,14 @@ BIN_SRC     := $(sort $(wildcard bin/*.c))
 BIN_BIN     := $(BIN_SRC:%.c=%)
 TEST_SRC    := $(sort $(wildcard tests/unit/check_*.c))
 TEST_BIN    := $(TEST_SRC:tests/unit/%.c=build/tests/%)
-PROGS       := $(CGI_BIN) $(WS_BIN) $(BIN_BIN)
+# ws/terminal links the local driver only (no curl, no yaml: it starts in
+# less time); it hands kubernetes sockets to ws/terminal-k8s (rules below)
+WS_TERM     := ws/terminal ws/terminal-k8s
+PROGS       := $(CGI_BIN) $(filter-out ws/terminal,$(WS_BIN)) $(BIN_BIN)
 
 .PHONY: all check test run install clean deps valgrind help bench deb rpm pkgsrc
 
-all: $(PROGS) $(WS_PUMP)
+all: $(PROGS) $(WS_TERM) $(WS_PUMP)
 
 help:
 	@echo "all check test run install clean valgrind bench deb rpm"
@@ -92,6 +95,18 @@ $(PROGS): %: build/%.o build/libdevpocket.a
 # how), linked with libc and json-c only: an idle socket maps no libpq,
 # OpenSSL or curl.  Built from ws/terminal.c and lib/wsapp.c again.
 JSONC_LIBS  ?= $(shell $(PKG_CONFIG) --libs json-c 2>/dev/null || echo -ljson-c)
+
+build/ws/driver-local.o: lib/driver.c
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(ALL_CFLAGS) -DDP_DRIVER_LOCAL_ONLY -c -o $@ $<
+
+ws/terminal: build/ws/terminal.o build/ws/driver-local.o build/libdevpocket.a
+	@test -n "$(Q)" && echo "  LD      $@" || true
+	$(Q)$(CC) $(LDFLAGS) -o $@ build/ws/terminal.o build/ws/driver-local.o $(LIBS)
+
+ws/terminal-k8s: build/ws/terminal.o build/libdevpocket.a
+	@test -n "$(Q)" && echo "  LD      $@" || true
+	$(Q)$(CC) $(LDFLAGS) -o $@ $< $(LIBS)
 
 build/ws/terminal-pump.o: ws/terminal.c
 	@mkdir -p $(dir $@)
@@ -120,7 +135,7 @@ deps:
 	@sh packaging/install-deps.sh
 
 # Unit tests (Check).  Each program prints Check's own summary line.
-check: $(TEST_BIN) $(PROGS)
+check: $(TEST_BIN) $(PROGS) $(WS_TERM)
 	@sh tests/run-unit.sh $(TEST_BIN)
 
 valgrind: $(TEST_BIN)
@@ -143,7 +158,7 @@ install: all
 		$(DESTDIR)$(DATADIR)/sql $(DESTDIR)$(DATADIR)/templates/environments \
 		$(DESTDIR)$(DATADIR)/templates/email $(DESTDIR)$(SYSCONFDIR)/devpocket/conf.d
 	for p in $(CGI_BIN); do install -m 0755 $$p $(DESTDIR)$(LIBEXECDIR)/; done
-	for p in $(WS_BIN) $(WS_PUMP); do install -m 0755 $$p $(DESTDIR)$(LIBEXECDIR)/ws/; done
+	for p in $(WS_BIN) ws/terminal-k8s $(WS_PUMP); do install -m 0755 $$p $(DESTDIR)$(LIBEXECDIR)/ws/; done
 	install -m 0755 bin/devpocketctl $(DESTDIR)$(BINDIR)/devpocketctl
 	install -m 0755 bin/devpocket-worker $(DESTDIR)$(SBINDIR)/devpocket-worker
 	install -m 0644 sql/*.sql $(DESTDIR)$(DATADIR)/sql/
@@ -202,6 +217,6 @@ rpm: pkgsrc
 	@ls build/rpm/RPMS/*/*.rpm
 
 clean:
-	rm -rf build $(PROGS) $(WS_PUMP) bench/fcgi-trivial
+	rm -rf build $(PROGS) $(WS_TERM) $(WS_PUMP) bench/fcgi-trivial
 
--include $(LIB_OBJ:.o=.d) $(PROGS:%=build/%.d) $(WS_PUMP_OBJ:.o=.d) $(TEST_SRC:%.c=build/%.d)
+-include $(LIB_OBJ:.o=.d) $(PROGS:%=build/%.d) $(WS_PUMP_OBJ:.o=.d) build/ws/driver-local.d build/ws/terminal.d $(TEST_SRC:%.c=build/%.d)

@@ -10,23 +10,6 @@
 #include "jwt.h"
 #include "log.h"
 
-const struct dp_buf *
-dp_auth_key(void)
-{
-	static struct dp_buf	 key;
-	static bool		 loaded;
-	struct dp_err		 err = { 0 };
-
-	if (loaded)
-		return &key;
-	if (dp_keyfile_read(dp_cfg.auth_jwt_key_file, &key, &err) < 0) {
-		dp_error("jwt key: %s", err.msg);
-		return NULL;
-	}
-	loaded = true;
-	return &key;
-}
-
 int
 dp_auth_bearer(struct dp_req *req, const char *token, bool count,
     struct dp_user **out)

@@ -29,8 +29,6 @@ int	 dp_auth_bearer(struct dp_req *, const char *token, bool count,
 	    struct dp_user **out);
 /* The authenticated caller's User object. */
 struct json_object *dp_user_json_self(const struct dp_user *);
-/* The HS256 key, read once from [auth] jwt_key_file; NULL on failure. */
-const struct dp_buf *dp_auth_key(void);
 /* User object from row r of a result whose columns start at c (DP_USER_COLS). */
 struct json_object *dp_user_json(const PGresult *, int r, int c);
 /* User object by id (any state); NULL when missing or on failure. */

@@ -242,18 +242,6 @@ dp_token_new(char out[44])
 	dp_buf_wipe(&b);
 }
 
-static int
-hexval(unsigned char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /*
  * Turn the contents of a key file into key bytes in dec (preallocated,
  * so no realloc leaves copies behind).  Text that is all hex must be
@@ -274,7 +262,7 @@ keyfile_parse(const unsigned char *raw, size_t rlen, struct dp_buf *dec,
 	if (tlen > 0 && raw[tlen - 1] == '\r')
 		tlen--;
 	for (i = 0; i < tlen; i++)
-		if (hexval(raw[i]) < 0) {
+		if (dp_hexval(raw[i]) < 0) {
 			allhex = false;
 			break;
 		}
@@ -289,8 +277,8 @@ keyfile_parse(const unsigned char *raw, size_t rlen, struct dp_buf *dec,
 			goto out;
 		}
 		for (i = 0; i < tlen; i += 2)
-			dec->s[dec->len++] = (char)(hexval(raw[i]) << 4 |
-			    hexval(raw[i + 1]));
+			dec->s[dec->len++] = (char)(dp_hexval(raw[i]) << 4 |
+			    dp_hexval(raw[i + 1]));
 		dec->s[dec->len] = '\0';
 		rc = 0;
 		goto out;

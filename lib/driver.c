@@ -1,5 +1,7 @@
 /* lib/driver.c: choosing the driver of a cluster */
+#include <signal.h>
 #include <string.h>
+#include <sys/wait.h>
 
 #include "driver.h"
 
@@ -14,6 +16,9 @@ const char *const dp_phase_names[DP_PHASE__MAX] = {
 /*
  * Both drivers are referenced strongly: a program that chooses drivers
  * links both (these references pull their objects out of the archive).
+ * Built with DP_DRIVER_LOCAL_ONLY (ws/terminal) the kubernetes driver is
+ * not linked, nor are libcurl and libyaml: "kubernetes" gives NULL, and
+ * ws/terminal hands such a socket to ws/terminal-k8s.
  */
 const struct dp_driver *
 dp_driver_get(const char *provider)
@@ -22,7 +27,19 @@ dp_driver_get(const char *provider)
 		return NULL;
 	if (strcmp(provider, "local") == 0)
 		return &dp_driver_local;
+#ifndef DP_DRIVER_LOCAL_ONLY
 	if (strcmp(provider, "kubernetes") == 0)
 		return &dp_driver_kubernetes;
+#endif
 	return NULL;
+}
+
+void
+dp_attach_probe_drop(struct dp_attach *a)
+{
+	if (a->probe_pid > 0) {
+		(void)kill(a->probe_pid, SIGKILL);
+		(void)waitpid(a->probe_pid, NULL, 0);
+	}
+	a->probe_pid = 0;
 }

@@ -2080,8 +2080,64 @@ fork_into(const struct lenv *e, bool *placed)
 }
 
 /*
- * One tmux client before the terminal's own: has-session says whether
- * the session is there (existed); when it fails, the socket tells a
+ * attach_probe: has-session started now, its answer taken by attach (a
+ * tmux client that only asks: the session's clients see nothing).
+ */
+static int
+local_attach_probe(const struct dp_cluster_conn *c,
+    const struct dp_env_spec *spec, struct dp_attach *a, struct dp_err *err)
+{
+	struct lenv	 e;
+	struct spawn	 sp = { 0 };
+	struct stat	 st;
+	char		*argv[] = { host.tmux, "-S", e.sock, "has-session", "-t",
+	    e.session, NULL };
+	pid_t		 pid;
+
+	a->probe_pid = 0;
+	if (lenv_init(&e, spec, err) == -1)
+		return -1;
+	argv[0] = host.tmux;
+	if (host.tmux[0] == '\0' || lstat(e.sock, &st) == -1 ||
+	    !S_ISSOCK(st.st_mode))
+		return 0;	/* attach says why */
+	sp.argv = argv;
+	sp.envp = (char **)min_env;
+	sp.cwd = "/";
+	sp.out = sp.err = sp.info = -1;
+	if ((pid = fork()) == -1) {
+		dp_err_set(err, errno, "fork: %s", strerror(errno));
+		return -1;
+	}
+	if (pid == 0)
+		child(&e, &sp);
+	a->probe_pid = (int)pid;
+	return 0;
+}
+
+/* attach_probe's answer: has-session's exit status (bounded wait). */
+static int
+probe_wait(struct dp_attach *a)
+{
+	int64_t	 deadline = dp_mono_ms() + CMD_TIMEOUT_MS;
+	int	 st = 0, rc = -1;
+	pid_t	 w;
+
+	while ((w = waitpid(a->probe_pid, &st, WNOHANG)) == 0 &&
+	    dp_mono_ms() < deadline)
+		usleep(200);
+	if (w == a->probe_pid)
+		rc = WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+	else
+		dp_attach_probe_drop(a);
+	a->probe_pid = 0;
+	return rc;
+}
+
+/*
+ * One tmux client before the terminal's own: has-session (started by
+ * attach_probe when the caller did) says whether the session is there
+ * (existed); when it fails, the socket tells a
  * server without the session (new-session -A makes it) from no server
  * (ESRCH at once, no client forked when there is no socket at all).  The
  * terminal's client is born in the environment's cgroup: it lives as long
@@ -2108,8 +2164,10 @@ local_attach(const struct dp_cluster_conn *c, const struct dp_env_spec *spec,
 	a->pid = -1;
 	a->priv = NULL;
 	a->existed = false;
-	if (lenv_init(&e, spec, err) == -1)
+	if (lenv_init(&e, spec, err) == -1) {
+		dp_attach_probe_drop(a);
 		goto out;
+	}
 	argv[0] = host.tmux;
 	if (host.tmux[0] == '\0') {
 		dp_err_set(err, ENOENT, "tmux is not installed");
@@ -2117,11 +2175,15 @@ local_attach(const struct dp_cluster_conn *c, const struct dp_env_spec *spec,
 	}
 	if (!exists(e.dir) || lstat(e.sock, &st) == -1 ||
 	    !S_ISSOCK(st.st_mode)) {
+		dp_attach_probe_drop(a);
 		dp_err_set(err, ESRCH, "environment is not running");
 		goto out;
 	}
-	a->existed = tmux_call(&e, (char **)min_env, NULL, &cerr,
-	    "has-session", "-t", e.session, NULL) == 0;
+	if (a->probe_pid > 0)
+		a->existed = probe_wait(a) == 0;
+	else
+		a->existed = tmux_call(&e, (char **)min_env, NULL, &cerr,
+		    "has-session", "-t", e.session, NULL) == 0;
 	if (!a->existed && !sock_listening(&e)) {
 		dp_err_set(err, ESRCH, "environment is not running");
 		goto out;
@@ -2218,5 +2280,6 @@ const struct dp_driver dp_driver_local = {
 	.install_log = local_install_log,
 	.container_log = NULL,	/* output lives in the tmux panes */
 	.attach = local_attach,
+	.attach_probe = local_attach_probe,
 	.probe = local_probe,
 };

@@ -95,81 +95,11 @@ dp_req_strdup(struct dp_req *req, const char *s)
 	return dp_arena_strdup(&req->arena, s);
 }
 
-static int
-hexval(int c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
-/* Percent-decode s[0..n) ('+' is a space in query strings) into the arena. */
-static char *
-urldecode(struct dp_arena *a, const char *s, size_t n, size_t *outlen)
-{
-	char	*o = dp_arena_alloc(a, n + 1);
-	size_t	 i, j = 0;
-	int	 h, l;
-
-	for (i = 0; i < n; i++) {
-		if (s[i] == '+')
-			o[j++] = ' ';
-		else if (s[i] == '%' && i + 2 < n &&
-		    (h = hexval(s[i + 1])) >= 0 &&
-		    (l = hexval(s[i + 2])) >= 0) {
-			o[j++] = (char)(h * 16 + l);
-			i += 2;
-		} else
-			o[j++] = s[i];
-	}
-	o[j] = '\0';
-	if (outlen)
-		*outlen = j;
-	return o;
-}
-
-/* Find the first occurrence of name in an urlencoded string. */
-static const char *
-form_get(struct dp_arena *a, const char *qs, const char *name, size_t *len)
-{
-	size_t		 nl = strlen(name), kl, dl, vl;
-	const char	*p, *amp, *eq;
-	char		*k;
-
-	for (p = qs; p != NULL && *p; p = amp ? amp + 1 : NULL) {
-		amp = strchr(p, '&');
-		vl = amp ? (size_t)(amp - p) : strlen(p);
-		eq = memchr(p, '=', vl);
-		kl = eq ? (size_t)(eq - p) : vl;
-		k = urldecode(a, p, kl, &dl);
-		if (dl == nl && memcmp(k, name, nl) == 0) {
-			if (eq == NULL)
-				return urldecode(a, "", 0, len);
-			return urldecode(a, eq + 1, vl - kl - 1, len);
-		}
-	}
-	return NULL;
-}
-
 const char *
 dp_req_query(struct dp_req *req, const char *name)
 {
-	char	*v;
-	size_t	 len, i;
-
-	if (req->query == NULL ||
-	    (v = (char *)form_get(&req->arena, req->query, name, &len)) == NULL)
-		return NULL;
-	/* A decoded %00 would cut the value short and let "x%00junk" pass
-	 * as "x": turn it into DEL, which every query validator refuses. */
-	for (i = 0; i < len; i++)
-		if (v[i] == '\0')
-			v[i] = 0x7f;
-	return v;
+	return req->query == NULL ? NULL :
+	    dp_query_get(&req->arena, req->query, name);
 }
 
 /* ---- errors ----------------------------------------------------------- */
@@ -640,9 +570,9 @@ form_to_json(struct dp_req *req)
 		vl = amp ? (size_t)(amp - p) : strlen(p);
 		eq = memchr(p, '=', vl);
 		kl = eq ? (size_t)(eq - p) : vl;
-		k = urldecode(&req->arena, p, kl, NULL);
-		v = eq ? urldecode(&req->arena, eq + 1, vl - kl - 1, &dl) :
-		    urldecode(&req->arena, "", 0, &dl);
+		k = dp_urldecode(&req->arena, p, kl, NULL);
+		v = eq ? dp_urldecode(&req->arena, eq + 1, vl - kl - 1, &dl) :
+		    dp_urldecode(&req->arena, "", 0, &dl);
 		/* The first occurrence counts. */
 		if (*k && !json_object_object_get_ex(o, k, NULL))
 			json_object_object_add(o, k,

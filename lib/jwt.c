@@ -8,8 +8,10 @@
 /* Our own header is "jwt.h" too; take libjwt's from the system path. */
 #include <jwt.h>
 
+#include "config.h"
 #include "crypto.h"
 #include "jwt.h"
+#include "log.h"
 
 /* A real access token is ~330 bytes; refuse anything absurd unparsed. */
 #define TOKEN_MAX	8192
@@ -331,4 +333,21 @@ dp_jwt_verify_access(const char *token, const void *key, size_t klen,
  out:
 	jwt_free(jwt);
 	return rc;
+}
+
+const struct dp_buf *
+dp_auth_key(void)
+{
+	static struct dp_buf	 key;
+	static bool		 loaded;
+	struct dp_err		 err = { 0 };
+
+	if (loaded)
+		return &key;
+	if (dp_keyfile_read(dp_cfg.auth_jwt_key_file, &key, &err) < 0) {
+		dp_error("jwt key: %s", err.msg);
+		return NULL;
+	}
+	loaded = true;
+	return &key;
 }

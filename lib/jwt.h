@@ -29,4 +29,7 @@ int	 dp_jwt_verify_access(const char *token, const void *key, size_t klen,
 	    const char *issuer, int64_t now, struct dp_access_claims *out,
 	    struct dp_err *err);
 
+/* The HS256 key, read once from [auth] jwt_key_file; NULL on failure. */
+const struct dp_buf *dp_auth_key(void);
+
 #endif

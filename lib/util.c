@@ -425,3 +425,85 @@ dp_startswith(const char *s, const char *p)
 {
 	return strncmp(s, p, strlen(p)) == 0;
 }
+
+/* ---- urlencoded strings ------------------------------------------------ */
+
+/* The value of one hex digit, or -1. */
+int
+dp_hexval(int c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+/* Percent-decode s[0..n) ('+' is a space in query strings) into the arena. */
+char *
+dp_urldecode(struct dp_arena *a, const char *s, size_t n, size_t *outlen)
+{
+	char	*o = dp_arena_alloc(a, n + 1);
+	size_t	 i, j = 0;
+	int	 h, l;
+
+	for (i = 0; i < n; i++) {
+		if (s[i] == '+')
+			o[j++] = ' ';
+		else if (s[i] == '%' && i + 2 < n &&
+		    (h = dp_hexval(s[i + 1])) >= 0 &&
+		    (l = dp_hexval(s[i + 2])) >= 0) {
+			o[j++] = (char)(h * 16 + l);
+			i += 2;
+		} else
+			o[j++] = s[i];
+	}
+	o[j] = '\0';
+	if (outlen)
+		*outlen = j;
+	return o;
+}
+
+/* The first occurrence of name in an urlencoded string, decoded. */
+static const char *
+form_get(struct dp_arena *a, const char *qs, const char *name, size_t *len)
+{
+	size_t		 nl = strlen(name), kl, dl, vl;
+	const char	*p, *amp, *eq;
+	char		*k;
+
+	for (p = qs; p != NULL && *p; p = amp ? amp + 1 : NULL) {
+		amp = strchr(p, '&');
+		vl = amp ? (size_t)(amp - p) : strlen(p);
+		eq = memchr(p, '=', vl);
+		kl = eq ? (size_t)(eq - p) : vl;
+		k = dp_urldecode(a, p, kl, &dl);
+		if (dl == nl && memcmp(k, name, nl) == 0) {
+			if (eq == NULL)
+				return dp_urldecode(a, "", 0, len);
+			return dp_urldecode(a, eq + 1, vl - kl - 1, len);
+		}
+	}
+	return NULL;
+}
+
+/*
+ * The value of name in the query string qs, decoded into the arena, or
+ * NULL.  A decoded %00 would cut the value short and let "x%00junk" pass
+ * as "x": it becomes DEL, which every query validator refuses.
+ */
+const char *
+dp_query_get(struct dp_arena *a, const char *qs, const char *name)
+{
+	char	*v;
+	size_t	 len, i;
+
+	if ((v = (char *)form_get(a, qs, name, &len)) == NULL)
+		return NULL;
+	for (i = 0; i < len; i++)
+		if (v[i] == '\0')
+			v[i] = 0x7f;
+	return v;
+}

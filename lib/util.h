@@ -65,6 +65,14 @@ char	*dp_arena_strndup(struct dp_arena *, const char *, size_t);
 char	*dp_arena_printf(struct dp_arena *, const char *, ...)
 	    __attribute__((format(printf, 2, 3)));
 void	 dp_arena_reset(struct dp_arena *);
+
+/* The value of one hex digit, or -1. */
+int	 dp_hexval(int c);
+/* Percent-decoding ('+' is a space) of s[0..n) into the arena. */
+char	*dp_urldecode(struct dp_arena *, const char *s, size_t n,
+	    size_t *outlen);
+const char *dp_query_get(struct dp_arena *, const char *qs,
+	    const char *name);
 void	 dp_arena_release(struct dp_arena *);
 
 /* Parse a whole string as a decimal integer in [min, max]; 0 or -1. */

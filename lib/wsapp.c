@@ -43,10 +43,10 @@ device_id_ok(const char *s)
 }
 
 static int
-query_int(struct dp_req *q, const char *name, int64_t min, int64_t max,
-    int dflt)
+query_int(struct dp_arena *a, const char *qs, const char *name, int64_t min,
+    int64_t max, int dflt)
 {
-	const char	*v = dp_req_query(q, name);
+	const char	*v = dp_query_get(a, qs, name);
 	int64_t		 n;
 
 	if (v == NULL || dp_parse_int64(v, min, max, &n) < 0)
@@ -58,17 +58,16 @@ void
 dp_wsreq_parse(struct dp_wsreq *r, enum dp_ws_kind kind, const char *query,
     const char *seg, const char *authorization)
 {
-	struct dp_req	 q;
+	struct dp_arena	 a = { 0 };
+	const char	*qs = query != NULL ? query : "";
 	const char	*v;
 	bool		 b;
 
 	memset(r, 0, sizeof(*r));
-	memset(&q, 0, sizeof(q));
 	r->kind = kind;
 	if (seg != NULL && dp_is_id(seg))
 		memcpy(r->target, seg, sizeof(r->target));
-	q.query = query;
-	if ((v = dp_req_query(&q, "token")) != NULL && *v != '\0')
+	if ((v = dp_query_get(&a, qs, "token")) != NULL && *v != '\0')
 		r->token = dp_xstrdup(v);
 	else if (authorization != NULL) {
 		while (*authorization == ' ')
@@ -81,16 +80,16 @@ dp_wsreq_parse(struct dp_wsreq *r, enum dp_ws_kind kind, const char *query,
 				r->token = dp_xstrdup(v);
 		}
 	}
-	if ((v = dp_req_query(&q, "device_id")) != NULL && device_id_ok(v))
+	if ((v = dp_query_get(&a, qs, "device_id")) != NULL && device_id_ok(v))
 		snprintf(r->device_id, sizeof(r->device_id), "%s", v);
-	r->cols = query_int(&q, "cols", 10, 500, 80);
-	r->rows = query_int(&q, "rows", 5, 200, 24);
-	r->lines = query_int(&q, "lines", 0, 1000, 100);
+	r->cols = query_int(&a, qs, "cols", 10, 500, 80);
+	r->rows = query_int(&a, qs, "rows", 5, 200, 24);
+	r->lines = query_int(&a, qs, "lines", 0, 1000, 100);
 	r->follow = true;
-	if ((v = dp_req_query(&q, "follow")) != NULL &&
+	if ((v = dp_query_get(&a, qs, "follow")) != NULL &&
 	    dp_parse_bool(v, &b) == 0)
 		r->follow = b;
-	dp_arena_release(&q.arena);
+	dp_arena_release(&a);
 }
 
 void

@@ -35,9 +35,13 @@
  */
 #define PUMP_NAME	"terminal-pump"
 #define HEAVY_NAME	"terminal"
+#define K8S_NAME	"terminal-k8s"	/* ws/terminal with every driver */
 #define CHECK_WAIT_MS	10000	/* a check helper that hangs is killed */
 #define BURST_US	1000	/* output this soon after a send: a burst */
-#define COALESCE_MS	5	/* a burst's output gathers this long */
+#define QUIET_US	300	/* a burst goes once this passes without
+				   more output (a redraw in pieces) */
+#define QUIET_LOOKS	4	/* looks before it counts as a flood */
+#define COALESCE_US	5000	/* or this long after it began (a flood) */
 #define PENDING_MAX	(1024 * 1024)	/* stdout backlog that pauses the pty */
 #define INPUT_MAX	(1024 * 1024)	/* keystrokes waiting for the pty */
 #define MARK_MS		60000	/* last_activity at most once a minute */
@@ -63,7 +67,11 @@ struct term {
 	int64_t			 last_client, last_ping, last_check;
 	int64_t			 last_mark;
 	int64_t			 last_send_us;	/* output sent */
-	int64_t			 flush_at;	/* a burst's next send; 0 none */
+	int64_t			 flush_at_us;	/* a burst's next look; 0 none */
+	int64_t			 burst_end_us;	/* a burst goes by then */
+	int64_t			 pty_read;	/* bytes read from the pty */
+	int64_t			 burst_seen;	/* pty_read at the last look */
+	int			 burst_looks;	/* looks that found more */
 	bool			 io_since_mark;
 	bool			 done;		/* leave the loop */
 	bool			 client_gone;	/* stdin ended */
@@ -156,21 +164,25 @@ send_output(struct term *t, bool final)
 		t->raw.s[t->raw.len] = '\0';
 	dp_buf_release(&chunk);
 	t->last_send_us = mono_us();
-	t->flush_at = 0;
+	t->flush_at_us = 0;
 	t->io_since_mark = true;
 }
 
 /*
  * Read what the pty has and send it; false at its end.  Output after a
  * quiet spell goes at once, whatever one wake-up finds as one write (a
- * keystroke's echo); output right after a send is a burst: it waits
- * COALESCE_MS with the pty unwatched (force: that time is up), so that
- * a flood costs one read and one message per COALESCE_MS, not one per
- * write of tmux.
+ * keystroke's echo).  Output right after a send is a burst, gathered
+ * with the pty unwatched and looked at every QUIET_US (due: a look's
+ * time has come): it goes at the first look that finds nothing more
+ * (tmux writing one redraw in pieces).  After QUIET_LOOKS looks that
+ * found more it is a flood, sent COALESCE_US after it began: two or so
+ * reads and one message per COALESCE_US (or 16 KiB), not one of each
+ * per write of tmux — and a slower reader makes tmux redraw less.
  */
 static bool
-read_pty(struct term *t, bool force)
+read_pty(struct term *t, bool due)
 {
+	int64_t	 now;
 	char	 buf[16384];
 	ssize_t	 r;
 	bool	 alive = true;
@@ -186,18 +198,33 @@ read_pty(struct term *t, bool force)
 			break;
 		}
 		dp_buf_add(&t->raw, buf, (size_t)r);
+		t->pty_read += (int64_t)r;
 		if (t->raw.len >= DP_WS_OUTPUT_MAX)
 			send_output(t, false);
 		if ((size_t)r < sizeof(buf) || t->out.len >= PENDING_MAX)
 			break;
 	}
-	if (t->raw.len == 0)
+	if (t->raw.len == 0) {
+		t->flush_at_us = 0;
 		return alive;
-	if (alive && !force && t->flush_at == 0 &&
-	    mono_us() - t->last_send_us < BURST_US)
-		t->flush_at = dp_mono_ms() + COALESCE_MS;
-	else if (!alive || force || t->flush_at == 0)
-		send_output(t, !alive);
+	}
+	now = mono_us();
+	if (!alive)
+		send_output(t, true);
+	else if (t->flush_at_us == 0 && now - t->last_send_us < BURST_US) {
+		t->burst_end_us = now + COALESCE_US;
+		t->burst_seen = t->pty_read;
+		t->burst_looks = 0;
+		t->flush_at_us = now + QUIET_US;
+	} else if (t->flush_at_us == 0 || t->pty_read == t->burst_seen ||
+	    now >= t->burst_end_us)
+		send_output(t, false);
+	else if (due) {
+		t->burst_seen = t->pty_read;
+		t->flush_at_us = ++t->burst_looks < QUIET_LOOKS &&
+		    now + QUIET_US < t->burst_end_us ? now + QUIET_US :
+		    t->burst_end_us;
+	}
 	return alive;
 }
 
@@ -672,6 +699,37 @@ out:
 
 /* ---- attach ------------------------------------------------------------- */
 
+/* The driver's view of the environment (kubeconfig: once attach opened it). */
+static void
+conn_spec(struct term *t, struct dp_cluster_conn *c, struct dp_env_spec *s)
+{
+	c->id = t->env.cluster_id;
+	c->provider = t->env.provider;
+	c->endpoint = t->env.endpoint;
+	c->kubeconfig = t->kubeconfig;
+	s->id = t->env.id;
+	s->user_id = t->user.id;
+	s->name = t->env.name;
+	s->image = t->env.image;
+	s->port = t->env.port;
+}
+
+/* What attach will ask the driver, started while the slot is taken. */
+static void
+attach_probe(struct term *t)
+{
+	struct dp_cluster_conn	 c = { 0 };
+	struct dp_env_spec	 s = { 0 };
+	struct dp_err		 err = { 0 };
+
+	t->drv = dp_driver_get(t->env.provider);
+	if (t->drv == NULL || t->drv->attach_probe == NULL)
+		return;
+	conn_spec(t, &c, &s);
+	if (t->drv->attach_probe(&c, &s, &t->att, &err) < 0)
+		dp_warn("attach probe %s: %s", t->env.id, err.msg);
+}
+
 static int
 attach(struct term *t, struct dp_err *err)
 {
@@ -695,15 +753,7 @@ attach(struct term *t, struct dp_err *err)
 		}
 		t->kubeconfig = dp_buf_detach(&plain);
 	}
-	c.id = t->env.cluster_id;
-	c.provider = t->env.provider;
-	c.endpoint = t->env.endpoint;
-	c.kubeconfig = t->kubeconfig;
-	s.id = t->env.id;
-	s.user_id = t->user.id;
-	s.name = t->env.name;
-	s.image = t->env.image;
-	s.port = t->env.port;
+	conn_spec(t, &c, &s);
 	if (t->drv->attach(&c, &s, t->req.cols, t->req.rows, &t->att,
 	    err) < 0)
 		goto out;
@@ -751,18 +801,19 @@ detach(struct term *t)
 
 /* ---- main loop ---------------------------------------------------------- */
 
-static int
-timeout_of(const struct term *t, int64_t now)
+/* Microseconds to the next timer (now_us: mono_us()). */
+static int64_t
+timeout_of(const struct term *t, int64_t now_us)
 {
-	int64_t	 next = t->last_ping + t->ping_ms;
+	int64_t	 next = (t->last_ping + t->ping_ms) * 1000;
 
-	if (t->last_client + t->idle_ms < next)
-		next = t->last_client + t->idle_ms;
-	if (t->last_check + t->check_ms < next)
-		next = t->last_check + t->check_ms;
-	if (t->flush_at != 0 && t->flush_at < next)
-		next = t->flush_at;
-	return next <= now ? 0 : (int)(next - now);
+	if ((t->last_client + t->idle_ms) * 1000 < next)
+		next = (t->last_client + t->idle_ms) * 1000;
+	if ((t->last_check + t->check_ms) * 1000 < next)
+		next = (t->last_check + t->check_ms) * 1000;
+	if (t->flush_at_us != 0 && t->flush_at_us < next)
+		next = t->flush_at_us;
+	return next <= now_us ? 0 : next - now_us;
 }
 
 static bool
@@ -784,22 +835,21 @@ pump(struct term *t, const sigset_t *waitmask)
 {
 	struct pollfd	 fds[2];
 	struct timespec	 ts;
-	int64_t		 now;
+	int64_t		 now, us;
 	bool		 ended = false;
-	int		 ms, r;
+	int		 r;
 
 	while (!t->done) {
-		now = dp_mono_ms();
-		ms = timeout_of(t, now);
+		us = timeout_of(t, mono_us());
 		fds[0].fd = STDIN_FILENO;
 		fds[0].events = POLLIN;
 		fds[1].fd = t->att.fd;
-		/* A burst gathering (flush_at) leaves the pty unwatched. */
-		fds[1].events = (t->out.len < PENDING_MAX && t->flush_at == 0 ?
+		/* A burst gathering (flush_at_us) leaves the pty unwatched. */
+		fds[1].events = (t->out.len < PENDING_MAX && t->flush_at_us == 0 ?
 		    POLLIN : 0) | (t->pin.len > 0 ? POLLOUT : 0);
 		fds[0].revents = fds[1].revents = 0;
-		ts.tv_sec = ms / 1000;
-		ts.tv_nsec = (long)(ms % 1000) * 1000000L;
+		ts.tv_sec = (time_t)(us / 1000000);
+		ts.tv_nsec = (long)(us % 1000000) * 1000L;
 		r = ppoll(fds, 2, &ts, waitmask);
 		if (r < 0 && errno != EINTR)
 			break;
@@ -830,10 +880,10 @@ pump(struct term *t, const sigset_t *waitmask)
 				ended = true;
 			}
 		}
-		now = dp_mono_ms();
-		if (!ended && t->flush_at != 0 && now >= t->flush_at &&
-		    !read_pty(t, true))
+		if (!ended && t->flush_at_us != 0 &&
+		    mono_us() >= t->flush_at_us && !read_pty(t, true))
 			ended = true;
+		now = dp_mono_ms();
 		if (ended && t->raw.len > 0)
 			send_output(t, true);
 		flush_out(t);
@@ -876,9 +926,11 @@ signals(sigset_t *orig, sigset_t *waitmask)
 	}
 	signal(SIGPIPE, SIG_IGN);
 	sigprocmask(SIG_BLOCK, &block, orig);
-	*waitmask = *orig;
+	/* Ours stay blocked across our execs (what came waits for the next
+	 * program): the mask before ours never has them. */
 	for (i = 0; i < DP_NITEMS(sigs); i++)
-		sigdelset(waitmask, sigs[i]);
+		sigdelset(orig, sigs[i]);
+	*waitmask = *orig;
 }
 
 /* "<dir of this program>/<name>" in buf; 0 or -1. */
@@ -1068,6 +1120,31 @@ out:
 }
 
 /*
+ * An environment whose driver this build lacks (ws/terminal links the
+ * local driver only, so that it starts sooner): before anything is
+ * taken, become ws/terminal-k8s, which runs the whole admission again
+ * from the same request (websocketd's environment and descriptors stay).
+ * Returns when there is no such program; attach then fails.
+ */
+static void
+hand_over(struct term *t)
+{
+	char	 path[4096];
+	char	*argv[2];
+
+	if (dp_driver_get(t->env.provider) != NULL ||
+	    beside(K8S_NAME, path, sizeof(path)) < 0 ||
+	    access(path, X_OK) < 0)
+		return;
+	db_close(t);
+	argv[0] = path;
+	argv[1] = NULL;
+	/* The mask stays: a signal that comes meanwhile waits for it. */
+	execv(path, argv);
+	dp_warn("exec %s: %s", path, strerror(errno));
+}
+
+/*
  * After the welcome: become the pump (same pid).  Returns only when it
  * is not there or does not start; the caller then pumps itself.
  */
@@ -1163,6 +1240,8 @@ main(int argc, char *argv[])
 		rc = refuse(&t, 1008, "Environment not running");
 		goto out;
 	}
+	hand_over(&t);
+	attach_probe(&t);
 	r = dp_wsapp_slot_take(t.db, t.user.id, DP_WSK_TERMINAL, t.env.id,
 	    dp_cfg.limits_ws_per_user, t.slot);
 	if (r <= 0) {
@@ -1205,6 +1284,7 @@ main(int argc, char *argv[])
 	pump(&t, &waitmask);
 	rc = 0;
 out:
+	dp_attach_probe_drop(&t.att);
 	detach(&t);
 	if (t.session[0] != '\0')
 		session_end(&t);

@@ -17,6 +17,17 @@
  * URL: ws://host:port/api/v1/ws/terminal/<id>?token=...
  */
 
+static int64_t
+mono_us(void)
+{
+	struct timespec	 ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static int64_t	 t_upgraded;	/* mono_us() when the 101 came */
+
 static struct dp_ws *
 open_term(const char *url, int64_t *t_welcome)
 {
@@ -30,6 +41,7 @@ open_term(const char *url, int64_t *t_welcome)
 		fprintf(stderr, "connect: status %d %s\n", st, err.msg);
 		exit(1);
 	}
+	t_upgraded = mono_us();
 	if (dp_ws_recv(ws, 10000, &m, &err) != 1 ||
 	    strstr(m.data, "\"welcome\"") == NULL) {
 		fprintf(stderr, "no welcome: %s\n", err.msg[0] ? err.msg :
@@ -37,7 +49,7 @@ open_term(const char *url, int64_t *t_welcome)
 		exit(1);
 	}
 	if (t_welcome != NULL)
-		*t_welcome = dp_mono_ms();
+		*t_welcome = mono_us();
 	return ws;
 }
 
@@ -95,6 +107,10 @@ wait_output(struct dp_ws *ws, const char *needle, int timeout_ms)
 			    needle ? needle : "output", err.msg);
 			exit(1);
 		}
+		if (getenv("BENCH_TRACE") != NULL)	/* message times */
+			fprintf(stderr, "%8.2f ms after the upgrade: %zu bytes "
+			    "%.40s\n", (mono_us() - t_upgraded) / 1000.0,
+			    strlen(m.data), m.data);
 		if ((d = output_of(&m, &o)) == NULL)
 			continue;
 		dl = strlen(d);
@@ -211,24 +227,34 @@ bench_throughput(const char *url, int mb)
 static void
 bench_reattach(const char *url, int n)
 {
-	int64_t		*ms = dp_xcalloc((size_t)n, sizeof(*ms));
+	int64_t		*tot = dp_xcalloc((size_t)n, sizeof(*tot));
+	int64_t		*up = dp_xcalloc((size_t)n, sizeof(*up));
+	int64_t		*wel = dp_xcalloc((size_t)n, sizeof(*wel));
 	struct dp_ws	*ws;
 	int64_t		 t0, tw;
 	int		 i;
 
 	for (i = 0; i < n; i++) {
-		t0 = dp_mono_ms();
+		t0 = mono_us();
 		ws = open_term(url, &tw);
 		(void)wait_output(ws, "$ ", 10000);
-		ms[i] = dp_mono_ms() - t0;
+		tot[i] = mono_us() - t0;
+		up[i] = t_upgraded - t0;
+		wel[i] = tw - t_upgraded;
 		dp_ws_free(ws);
 		usleep(50000);	/* the previous program's slot frees */
 	}
-	qsort(ms, (size_t)n, sizeof(*ms), cmp64);
-	printf("connect to prompt on reattach over %d connects: p50 %lld ms, "
-	    "p99 %lld ms\n", n, (long long)ms[n / 2],
-	    (long long)ms[(n * 99) / 100]);
-	free(ms);
+	qsort(tot, (size_t)n, sizeof(*tot), cmp64);
+	qsort(up, (size_t)n, sizeof(*up), cmp64);
+	qsort(wel, (size_t)n, sizeof(*wel), cmp64);
+	printf("connect to prompt on reattach over %d connects: p50 %.1f ms, "
+	    "p99 %.1f ms (p50 of its parts: upgrade %.1f ms, upgrade to "
+	    "welcome %.1f ms)\n", n, tot[n / 2] / 1000.0,
+	    tot[(n * 99) / 100] / 1000.0, up[n / 2] / 1000.0,
+	    wel[n / 2] / 1000.0);
+	free(tot);
+	free(up);
+	free(wel);
 }
 
 static void

@@ -180,6 +180,40 @@ START_TEST(test_wsapp_query)
 	ck_assert_int_eq(r.cols, 80);
 	ck_assert_str_eq(r.device_id, "");	/* 65 chars */
 	dp_wsreq_release(&r);
+	/* No query string at all; a percent-encoded token and key. */
+	dp_wsreq_parse(&r, DP_WSK_TERMINAL, NULL, NULL, NULL);
+	ck_assert_ptr_null(r.token);
+	ck_assert_int_eq(r.cols, 80);
+	dp_wsreq_release(&r);
+	dp_wsreq_parse(&r, DP_WSK_TERMINAL, "%74oken=a%2Eb+c&rows=3%30", NULL,
+	    NULL);
+	ck_assert_str_eq(r.token, "a.b c");
+	ck_assert_int_eq(r.rows, 30);
+	dp_wsreq_release(&r);
+	/* A decoded NUL cannot cut a number short: "4%000" is not 4. */
+	dp_wsreq_parse(&r, DP_WSK_TERMINAL, "cols=40%00junk&rows=40%00", NULL,
+	    NULL);
+	ck_assert_int_eq(r.cols, 80);
+	ck_assert_int_eq(r.rows, 24);
+	dp_wsreq_release(&r);
+}
+END_TEST
+
+START_TEST(test_query_get)
+{
+	struct dp_arena	 a = { 0 };
+	const char	*v;
+
+	ck_assert_ptr_null(dp_query_get(&a, "", "x"));
+	ck_assert_ptr_null(dp_query_get(&a, "xx=1&x", "y"));
+	ck_assert_str_eq(dp_query_get(&a, "xx=1&x", "x"), "");
+	ck_assert_str_eq(dp_query_get(&a, "a=1&a=2", "a"), "1");
+	ck_assert_str_eq(dp_query_get(&a, "a=%zz%4", "a"), "%zz%4");
+	v = dp_query_get(&a, "k=a%00b", "k");
+	ck_assert_uint_eq(strlen(v), 3);
+	ck_assert_int_eq(v[1], 0x7f);
+	ck_assert_str_eq(dp_query_get(&a, "%6B%3d=v%3D", "k="), "v=");
+	dp_arena_release(&a);
 }
 END_TEST
 
@@ -278,6 +312,7 @@ wsapp_suite(void)
 	suite_add_tcase(s, tc);
 	tc = tcase_create("query");
 	tcase_add_test(tc, test_wsapp_query);
+	tcase_add_test(tc, test_query_get);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("lines");
 	tcase_add_test(tc, test_wsapp_lines);
