@@ -29,6 +29,11 @@ int	 dp_jwt_verify_access(const char *token, const void *key, size_t klen,
 	    const char *issuer, int64_t now, struct dp_access_claims *out,
 	    struct dp_err *err);
 
+/* Access tokens answered from this process's cache of verified ones
+ * (dp_jwt_verify_access); the cache emptied (tests, key changes). */
+uint64_t dp_jwt_cache_hits(void);
+void	 dp_jwt_cache_clear(void);
+
 /* The HS256 key, read once from [auth] jwt_key_file; NULL on failure. */
 const struct dp_buf *dp_auth_key(void);
 

@@ -154,6 +154,63 @@ START_TEST(test_jwt_roundtrip)
 }
 END_TEST
 
+/* The cache of verified tokens answers only what a full check would. */
+START_TEST(test_jwt_cache)
+{
+	struct dp_access_claims	 c;
+	struct dp_err		 err = { 0 };
+	uint64_t		 h0;
+	char			*t, *f;
+	size_t			 n;
+
+	dp_jwt_cache_clear();
+	t = dp_jwt_issue_access(KEY, KLEN, ISS, SUB, SID, NOW, TTL);
+	ck_assert_ptr_nonnull(t);
+	h0 = dp_jwt_cache_hits();
+	ck_assert_int_eq(dp_jwt_verify_access(t, KEY, KLEN, ISS, NOW, &c,
+	    &err), 0);
+	ck_assert_uint_eq(dp_jwt_cache_hits(), h0);	/* the first: a miss */
+	memset(&c, 0, sizeof(c));
+	ck_assert_int_eq(dp_jwt_verify_access(t, KEY, KLEN, ISS, NOW + 5, &c,
+	    &err), 0);
+	ck_assert_uint_eq(dp_jwt_cache_hits(), h0 + 1);
+	ck_assert_str_eq(c.sub, SUB);
+	ck_assert_str_eq(c.sid, SID);
+	ck_assert_int_eq(c.exp, NOW + TTL);
+	/* Another key, another issuer: no answer from the cache. */
+	ck_assert_int_eq(dp_jwt_verify_access(t, KEY2, KLEN, ISS, NOW, &c,
+	    &err), -1);
+	ck_assert_int_eq(dp_jwt_verify_access(t, KEY, KLEN, "other", NOW, &c,
+	    &err), -1);
+	/* Expiry is checked on every hit. */
+	ck_assert_int_eq(dp_jwt_verify_access(t, KEY, KLEN, ISS, NOW + TTL,
+	    &c, &err), -1);
+	ck_assert_ptr_nonnull(strstr(err.msg, "expired"));
+	/* One byte changed in the signature, or the token cut short. */
+	f = strdup(t);
+	n = strlen(f);
+	f[n - 2] = f[n - 2] == 'A' ? 'B' : 'A';
+	ck_assert_int_eq(dp_jwt_verify_access(f, KEY, KLEN, ISS, NOW, &c,
+	    &err), -1);
+	f[n - 2] = t[n - 2];
+	f[n - 1] = '\0';
+	ck_assert_int_eq(dp_jwt_verify_access(f, KEY, KLEN, ISS, NOW, &c,
+	    &err), -1);
+	/* And the real one still verifies (from the cache). */
+	h0 = dp_jwt_cache_hits();
+	ck_assert_int_eq(dp_jwt_verify_access(t, KEY, KLEN, ISS, NOW, &c,
+	    &err), 0);
+	ck_assert_uint_eq(dp_jwt_cache_hits(), h0 + 1);
+	dp_jwt_cache_clear();
+	ck_assert_int_eq(dp_jwt_verify_access(t, KEY, KLEN, ISS, NOW, &c,
+	    &err), 0);
+	ck_assert_uint_eq(dp_jwt_cache_hits(), h0 + 1);
+	dp_jwt_cache_clear();
+	free(f);
+	free(t);
+}
+END_TEST
+
 START_TEST(test_jwt_issue_refuse)
 {
 	ck_assert_ptr_null(dp_jwt_issue_access(KEY, KLEN, ISS, "nope", SID,
@@ -706,6 +763,7 @@ jwt_suite(void)
 
 	tc = tcase_create("roundtrip");
 	tcase_add_test(tc, test_jwt_roundtrip);
+	tcase_add_test(tc, test_jwt_cache);
 	tcase_add_test(tc, test_jwt_issue_refuse);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("alg_none");
