@@ -1,6 +1,7 @@
 #!/bin/sh
 # bench/envs.sh: GET /api/v1/environments (a pro user with 3 environments)
-# against /health and a trivial libfcgi responder (the ceiling), with wrk
+# against /health, a trivial libfcgi responder (the ceiling) and the same
+# responder with one PostgreSQL round trip per request (trivial_pg), with wrk
 # through nginx; then the time from POST /environments to running for a
 # trivial template on the local driver (median of 5).
 #

@@ -1,7 +1,10 @@
 #!/bin/sh
 # bench/http.sh: wrk through nginx against /health, an authenticated
-# GET /api/v1/auth/me, a trivial libfcgi responder (the ceiling), and
-# concurrent logins (scrypt-bound).  Prints rps, p50 and p99 per target.
+# GET /api/v1/auth/me, a trivial libfcgi responder (the ceiling), the same
+# responder with one PostgreSQL round trip per request (trivial_pg: the
+# floor of any route that asks the database once, as every authenticated
+# one does), and concurrent logins (scrypt-bound).  Prints rps, p50 and
+# p99 per target.
 #
 #   sh bench/http.sh [DURATION_SECONDS] [CONNECTIONS]
 set -eu

@@ -309,6 +309,41 @@ templates_get(struct dp_req *req, struct dp_res *res)
 	return rc;
 }
 
+/* A field sent in the body, or NULL (keeps the old value, or the default). */
+static const char *
+opt(const struct dp_value *in, int f)
+{
+	return in[f].present ? in[f].s : NULL;
+}
+
+/*
+ * The INSERT or UPDATE of a template inside the open transaction, then
+ * the answer: status with the Template, 409 for a taken name.
+ */
+static int
+write_template(struct dp_req *req, struct dp_res *res, const char *sql,
+    int n, const char *const *p, int status)
+{
+	PGresult	*r = dp_db_exec(req->db, sql, n, p);
+	bool		 dup;
+	int		 rc;
+
+	if (!dp_db_ok(r) || PQntuples(r) != 1) {
+		dup = strcmp(dp_db_sqlstate(r), "23505") == 0;
+		PQclear(r);
+		if (dup)
+			return conflict(req, res, req->in[F_NAME].s);
+		return dp_fail_db(req, res);
+	}
+	if (dp_db_commit(req->db) < 0) {
+		PQclear(r);
+		return dp_fail_db(req, res);
+	}
+	rc = dp_ok(res, status, dp_template_json(r, 0));
+	PQclear(r);
+	return rc;
+}
+
 /*
  * POST /templates (admin): 201 Template (usage_count 0); 409 Template
  * with name '<name>' already exists; 422.
@@ -330,9 +365,6 @@ templates_create(struct dp_req *req, struct dp_res *res)
 	struct body		 b;
 	const char		*p[15];
 	char			 id[25], port[8];
-	PGresult		*r;
-	bool			 dup;
-	int			 rc;
 
 	if (!check_body(req, create_fields, &b))
 		return dp_fail_invalid(req, res);
@@ -350,27 +382,13 @@ templates_create(struct dp_req *req, struct dp_res *res)
 	p[8] = b.res;
 	p[9] = b.env;
 	p[10] = b.cmds;
-	p[11] = in[F_DOC].present ? in[F_DOC].s : NULL;
-	p[12] = in[F_ICON].present ? in[F_ICON].s : NULL;
-	p[13] = in[F_STATUS].present ? in[F_STATUS].s : NULL;
-	p[14] = in[F_VERSION].present ? in[F_VERSION].s : NULL;
+	p[11] = opt(in, F_DOC);
+	p[12] = opt(in, F_ICON);
+	p[13] = opt(in, F_STATUS);
+	p[14] = opt(in, F_VERSION);
 	if (dp_db_begin(req->db) < 0)
 		return dp_fail_db(req, res);
-	r = dp_db_exec(req->db, sql, 15, p);
-	if (!dp_db_ok(r) || PQntuples(r) != 1) {
-		dup = strcmp(dp_db_sqlstate(r), "23505") == 0;
-		PQclear(r);
-		if (dup)
-			return conflict(req, res, in[F_NAME].s);
-		return dp_fail_db(req, res);
-	}
-	if (dp_db_commit(req->db) < 0) {
-		PQclear(r);
-		return dp_fail_db(req, res);
-	}
-	rc = dp_ok(res, 201, dp_template_json(r, 0));
-	PQclear(r);
-	return rc;
+	return write_template(req, res, sql, 15, p, 201);
 }
 
 /*
@@ -406,7 +424,6 @@ templates_update(struct dp_req *req, struct dp_res *res)
 	const char		*p[17];
 	char			 port[8];
 	PGresult		*r;
-	bool			 dup;
 	int			 rc;
 
 	if (!check_body(req, update_fields, &b))
@@ -422,37 +439,23 @@ templates_update(struct dp_req *req, struct dp_res *res)
 	p[0] = dp_req_strdup(req, PQgetvalue(r, 0, 0));
 	PQclear(r);
 	(void)snprintf(port, sizeof(port), "%lld", (long long)in[F_PORT].i);
-	p[1] = in[F_NAME].present ? in[F_NAME].s : NULL;
-	p[2] = in[F_DISPLAY].present ? in[F_DISPLAY].s : NULL;
-	p[3] = in[F_DESC].present ? in[F_DESC].s : NULL;
-	p[4] = in[F_CATEGORY].present ? in[F_CATEGORY].s : NULL;
-	p[5] = in[F_IMAGE].present ? in[F_IMAGE].s : NULL;
+	p[1] = opt(in, F_NAME);
+	p[2] = opt(in, F_DISPLAY);
+	p[3] = opt(in, F_DESC);
+	p[4] = opt(in, F_CATEGORY);
+	p[5] = opt(in, F_IMAGE);
 	p[6] = b.tags;
 	p[7] = in[F_PORT].present ? port : NULL;
 	p[8] = b.res;
 	p[9] = b.env;
 	p[10] = b.cmds;
 	p[11] = (in[F_DOC].present || in[F_DOC].cleared) ? "true" : "false";
-	p[12] = in[F_DOC].present ? in[F_DOC].s : NULL;
+	p[12] = opt(in, F_DOC);
 	p[13] = (in[F_ICON].present || in[F_ICON].cleared) ? "true" : "false";
-	p[14] = in[F_ICON].present ? in[F_ICON].s : NULL;
-	p[15] = in[F_STATUS].present ? in[F_STATUS].s : NULL;
-	p[16] = in[F_VERSION].present ? in[F_VERSION].s : NULL;
-	r = dp_db_exec(req->db, sql, 17, p);
-	if (!dp_db_ok(r) || PQntuples(r) != 1) {
-		dup = strcmp(dp_db_sqlstate(r), "23505") == 0;
-		PQclear(r);
-		if (dup)
-			return conflict(req, res, in[F_NAME].s);
-		return dp_fail_db(req, res);
-	}
-	if (dp_db_commit(req->db) < 0) {
-		PQclear(r);
-		return dp_fail_db(req, res);
-	}
-	rc = dp_ok(res, 200, dp_template_json(r, 0));
-	PQclear(r);
-	return rc;
+	p[14] = opt(in, F_ICON);
+	p[15] = opt(in, F_STATUS);
+	p[16] = opt(in, F_VERSION);
+	return write_template(req, res, sql, 17, p, 200);
 }
 
 /*
