@@ -454,6 +454,10 @@ class State:
         self.rv = 1000
         self.requests = []
         self.fails = []         # [prefix, method or None, times]
+        # exec subprotocols this "API server" speaks, best first (an older
+        # cluster speaks v4 only: POST /_exec_protocols?only=v4...)
+        self.exec_protocols = ["v5.channel.k8s.io", "v4.channel.k8s.io"]
+        self.exec_used = []     # the subprotocol of each exec upgrade
         self.pvc_root = os.path.join(args.state_dir, "pvcs")
         os.makedirs(self.pvc_root, exist_ok=True)
         for i in range(args.nodes):
@@ -868,7 +872,18 @@ class Handler(BaseHTTPRequestHandler):
             with st.lock:
                 st.requests = []
                 st.fails = []
+                st.exec_protocols = ["v5.channel.k8s.io", "v4.channel.k8s.io"]
             self.send_json(200, {"ok": True})
+        elif method == "GET" and path == "/_exec_used":
+            with st.lock:
+                self.send_json(200, st.exec_used)
+        elif method == "POST" and path == "/_exec_protocols":
+            only = [p for p in query.get("only", []) if p in (
+                "v5.channel.k8s.io", "v4.channel.k8s.io")]
+            with st.lock:
+                st.exec_protocols = only or ["v5.channel.k8s.io",
+                                             "v4.channel.k8s.io"]
+            self.send_json(200, {"exec_protocols": st.exec_protocols})
         elif method == "POST" and path == "/_fail":
             prefix = (query.get("path_prefix") or ["/"])[0]
             times = int((query.get("times") or ["1"])[0])
@@ -1357,15 +1372,17 @@ class Handler(BaseHTTPRequestHandler):
             raise ApiError(400, "Upgrade request required")
         offered = [p.strip() for p in self.headers.get(
             "Sec-WebSocket-Protocol", "").split(",") if p.strip()]
-        proto = next((p for p in ("v5.channel.k8s.io", "v4.channel.k8s.io")
-                      if p in offered), None)
+        with self.server.state.lock:
+            speaks = list(self.server.state.exec_protocols)
+        proto = next((p for p in speaks if p in offered), None)
         key = self.headers.get("Sec-WebSocket-Key")
         if proto is None or not key:
             raise ApiError(400, "unable to upgrade connection: no supported "
-                           "subprotocol (v5.channel.k8s.io, "
-                           "v4.channel.k8s.io)")
+                           "subprotocol (%s)" % ", ".join(speaks))
         tty = (query.get("tty") or ["false"])[0] == "true"
         argv = [self.server.state.translate(host, a) for a in cmd]
+        with self.server.state.lock:
+            self.server.state.exec_used.append(proto)
         accept = base64.b64encode(hashlib.sha1(
             (key + WS_GUID).encode()).digest()).decode()
         self.send_response(101)

@@ -293,6 +293,34 @@ def test_ws_k8s_reattach_redraws():
     wait_for("the terminal processes to end", lambda: not websocketd_children(), 5)
 
 
+def test_ws_k8s_v4_only_cluster():
+    """An API server that speaks v4.channel.k8s.io only (older clusters):
+    the bridge falls back to it; input, output and resize still work."""
+    if "env" not in S:
+        fail("needs the environment of test_ws_k8s_setup")
+    fk, eid = S["fake"], S["env"]
+    st, js = fk.call("POST", "/_exec_protocols?only=v4.channel.k8s.io")
+    eq((st, js), (200, {"exec_protocols": ["v4.channel.k8s.io"]}),
+       "fake speaks v4 only")
+    try:
+        ws, w = open_term(eid, cols=90, rows=20)
+        eq(w["environment"]["id"], eid, "welcome environment")
+        ws.send({"type": "input", "data": "echo V4$((40+4))ONLY\r"})
+        ws.output_until("V444ONLY", 15)
+        pod_size(ws, "19 90")
+        ws.send({"type": "resize", "cols": 110, "rows": 33})
+        pod_size(ws, "32 110")
+        ws.close()
+        wait_for("the terminal processes to end",
+                 lambda: not websocketd_children(), 5)
+        st, used = fk.call("GET", "/_exec_used")
+        eq(st, 200, "GET /_exec_used")
+        eq(used[-1], "v4.channel.k8s.io", "negotiated subprotocol")
+        check("v5.channel.k8s.io" in used, "earlier execs used v5: %r" % used)
+    finally:
+        fk.call("POST", "/_exec_protocols")
+
+
 def test_ws_k8s_stop_closes_terminal():
     if "env" not in S:
         fail("needs the environment of test_ws_k8s_setup")
