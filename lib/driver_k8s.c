@@ -115,22 +115,6 @@ safe_id(const char *s)
 }
 
 static int
-fmt(char *buf, size_t n, const char *f, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static int
-fmt(char *buf, size_t n, const char *f, ...)
-{
-	va_list	 ap;
-	int	 len;
-
-	va_start(ap, f);
-	len = vsnprintf(buf, n, f, ap);
-	va_end(ap);
-	return len < 0 || (size_t)len >= n ? -1 : 0;
-}
-
-static int
 ctx_open(struct kctx *c, const struct dp_cluster_conn *cc,
     const char *uid, const char *eid, struct dp_err *err)
 {
@@ -146,13 +130,13 @@ ctx_open(struct kctx *c, const struct dp_cluster_conn *cc,
 	c->uid = uid;
 	c->eid = eid;
 	/* safe_id bounds the lengths: these cannot truncate. */
-	if ((uid != NULL && fmt(c->ns, sizeof(c->ns), "devpocket-u-%s",
+	if ((uid != NULL && dp_sfmt(c->ns, sizeof(c->ns), "devpocket-u-%s",
 	    uid) == -1) ||
-	    (eid != NULL && (fmt(c->name, sizeof(c->name), "env-%s", eid) == -1 ||
-	    fmt(c->pvc, sizeof(c->pvc), "env-%s-home", eid) == -1 ||
-	    fmt(c->cm, sizeof(c->cm), "env-%s-init", eid) == -1 ||
-	    fmt(c->pod, sizeof(c->pod), "env-%s-0", eid) == -1 ||
-	    fmt(c->session, sizeof(c->session), "devpocket_%s", eid) == -1))) {
+	    (eid != NULL && (dp_sfmt(c->name, sizeof(c->name), "env-%s", eid) == -1 ||
+	    dp_sfmt(c->pvc, sizeof(c->pvc), "env-%s-home", eid) == -1 ||
+	    dp_sfmt(c->cm, sizeof(c->cm), "env-%s-init", eid) == -1 ||
+	    dp_sfmt(c->pod, sizeof(c->pod), "env-%s-0", eid) == -1 ||
+	    dp_sfmt(c->session, sizeof(c->session), "devpocket_%s", eid) == -1))) {
 		dp_err_set(err, 0, "name too long");
 		return -1;
 	}
@@ -599,7 +583,7 @@ apply(struct kctx *c, const char *collection, const char *name,
 	if (dp_k8s_create(c->k, collection, obj, &existed, err) == -1)
 		goto out;
 	if (existed && !create_only) {
-		if (fmt(path, sizeof(path), "%s/%s", collection, name) == -1) {
+		if (dp_sfmt(path, sizeof(path), "%s/%s", collection, name) == -1) {
 			dp_err_set(err, 0, "path too long");
 			goto out;
 		}
@@ -658,7 +642,7 @@ quota_needs(struct kctx *c, const struct dp_env_spec *s, int64_t need[],
 	need[Q_MEM] = s->memory_bytes;
 	need[Q_STORAGE] = s->storage_bytes;
 	need[Q_COUNT] = 1;
-	if (fmt(path, sizeof(path), "/apis/apps/v1/namespaces/%s/statefulsets?"
+	if (dp_sfmt(path, sizeof(path), "/apis/apps/v1/namespaces/%s/statefulsets?"
 	    "%s", c->ns, MANAGED_SEL) == -1) {
 		dp_err_set(err, 0, "path too long");
 		goto out;
@@ -740,8 +724,8 @@ quota_ensure(struct kctx *c, const struct dp_env_spec *s,
 	size_t		 i;
 	int		 tries, rc, ret = -1;
 
-	if (fmt(col, sizeof(col), "/api/v1/namespaces/%s/resourcequotas",
-	    c->ns) == -1 || fmt(path, sizeof(path), "%s/" QUOTA_NAME,
+	if (dp_sfmt(col, sizeof(col), "/api/v1/namespaces/%s/resourcequotas",
+	    c->ns) == -1 || dp_sfmt(path, sizeof(path), "%s/" QUOTA_NAME,
 	    col) == -1) {
 		dp_err_set(err, 0, "path too long");
 		goto out;
@@ -818,23 +802,23 @@ env_up(const struct dp_cluster_conn *cc, const struct dp_env_spec *s,
 		goto out;
 	if (quota_ensure(&c, s, err) == -1)
 		goto out;
-	if (fmt(col, sizeof(col), "/apis/networking.k8s.io/v1/namespaces/%s/"
+	if (dp_sfmt(col, sizeof(col), "/apis/networking.k8s.io/v1/namespaces/%s/"
 	    "networkpolicies", c.ns) == -1 ||
 	    apply(&c, col, NETPOL_NAME, netpol_obj(&c), false, err) == -1)
 		goto out;
-	if (fmt(col, sizeof(col), "/api/v1/namespaces/%s/"
+	if (dp_sfmt(col, sizeof(col), "/api/v1/namespaces/%s/"
 	    "persistentvolumeclaims", c.ns) == -1 ||
 	    apply(&c, col, c.pvc, pvc_obj(&c, s), true, err) == -1)
 		goto out;
-	if (fmt(col, sizeof(col), "/api/v1/namespaces/%s/configmaps",
+	if (dp_sfmt(col, sizeof(col), "/api/v1/namespaces/%s/configmaps",
 	    c.ns) == -1 ||
 	    apply(&c, col, c.cm, configmap_obj(&c, s, err), false, err) == -1)
 		goto out;
-	if (fmt(col, sizeof(col), "/api/v1/namespaces/%s/services",
+	if (dp_sfmt(col, sizeof(col), "/api/v1/namespaces/%s/services",
 	    c.ns) == -1 ||
 	    apply(&c, col, c.name, service_obj(&c, s), false, err) == -1)
 		goto out;
-	if (fmt(col, sizeof(col), "/apis/apps/v1/namespaces/%s/statefulsets",
+	if (dp_sfmt(col, sizeof(col), "/apis/apps/v1/namespaces/%s/statefulsets",
 	    c.ns) == -1 ||
 	    apply(&c, col, c.name, statefulset_obj(&c, s, err), false,
 	    err) == -1)
@@ -874,7 +858,7 @@ k8s_stop(const struct dp_cluster_conn *cc, const struct dp_env_spec *s,
 
 	if (ctx_open(&c, cc, s->user_id, s->id, err) == -1)
 		goto out;
-	if (fmt(path, sizeof(path), "/apis/apps/v1/namespaces/%s/statefulsets/"
+	if (dp_sfmt(path, sizeof(path), "/apis/apps/v1/namespaces/%s/statefulsets/"
 	    "%s/scale", c.ns, c.name) == -1)
 		goto out;
 	patch = json_object_new_object();
@@ -901,17 +885,17 @@ k8s_destroy(const struct dp_cluster_conn *cc, const struct dp_env_spec *s,
 
 	if (ctx_open(&c, cc, s->user_id, s->id, err) == -1)
 		goto out;
-	if (fmt(path, sizeof(path), "/apis/apps/v1/namespaces/%s/statefulsets/"
+	if (dp_sfmt(path, sizeof(path), "/apis/apps/v1/namespaces/%s/statefulsets/"
 	    "%s?propagationPolicy=Background", c.ns, c.name) == -1 ||
 	    dp_k8s_delete(c.k, path, NULL, err) == -1)
 		goto out;
-	if (fmt(path, sizeof(path), "/api/v1/namespaces/%s/services/%s",
+	if (dp_sfmt(path, sizeof(path), "/api/v1/namespaces/%s/services/%s",
 	    c.ns, c.name) == -1 || dp_k8s_delete(c.k, path, NULL, err) == -1)
 		goto out;
-	if (fmt(path, sizeof(path), "/api/v1/namespaces/%s/configmaps/%s",
+	if (dp_sfmt(path, sizeof(path), "/api/v1/namespaces/%s/configmaps/%s",
 	    c.ns, c.cm) == -1 || dp_k8s_delete(c.k, path, NULL, err) == -1)
 		goto out;
-	if (fmt(path, sizeof(path), "/api/v1/namespaces/%s/"
+	if (dp_sfmt(path, sizeof(path), "/api/v1/namespaces/%s/"
 	    "persistentvolumeclaims/%s", c.ns, c.pvc) == -1 ||
 	    dp_k8s_delete(c.k, path, NULL, err) == -1)
 		goto out;
@@ -970,7 +954,7 @@ k8s_status(const struct dp_cluster_conn *cc, const struct dp_env_spec *s,
 
 	if (ctx_open(&c, cc, s->user_id, s->id, err) == -1)
 		goto out;
-	if (fmt(path, sizeof(path), "/apis/apps/v1/namespaces/%s/statefulsets/"
+	if (dp_sfmt(path, sizeof(path), "/apis/apps/v1/namespaces/%s/statefulsets/"
 	    "%s", c.ns, c.name) == -1)
 		goto out;
 	if (dp_k8s_get(c.k, path, &sts, err) == -1) {
@@ -989,7 +973,7 @@ k8s_status(const struct dp_cluster_conn *cc, const struct dp_env_spec *s,
 		ret = 0;
 		goto out;
 	}
-	if (fmt(path, sizeof(path), "/api/v1/namespaces/%s/pods/%s", c.ns,
+	if (dp_sfmt(path, sizeof(path), "/api/v1/namespaces/%s/pods/%s", c.ns,
 	    c.pod) == -1)
 		goto out;
 	if (dp_k8s_get(c.k, path, &pod, err) == -1) {
@@ -1027,7 +1011,7 @@ k8s_metrics(const struct dp_cluster_conn *cc, const struct dp_env_spec *s,
 
 	if (ctx_open(&c, cc, s->user_id, s->id, err) == -1)
 		goto out;
-	if (fmt(path, sizeof(path), "/apis/metrics.k8s.io/v1beta1/namespaces/"
+	if (dp_sfmt(path, sizeof(path), "/apis/metrics.k8s.io/v1beta1/namespaces/"
 	    "%s/pods/%s", c.ns, c.pod) == -1)
 		goto out;
 	if (dp_k8s_get(c.k, path, &pm, err) == -1)
@@ -1087,7 +1071,7 @@ k8s_install_log(const struct dp_cluster_conn *cc, const struct dp_env_spec *s,
 	}
 	if (ctx_open(&c, cc, s->user_id, s->id, err) == -1)
 		goto out;
-	if (fmt(path, sizeof(path), "/api/v1/namespaces/%s/pods/%s", c.ns,
+	if (dp_sfmt(path, sizeof(path), "/api/v1/namespaces/%s/pods/%s", c.ns,
 	    c.pod) == -1)
 		goto out;
 	if (dp_k8s_get(c.k, path, &pod, err) == -1) {
@@ -1099,7 +1083,7 @@ k8s_install_log(const struct dp_cluster_conn *cc, const struct dp_env_spec *s,
 		ret = 0;
 		goto out;
 	}
-	if (fmt(path, sizeof(path), "/api/v1/namespaces/%s/pods/%s/log?"
+	if (dp_sfmt(path, sizeof(path), "/api/v1/namespaces/%s/pods/%s/log?"
 	    "container=" CONTAINER "&limitBytes=%lld", c.ns, c.pod,
 	    (long long)(offset + LOG_CHUNK)) == -1)
 		goto out;
@@ -1332,7 +1316,7 @@ session_exists(struct kctx *c, bool *yes, struct dp_err *err)
 
 	*yes = false;
 	/* "=" asks for exactly this name, not a prefix of another. */
-	if (fmt(target, sizeof(target), "=%s", c->session) == -1) {
+	if (dp_sfmt(target, sizeof(target), "=%s", c->session) == -1) {
 		dp_err_set(err, 0, "name too long");
 		return -1;
 	}

@@ -128,23 +128,6 @@ static struct {
 
 /* --- small helpers -------------------------------------------------------- */
 
-static int
-pathf(char *out, size_t n, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-/* snprintf into a path buffer; -1 when it does not fit. */
-static int
-pathf(char *out, size_t n, const char *fmt, ...)
-{
-	va_list	 ap;
-	int	 r;
-
-	va_start(ap, fmt);
-	r = vsnprintf(out, n, fmt, ap);
-	va_end(ap);
-	return (r < 0 || (size_t)r >= n) ? -1 : 0;
-}
-
 static const char *
 find_prog(const char *name, char *out, size_t n)
 {
@@ -153,7 +136,7 @@ find_prog(const char *name, char *out, size_t n)
 	size_t	 i;
 
 	for (i = 0; i < DP_NITEMS(dirs); i++) {
-		if (pathf(out, n, "%s/%s", dirs[i], name) == 0 &&
+		if (dp_sfmt(out, n, "%s/%s", dirs[i], name) == 0 &&
 		    access(out, X_OK) == 0)
 			return out;
 	}
@@ -187,7 +170,7 @@ find_cgroup2(char *out, size_t n)
 		*strchrnul(mp, ' ') = '\0';
 		/* Mount points with spaces are octal-escaped; skip them. */
 		if (strchr(mp, '\\') == NULL && access(mp, W_OK) == 0 &&
-		    pathf(out, n, "%s", mp) == 0)
+		    dp_sfmt(out, n, "%s", mp) == 0)
 			break;
 		out[0] = '\0';
 	}
@@ -202,7 +185,7 @@ host_init(void)
 		return;
 	find_prog("tmux", host.tmux, sizeof(host.tmux));
 	if (access("/usr/bin/bwrap", X_OK) == 0)
-		pathf(host.bwrap, sizeof(host.bwrap), "/usr/bin/bwrap");
+		dp_sfmt(host.bwrap, sizeof(host.bwrap), "/usr/bin/bwrap");
 	find_prog("rm", host.rm, sizeof(host.rm));
 	find_cgroup2(host.cgmount, sizeof(host.cgmount));
 	host.bwrap_ok = -1;
@@ -313,7 +296,7 @@ mkdir_p(const char *path, mode_t mode, struct dp_err *err)
 {
 	char	 buf[LPATH], *p;
 
-	if (pathf(buf, sizeof(buf), "%s", path) == -1) {
+	if (dp_sfmt(buf, sizeof(buf), "%s", path) == -1) {
 		dp_err_set(err, ENAMETOOLONG, "path too long");
 		return -1;
 	}
@@ -408,7 +391,7 @@ pid_starttime(pid_t pid)
 {
 	char	 path[64], buf[1024], *f[22];
 
-	if (pathf(path, sizeof(path), "/proc/%d/stat", (int)pid) == -1 ||
+	if (dp_sfmt(path, sizeof(path), "/proc/%d/stat", (int)pid) == -1 ||
 	    read_small(path, buf, sizeof(buf)) <= 0 ||
 	    stat_fields(buf, f) == -1)
 		return 0;
@@ -428,7 +411,7 @@ dp_local_env_dir(const char *id, char *out, size_t n)
 	len = strlen(root);
 	while (len > 1 && root[len - 1] == '/')
 		len--;
-	return pathf(out, n, "%.*s/%s", (int)len, root, id);
+	return dp_sfmt(out, n, "%.*s/%s", (int)len, root, id);
 }
 
 static int
@@ -443,7 +426,7 @@ resolve_user(struct lenv *e, struct dp_err *err)
 		e->gid = getgid();
 		e->drop = false;
 		pw = getpwuid(e->uid);
-		pathf(e->user, sizeof(e->user), "%s",
+		dp_sfmt(e->user, sizeof(e->user), "%s",
 		    pw != NULL ? pw->pw_name : "user");
 		return 0;
 	}
@@ -461,7 +444,7 @@ resolve_user(struct lenv *e, struct dp_err *err)
 	e->uid = pw->pw_uid;
 	e->gid = pw->pw_gid;
 	e->drop = true;
-	if (pathf(e->user, sizeof(e->user), "%s", pw->pw_name) == -1) {
+	if (dp_sfmt(e->user, sizeof(e->user), "%s", pw->pw_name) == -1) {
 		dp_err_set(err, ENAMETOOLONG, "user name too long");
 		return -1;
 	}
@@ -493,30 +476,30 @@ lenv_init(struct lenv *e, const struct dp_env_spec *spec, struct dp_err *err)
 		    "absolute path");
 		return -1;
 	}
-	pathf(e->root, sizeof(e->root), "%.*s",
+	dp_sfmt(e->root, sizeof(e->root), "%.*s",
 	    (int)(strrchr(e->dir, '/') - e->dir), e->dir);
 	if (e->root[0] == '\0')
-		pathf(e->root, sizeof(e->root), "/");
+		dp_sfmt(e->root, sizeof(e->root), "/");
 	d = e->dir;
-	r |= pathf(e->home, LPATH, "%s/home", d);
-	r |= pathf(e->ws, LPATH, "%s/home/workspace", d);
-	r |= pathf(e->run, LPATH, "%s/run", d);
-	r |= pathf(e->sock, SUN_PATH_MAX, "%s/run/tmux.sock", d);
-	r |= pathf(e->log, LPATH, "%s/install.log", d);
-	r |= pathf(e->conf, LPATH, "%s/tmux.conf", d);
-	r |= pathf(e->steps, LPATH, "%s/steps", d);
-	r |= pathf(e->script, LPATH, "%s/install.sh", d);
-	r |= pathf(e->state, LPATH, "%s/state", d);
-	r |= pathf(e->pidfile, LPATH, "%s/server.pid", d);
-	r |= pathf(e->mstate, LPATH, "%s/metrics.state", d);
-	r |= pathf(e->launchlog, LPATH, "%s/launch.log", d);
-	r |= pathf(e->launchinfo, LPATH, "%s/launch.info", d);
-	r |= pathf(e->lock, LPATH, "%s/lock", d);
-	r |= pathf(e->session, sizeof(e->session), DP_LOCAL_SESSION_PREFIX "%s",
+	r |= dp_sfmt(e->home, LPATH, "%s/home", d);
+	r |= dp_sfmt(e->ws, LPATH, "%s/home/workspace", d);
+	r |= dp_sfmt(e->run, LPATH, "%s/run", d);
+	r |= dp_sfmt(e->sock, SUN_PATH_MAX, "%s/run/tmux.sock", d);
+	r |= dp_sfmt(e->log, LPATH, "%s/install.log", d);
+	r |= dp_sfmt(e->conf, LPATH, "%s/tmux.conf", d);
+	r |= dp_sfmt(e->steps, LPATH, "%s/steps", d);
+	r |= dp_sfmt(e->script, LPATH, "%s/install.sh", d);
+	r |= dp_sfmt(e->state, LPATH, "%s/state", d);
+	r |= dp_sfmt(e->pidfile, LPATH, "%s/server.pid", d);
+	r |= dp_sfmt(e->mstate, LPATH, "%s/metrics.state", d);
+	r |= dp_sfmt(e->launchlog, LPATH, "%s/launch.log", d);
+	r |= dp_sfmt(e->launchinfo, LPATH, "%s/launch.info", d);
+	r |= dp_sfmt(e->lock, LPATH, "%s/lock", d);
+	r |= dp_sfmt(e->session, sizeof(e->session), DP_LOCAL_SESSION_PREFIX "%s",
 	    e->id);
 	if (host.cgmount[0] != '\0') {
-		r |= pathf(e->cg, LPATH, "%s/devpocket/%s", host.cgmount, e->id);
-		r |= pathf(e->cgprocs, LPATH, "%s/cgroup.procs", e->cg);
+		r |= dp_sfmt(e->cg, LPATH, "%s/devpocket/%s", host.cgmount, e->id);
+		r |= dp_sfmt(e->cgprocs, LPATH, "%s/cgroup.procs", e->cg);
 	}
 	if (r != 0) {
 		dp_err_set(err, ENAMETOOLONG, "[drivers] local_root is too "
@@ -894,10 +877,10 @@ cg_delegate(const char *cg)
 	char	 path[LPATH], have[512], knob[16];
 	size_t	 i;
 
-	if (pathf(path, sizeof(path), "%s/cgroup.controllers", cg) == -1 ||
+	if (dp_sfmt(path, sizeof(path), "%s/cgroup.controllers", cg) == -1 ||
 	    read_small(path, have, sizeof(have)) < 0)
 		return;
-	if (pathf(path, sizeof(path), "%s/cgroup.subtree_control", cg) == -1)
+	if (dp_sfmt(path, sizeof(path), "%s/cgroup.subtree_control", cg) == -1)
 		return;
 	for (i = 0; i < DP_NITEMS(ctl); i++) {
 		if (!has_word(have, ctl[i]))
@@ -918,7 +901,7 @@ cg_kill(const struct lenv *e)
 
 	if (e->cg[0] == '\0' || !exists(e->cg))
 		return;
-	if (pathf(path, sizeof(path), "%s/cgroup.kill", e->cg) == 0)
+	if (dp_sfmt(path, sizeof(path), "%s/cgroup.kill", e->cg) == 0)
 		(void)write_knob(path, "1");
 	deadline = dp_mono_ms() + KILL_WAIT_MS;
 	do {
@@ -965,12 +948,12 @@ cg_prune(void)
 	time_t		 now = time(NULL);
 
 	if (host.cgmount[0] == '\0' ||
-	    pathf(base, sizeof(base), "%s/devpocket", host.cgmount) == -1 ||
+	    dp_sfmt(base, sizeof(base), "%s/devpocket", host.cgmount) == -1 ||
 	    (d = opendir(base)) == NULL)
 		return;
 	while ((de = readdir(d)) != NULL) {
 		if (!dp_is_id(de->d_name) ||
-		    pathf(path, sizeof(path), "%s/%s", base, de->d_name) == -1 ||
+		    dp_sfmt(path, sizeof(path), "%s/%s", base, de->d_name) == -1 ||
 		    lstat(path, &st) == -1 || !S_ISDIR(st.st_mode) ||
 		    now - st.st_ctime < 60)
 			continue;
@@ -999,14 +982,14 @@ set_limits(struct lenv *e, const struct dp_env_spec *spec,
 	if (e->cg[0] != '\0') {
 		cg_prune();
 		cg_delegate(host.cgmount);
-		pathf(base, sizeof(base), "%s/devpocket", host.cgmount);
+		dp_sfmt(base, sizeof(base), "%s/devpocket", host.cgmount);
 		if (mkdir_ok(base, 0755, &err) == -1 ||
 		    mkdir_ok(e->cg, 0755, &err) == -1) {
 			e->cg[0] = e->cgprocs[0] = '\0';
 		} else {
 			cg_delegate(base);
 			have[0] = '\0';
-			if (pathf(path, sizeof(path), "%s/cgroup.controllers",
+			if (dp_sfmt(path, sizeof(path), "%s/cgroup.controllers",
 			    e->cg) == 0)
 				(void)read_small(path, have, sizeof(have));
 			if (has_word(have, "cpu") && spec->cpu_millicores > 0) {
@@ -1015,18 +998,18 @@ set_limits(struct lenv *e, const struct dp_env_spec *spec,
 					quota = 1000;
 				snprintf(val, sizeof(val), "%lld 100000",
 				    (long long)quota);
-				pathf(path, sizeof(path), "%s/cpu.max", e->cg);
+				dp_sfmt(path, sizeof(path), "%s/cpu.max", e->cg);
 				cpu = write_knob(path, val) == 0;
 			}
 			if (has_word(have, "memory") && spec->memory_bytes > 0) {
 				snprintf(val, sizeof(val), "%lld",
 				    (long long)spec->memory_bytes);
-				pathf(path, sizeof(path), "%s/memory.max",
+				dp_sfmt(path, sizeof(path), "%s/memory.max",
 				    e->cg);
 				mem = write_knob(path, val) == 0;
 			}
 			if (has_word(have, "pids")) {
-				pathf(path, sizeof(path), "%s/pids.max", e->cg);
+				dp_sfmt(path, sizeof(path), "%s/pids.max", e->cg);
 				pids = write_knob(path, "512") == 0;
 			}
 		}
@@ -1077,7 +1060,7 @@ proc_scan(size_t *np)
 	while ((de = readdir(d)) != NULL && n < 1000000) {
 		if (de->d_name[0] < '0' || de->d_name[0] > '9')
 			continue;
-		if (pathf(path, sizeof(path), "/proc/%s/stat", de->d_name) ||
+		if (dp_sfmt(path, sizeof(path), "/proc/%s/stat", de->d_name) ||
 		    read_small(path, buf, sizeof(buf)) <= 0 ||
 		    stat_fields(buf, f) == -1)
 			continue;
@@ -1854,7 +1837,7 @@ cg_value(const struct lenv *e, const char *file, const char *key)
 	char	 path[LPATH], buf[8192], *p;
 	size_t	 klen;
 
-	if (pathf(path, sizeof(path), "%s/%s", e->cg, file) == -1 ||
+	if (dp_sfmt(path, sizeof(path), "%s/%s", e->cg, file) == -1 ||
 	    read_small(path, buf, sizeof(buf)) <= 0)
 		return -1;
 	if (key == NULL)

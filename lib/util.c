@@ -1,5 +1,6 @@
 /* lib/util.c: allocation, growable buffers, errors, arenas, small helpers */
 #include <errno.h>
+#include <stdarg.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -506,4 +507,17 @@ dp_query_get(struct dp_arena *a, const char *qs, const char *name)
 		if (v[i] == '\0')
 			v[i] = 0x7f;
 	return v;
+}
+
+/* snprintf into a fixed buffer; -1 when it does not fit (or fails). */
+int
+dp_sfmt(char *buf, size_t n, const char *fmt, ...)
+{
+	va_list	 ap;
+	int	 len;
+
+	va_start(ap, fmt);
+	len = vsnprintf(buf, n, fmt, ap);
+	va_end(ap);
+	return len < 0 || (size_t)len >= n ? -1 : 0;
 }

@@ -66,6 +66,9 @@ char	*dp_arena_printf(struct dp_arena *, const char *, ...)
 	    __attribute__((format(printf, 2, 3)));
 void	 dp_arena_reset(struct dp_arena *);
 
+/* snprintf into a fixed buffer; -1 when it does not fit (or fails). */
+int	 dp_sfmt(char *buf, size_t n, const char *fmt, ...)
+	    __attribute__((format(printf, 3, 4)));
 /* The value of one hex digit, or -1. */
 int	 dp_hexval(int c);
 /* Percent-decoding ('+' is a space) of s[0..n) into the arena. */
