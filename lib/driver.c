@@ -1,7 +1,5 @@
 /* lib/driver.c: choosing the driver of a cluster */
-#include <signal.h>
 #include <string.h>
-#include <sys/wait.h>
 
 #include "driver.h"
 
@@ -35,11 +33,7 @@ dp_driver_get(const char *provider)
 }
 
 void
-dp_attach_probe_drop(struct dp_attach *a)
+dp_attach_probe_drop(void)
 {
-	if (a->probe_pid > 0) {
-		(void)kill(a->probe_pid, SIGKILL);
-		(void)waitpid(a->probe_pid, NULL, 0);
-	}
-	a->probe_pid = 0;
+	dp_local_probe_drop();
 }

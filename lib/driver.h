@@ -82,7 +82,6 @@ struct dp_attach {
 	int	 pid;		/* child process, or -1 */
 	void	*priv;		/* driver state (kubernetes exec socket) */
 	bool	 existed;	/* the tmux session was already there */
-	int	 probe_pid;	/* attach_probe's child for attach, or 0 */
 };
 
 /*
@@ -123,19 +122,20 @@ struct dp_driver {
 	int	(*attach)(const struct dp_cluster_conn *,
 		    const struct dp_env_spec *, int cols, int rows,
 		    struct dp_attach *, struct dp_err *);
-	/* May be NULL.  Starts what attach will need to know (local: is the
-	 * session there?) so that it runs while the caller does other work
-	 * (the slot); attach, or dp_attach_probe_drop, finishes it.  Nothing
-	 * it does shows to the environment. */
+	/* May be NULL.  Starts what attach of the same environment will
+	 * need to know (local: is the session there?) so that it runs while
+	 * the caller does other work (the slot); that attach, or
+	 * dp_attach_probe_drop, finishes it (one pending per process).
+	 * Nothing it does shows to the environment. */
 	int	(*attach_probe)(const struct dp_cluster_conn *,
-		    const struct dp_env_spec *, struct dp_attach *,
-		    struct dp_err *);
+		    const struct dp_env_spec *, struct dp_err *);
 	int	(*probe)(const struct dp_cluster_conn *, struct dp_probe *,
 		    struct dp_err *);
 };
 
-/* Ends an attach_probe that attach will not finish. */
-void	 dp_attach_probe_drop(struct dp_attach *);
+/* Ends an attach_probe that no attach will finish (none: no-op). */
+void	 dp_attach_probe_drop(void);
+void	 dp_local_probe_drop(void);	/* the local driver's */
 
 /* The driver of a provider name, or NULL. */
 const struct dp_driver *dp_driver_get(const char *provider);

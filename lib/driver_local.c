@@ -2063,12 +2063,29 @@ fork_into(const struct lenv *e, bool *placed)
 }
 
 /*
- * attach_probe: has-session started now, its answer taken by attach (a
- * tmux client that only asks: the session's clients see nothing).
+ * attach_probe: has-session started now, its answer taken by the attach
+ * of the same environment (a tmux client that only asks: the session's
+ * clients see nothing).  One pending per process.
  */
+static struct {
+	char	 id[25];
+	pid_t	 pid;		/* 0: none */
+} probe;
+
+void
+dp_local_probe_drop(void)
+{
+	if (probe.pid > 0) {
+		(void)kill(probe.pid, SIGKILL);
+		(void)waitpid(probe.pid, NULL, 0);
+	}
+	probe.pid = 0;
+	probe.id[0] = '\0';
+}
+
 static int
 local_attach_probe(const struct dp_cluster_conn *c,
-    const struct dp_env_spec *spec, struct dp_attach *a, struct dp_err *err)
+    const struct dp_env_spec *spec, struct dp_err *err)
 {
 	struct lenv	 e;
 	struct spawn	 sp = { 0 };
@@ -2077,7 +2094,7 @@ local_attach_probe(const struct dp_cluster_conn *c,
 	    e.session, NULL };
 	pid_t		 pid;
 
-	a->probe_pid = 0;
+	dp_local_probe_drop();
 	if (lenv_init(&e, spec, err) == -1)
 		return -1;
 	argv[0] = host.tmux;
@@ -2094,26 +2111,35 @@ local_attach_probe(const struct dp_cluster_conn *c,
 	}
 	if (pid == 0)
 		child(&e, &sp);
-	a->probe_pid = (int)pid;
+	memcpy(probe.id, e.id, sizeof(probe.id));
+	probe.pid = pid;
 	return 0;
 }
 
-/* attach_probe's answer: has-session's exit status (bounded wait). */
+/*
+ * The pending probe's answer for environment id: has-session's exit
+ * status (bounded wait); -2 when none is pending for it (a probe of
+ * another environment is dropped).
+ */
 static int
-probe_wait(struct dp_attach *a)
+probe_take(const char *id)
 {
 	int64_t	 deadline = dp_mono_ms() + CMD_TIMEOUT_MS;
 	int	 st = 0, rc = -1;
 	pid_t	 w;
 
-	while ((w = waitpid(a->probe_pid, &st, WNOHANG)) == 0 &&
+	if (probe.pid <= 0 || strcmp(probe.id, id) != 0) {
+		dp_local_probe_drop();
+		return -2;
+	}
+	while ((w = waitpid(probe.pid, &st, WNOHANG)) == 0 &&
 	    dp_mono_ms() < deadline)
 		usleep(200);
-	if (w == a->probe_pid)
+	if (w == probe.pid) {
 		rc = WIFEXITED(st) ? WEXITSTATUS(st) : 128;
-	else
-		dp_attach_probe_drop(a);
-	a->probe_pid = 0;
+		probe.pid = 0;
+	}
+	dp_local_probe_drop();
 	return rc;
 }
 
@@ -2139,7 +2165,7 @@ local_attach(const struct dp_cluster_conn *c, const struct dp_env_spec *spec,
 	char		**envp = NULL;
 	char		*argv[] = { host.tmux, "-S", e.sock, "new-session", "-A",
 	    "-s", e.session, "-c", e.ws, NULL };
-	int		 master = -1, slave = -1, rc = -1;
+	int		 master = -1, slave = -1, rc = -1, r;
 	pid_t		 pid;
 	bool		 placed;
 
@@ -2148,7 +2174,7 @@ local_attach(const struct dp_cluster_conn *c, const struct dp_env_spec *spec,
 	a->priv = NULL;
 	a->existed = false;
 	if (lenv_init(&e, spec, err) == -1) {
-		dp_attach_probe_drop(a);
+		dp_local_probe_drop();
 		goto out;
 	}
 	argv[0] = host.tmux;
@@ -2158,15 +2184,14 @@ local_attach(const struct dp_cluster_conn *c, const struct dp_env_spec *spec,
 	}
 	if (!exists(e.dir) || lstat(e.sock, &st) == -1 ||
 	    !S_ISSOCK(st.st_mode)) {
-		dp_attach_probe_drop(a);
+		dp_local_probe_drop();
 		dp_err_set(err, ESRCH, "environment is not running");
 		goto out;
 	}
-	if (a->probe_pid > 0)
-		a->existed = probe_wait(a) == 0;
-	else
-		a->existed = tmux_call(&e, (char **)min_env, NULL, &cerr,
-		    "has-session", "-t", e.session, NULL) == 0;
+	if ((r = probe_take(e.id)) == -2)
+		r = tmux_call(&e, (char **)min_env, NULL, &cerr,
+		    "has-session", "-t", e.session, NULL);
+	a->existed = r == 0;
 	if (!a->existed && !sock_listening(&e)) {
 		dp_err_set(err, ESRCH, "environment is not running");
 		goto out;

@@ -726,7 +726,7 @@ attach_probe(struct term *t)
 	if (t->drv == NULL || t->drv->attach_probe == NULL)
 		return;
 	conn_spec(t, &c, &s);
-	if (t->drv->attach_probe(&c, &s, &t->att, &err) < 0)
+	if (t->drv->attach_probe(&c, &s, &err) < 0)
 		dp_warn("attach probe %s: %s", t->env.id, err.msg);
 }
 
@@ -1284,7 +1284,7 @@ main(int argc, char *argv[])
 	pump(&t, &waitmask);
 	rc = 0;
 out:
-	dp_attach_probe_drop(&t.att);
+	dp_attach_probe_drop();
 	detach(&t);
 	if (t.session[0] != '\0')
 		session_end(&t);

@@ -880,6 +880,34 @@ START_TEST(test_driver_local_attach_existing)
 	    out.s ? out.s : "");
 	detach(&a);
 	dp_buf_release(&out);
+
+	/* attach_probe asks the same question ahead: the session is there
+	 * again now; killed, the probe's answer says it was not. */
+	ck_assert_ptr_nonnull(drv->attach_probe);
+	ck_assert_msg(drv->attach_probe(NULL, &s, &err) == 0, "%s", err.msg);
+	ck_assert_msg(drv->attach(NULL, &s, 80, 24, &a, &err) == 0, "%s",
+	    err.msg);
+	ck_assert(a.existed);
+	detach(&a);
+	ck_assert_int_eq(system(cmd), 0);
+	ck_assert_msg(drv->attach_probe(NULL, &s, &err) == 0, "%s", err.msg);
+	msleep(200);	/* its answer is in before the attach makes one */
+	ck_assert_msg(drv->attach(NULL, &s, 80, 24, &a, &err) == 0, "%s",
+	    err.msg);
+	ck_assert(!a.existed);
+	/* The new session is made once its client got to the server. */
+	ck_assert_msg(read_until(a.fd, &out, "$ ", 5000), "no prompt: %s",
+	    out.s ? out.s : "");
+	detach(&a);
+	dp_buf_release(&out);
+	/* A probe that no attach takes is dropped (the attach asks for
+	 * itself). */
+	ck_assert_msg(drv->attach_probe(NULL, &s, &err) == 0, "%s", err.msg);
+	dp_attach_probe_drop();
+	ck_assert_msg(drv->attach(NULL, &s, 80, 24, &a, &err) == 0, "%s",
+	    err.msg);
+	ck_assert(a.existed);
+	detach(&a);
 	do_ok(drv->destroy, &s, "destroy");
 }
 END_TEST
