@@ -3,7 +3,9 @@
  * ceiling.  With a third argument (a libpq connection string) each worker
  * first runs one prepared one-row SELECT with a parameter per request: the
  * floor of any request that must ask PostgreSQL once, as every
- * authenticated route does.
+ * authenticated route does.  With FCGI_TRIVIAL_EARLY_CLOSE=1 in the
+ * environment it closes each connection as lib/http.c does once the input
+ * is read to its end (FCGX_Detach), instead of libfcgi's lingering close.
  *
  *   fcgi-trivial SOCKET [WORKERS [CONNINFO]]
  */
@@ -39,7 +41,9 @@ main(int argc, char *argv[])
 	FCGX_Request	 r;
 	PGconn		*pg = NULL;
 	PGresult	*pr;
+	const char	*ec = getenv("FCGI_TRIVIAL_EARLY_CLOSE");
 	int		 sock, i, n = argc > 2 ? atoi(argv[2]) : 2;
+	int		 early = ec != NULL && strcmp(ec, "1") == 0;
 
 	if (argc < 2)
 		return 2;
@@ -65,6 +69,9 @@ main(int argc, char *argv[])
 				FCGX_PutStr(fail, sizeof(fail) - 1, r.out);
 			else
 				FCGX_PutStr(resp, sizeof(resp) - 1, r.out);
+			if (early && FCGX_GetChar(r.in) == EOF &&
+			    FCGX_HasSeenEOF(r.in))
+				(void)FCGX_Detach(&r);
 			FCGX_Finish_r(&r);
 		}
 		_exit(0);

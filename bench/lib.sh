@@ -2,10 +2,13 @@
 # TPORT, DUR and CONNS (and `cd` to the checkout):
 #   bench_stack_start  the stack under $VAR on $PORT, and the ceiling: a
 #                      trivial libfcgi responder behind its own nginx on
-#                      $TPORT with the stack's nginx settings, and on
-#                      $TPORT/pg the same responder asking the stack's
-#                      PostgreSQL one prepared SELECT per request (the
-#                      floor of any route that must ask the database);
+#                      $TPORT with the stack's nginx settings; on
+#                      $TPORT/fast the same closing each connection as
+#                      lib/http.c does (FCGX_Detach once the input is
+#                      read, not libfcgi's lingering close); on
+#                      $TPORT/pg that one asking the stack's PostgreSQL
+#                      one prepared SELECT per request (the floor of any
+#                      route that must ask the database);
 #   bench_run NAME URL [wrk args]  one wrk run: prints rps, p50, p99 and
 #                      the count of non-2xx answers, keeps rps in
 #                      $TMP/NAME.rps;
@@ -28,7 +31,7 @@ bench_cleanup() {
 	[ -f "$TMP/nginx.pid" ] && kill "$(cat "$TMP/nginx.pid")" 2>/dev/null || true
 	# fcgi-trivial forks its workers: stop them too, or they keep the
 	# script's stdout open (and a pipe into tail never ends).
-	for p in ${TPID:-} ${TPGPID:-}; do
+	for p in ${TPID:-} ${TFPID:-} ${TPGPID:-}; do
 		pkill -P "$p" 2>/dev/null; kill "$p" 2>/dev/null
 	done || true
 	sh bin/devpocket-stack stop --var "$VAR" >/dev/null 2>&1 || true
@@ -40,8 +43,11 @@ bench_stack_start() {
 	sh bin/devpocket-stack start --var "$VAR" --port "$PORT" >/dev/null
 	bench/fcgi-trivial "$TMP/trivial.sock" 2 &
 	TPID=$!
+	FCGI_TRIVIAL_EARLY_CLOSE=1 bench/fcgi-trivial "$TMP/trivial-fast.sock" 2 &
+	TFPID=$!
 	dburl=$(sed -n 's/^url = //p' "$VAR/devpocket.conf" | head -1)
-	bench/fcgi-trivial "$TMP/trivial-pg.sock" 2 "$dburl" &
+	FCGI_TRIVIAL_EARLY_CLOSE=1 bench/fcgi-trivial "$TMP/trivial-pg.sock" 2 \
+	    "$dburl" &
 	TPGPID=$!
 	chmod 0777 "$TMP"
 	cat >"$TMP/nginx.conf" <<NGX
@@ -56,12 +62,14 @@ http {
 	server {
 		listen 127.0.0.1:$TPORT;
 		location / { include /etc/nginx/fastcgi_params; fastcgi_pass unix:$TMP/trivial.sock; }
+		location /fast { include /etc/nginx/fastcgi_params; fastcgi_pass unix:$TMP/trivial-fast.sock; }
 		location /pg { include /etc/nginx/fastcgi_params; fastcgi_pass unix:$TMP/trivial-pg.sock; }
 	}
 }
 NGX
 	sleep 0.3
-	chmod 0666 "$TMP/trivial.sock" "$TMP/trivial-pg.sock"
+	chmod 0666 "$TMP/trivial.sock" "$TMP/trivial-fast.sock" \
+	    "$TMP/trivial-pg.sock"
 	nginx -p "$TMP" -c "$TMP/nginx.conf" -e "$TMP/error.log"
 	sleep 0.3
 }
