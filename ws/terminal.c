@@ -1037,7 +1037,11 @@ main(int argc, char *argv[])
 	end[5] = bo;
 	end[6] = cc;
 	end[7] = NULL;
-	(void)sigprocmask(SIG_SETMASK, &orig_mask, NULL);
+	/*
+	 * The mask stays: websocketd's SIGINT/SIGTERM for the gone client
+	 * must not kill "terminal --end" (default actions after the exec)
+	 * before it blocks them and frees the slot.
+	 */
 	execv(end[0], end);
 	/* The next socket here drops the slot. */
 	dp_error("exec %s: %s", end[0], strerror(errno));
