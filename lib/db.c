@@ -24,18 +24,6 @@ struct dp_db {
 	unsigned	 nstmts;
 };
 
-static uint64_t
-fnv1a(const char *s)
-{
-	uint64_t	 h = 1469598103934665603ULL;
-
-	for (; *s; s++) {
-		h ^= (unsigned char)*s;
-		h *= 1099511628211ULL;
-	}
-	return h;
-}
-
 static void
 stmts_clear(struct dp_db *db)
 {
@@ -179,7 +167,7 @@ exec_once(struct dp_db *db, const char *sql, int n,
 {
 	struct stmt	*s;
 	PGresult	*r;
-	uint64_t	 h = fnv1a(sql);
+	uint64_t	 h = dp_fnv1a(sql, strlen(sql));
 
 	*lost = false;
 	if ((s = find_stmt(db, sql, h)) == NULL) {

@@ -132,11 +132,13 @@ ctx_open(struct kctx *c, const struct dp_cluster_conn *cc,
 	/* safe_id bounds the lengths: these cannot truncate. */
 	if ((uid != NULL && dp_sfmt(c->ns, sizeof(c->ns), "devpocket-u-%s",
 	    uid) == -1) ||
-	    (eid != NULL && (dp_sfmt(c->name, sizeof(c->name), "env-%s", eid) == -1 ||
+	    (eid != NULL &&
+	    (dp_sfmt(c->name, sizeof(c->name), "env-%s", eid) == -1 ||
 	    dp_sfmt(c->pvc, sizeof(c->pvc), "env-%s-home", eid) == -1 ||
 	    dp_sfmt(c->cm, sizeof(c->cm), "env-%s-init", eid) == -1 ||
 	    dp_sfmt(c->pod, sizeof(c->pod), "env-%s-0", eid) == -1 ||
-	    dp_sfmt(c->session, sizeof(c->session), "devpocket_%s", eid) == -1))) {
+	    dp_sfmt(c->session, sizeof(c->session), "devpocket_%s",
+	    eid) == -1))) {
 		dp_err_set(err, 0, "name too long");
 		return -1;
 	}
@@ -583,7 +585,8 @@ apply(struct kctx *c, const char *collection, const char *name,
 	if (dp_k8s_create(c->k, collection, obj, &existed, err) == -1)
 		goto out;
 	if (existed && !create_only) {
-		if (dp_sfmt(path, sizeof(path), "%s/%s", collection, name) == -1) {
+		if (dp_sfmt(path, sizeof(path), "%s/%s", collection,
+		    name) == -1) {
 			dp_err_set(err, 0, "path too long");
 			goto out;
 		}
@@ -642,8 +645,8 @@ quota_needs(struct kctx *c, const struct dp_env_spec *s, int64_t need[],
 	need[Q_MEM] = s->memory_bytes;
 	need[Q_STORAGE] = s->storage_bytes;
 	need[Q_COUNT] = 1;
-	if (dp_sfmt(path, sizeof(path), "/apis/apps/v1/namespaces/%s/statefulsets?"
-	    "%s", c->ns, MANAGED_SEL) == -1) {
+	if (dp_sfmt(path, sizeof(path), "/apis/apps/v1/namespaces/%s/"
+	    "statefulsets?%s", c->ns, MANAGED_SEL) == -1) {
 		dp_err_set(err, 0, "path too long");
 		goto out;
 	}
@@ -802,8 +805,8 @@ env_up(const struct dp_cluster_conn *cc, const struct dp_env_spec *s,
 		goto out;
 	if (quota_ensure(&c, s, err) == -1)
 		goto out;
-	if (dp_sfmt(col, sizeof(col), "/apis/networking.k8s.io/v1/namespaces/%s/"
-	    "networkpolicies", c.ns) == -1 ||
+	if (dp_sfmt(col, sizeof(col), "/apis/networking.k8s.io/v1/"
+	    "namespaces/%s/networkpolicies", c.ns) == -1 ||
 	    apply(&c, col, NETPOL_NAME, netpol_obj(&c), false, err) == -1)
 		goto out;
 	if (dp_sfmt(col, sizeof(col), "/api/v1/namespaces/%s/"
@@ -818,8 +821,8 @@ env_up(const struct dp_cluster_conn *cc, const struct dp_env_spec *s,
 	    c.ns) == -1 ||
 	    apply(&c, col, c.name, service_obj(&c, s), false, err) == -1)
 		goto out;
-	if (dp_sfmt(col, sizeof(col), "/apis/apps/v1/namespaces/%s/statefulsets",
-	    c.ns) == -1 ||
+	if (dp_sfmt(col, sizeof(col), "/apis/apps/v1/namespaces/%s/"
+	    "statefulsets", c.ns) == -1 ||
 	    apply(&c, col, c.name, statefulset_obj(&c, s, err), false,
 	    err) == -1)
 		goto out;
@@ -858,8 +861,8 @@ k8s_stop(const struct dp_cluster_conn *cc, const struct dp_env_spec *s,
 
 	if (ctx_open(&c, cc, s->user_id, s->id, err) == -1)
 		goto out;
-	if (dp_sfmt(path, sizeof(path), "/apis/apps/v1/namespaces/%s/statefulsets/"
-	    "%s/scale", c.ns, c.name) == -1)
+	if (dp_sfmt(path, sizeof(path), "/apis/apps/v1/namespaces/%s/"
+	    "statefulsets/%s/scale", c.ns, c.name) == -1)
 		goto out;
 	patch = json_object_new_object();
 	json_object_object_add(jobj(patch, "spec"), "replicas",
@@ -885,8 +888,9 @@ k8s_destroy(const struct dp_cluster_conn *cc, const struct dp_env_spec *s,
 
 	if (ctx_open(&c, cc, s->user_id, s->id, err) == -1)
 		goto out;
-	if (dp_sfmt(path, sizeof(path), "/apis/apps/v1/namespaces/%s/statefulsets/"
-	    "%s?propagationPolicy=Background", c.ns, c.name) == -1 ||
+	if (dp_sfmt(path, sizeof(path), "/apis/apps/v1/namespaces/%s/"
+	    "statefulsets/%s?propagationPolicy=Background", c.ns,
+	    c.name) == -1 ||
 	    dp_k8s_delete(c.k, path, NULL, err) == -1)
 		goto out;
 	if (dp_sfmt(path, sizeof(path), "/api/v1/namespaces/%s/services/%s",
@@ -954,8 +958,8 @@ k8s_status(const struct dp_cluster_conn *cc, const struct dp_env_spec *s,
 
 	if (ctx_open(&c, cc, s->user_id, s->id, err) == -1)
 		goto out;
-	if (dp_sfmt(path, sizeof(path), "/apis/apps/v1/namespaces/%s/statefulsets/"
-	    "%s", c.ns, c.name) == -1)
+	if (dp_sfmt(path, sizeof(path), "/apis/apps/v1/namespaces/%s/"
+	    "statefulsets/%s", c.ns, c.name) == -1)
 		goto out;
 	if (dp_k8s_get(c.k, path, &sts, err) == -1) {
 		if (err->code != 404)
@@ -1011,8 +1015,8 @@ k8s_metrics(const struct dp_cluster_conn *cc, const struct dp_env_spec *s,
 
 	if (ctx_open(&c, cc, s->user_id, s->id, err) == -1)
 		goto out;
-	if (dp_sfmt(path, sizeof(path), "/apis/metrics.k8s.io/v1beta1/namespaces/"
-	    "%s/pods/%s", c.ns, c.pod) == -1)
+	if (dp_sfmt(path, sizeof(path), "/apis/metrics.k8s.io/v1beta1/"
+	    "namespaces/%s/pods/%s", c.ns, c.pod) == -1)
 		goto out;
 	if (dp_k8s_get(c.k, path, &pm, err) == -1)
 		goto out;

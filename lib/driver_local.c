@@ -495,10 +495,11 @@ lenv_init(struct lenv *e, const struct dp_env_spec *spec, struct dp_err *err)
 	r |= dp_sfmt(e->launchlog, LPATH, "%s/launch.log", d);
 	r |= dp_sfmt(e->launchinfo, LPATH, "%s/launch.info", d);
 	r |= dp_sfmt(e->lock, LPATH, "%s/lock", d);
-	r |= dp_sfmt(e->session, sizeof(e->session), DP_LOCAL_SESSION_PREFIX "%s",
-	    e->id);
+	r |= dp_sfmt(e->session, sizeof(e->session),
+	    DP_LOCAL_SESSION_PREFIX "%s", e->id);
 	if (host.cgmount[0] != '\0') {
-		r |= dp_sfmt(e->cg, LPATH, "%s/devpocket/%s", host.cgmount, e->id);
+		r |= dp_sfmt(e->cg, LPATH, "%s/devpocket/%s", host.cgmount,
+		    e->id);
 		r |= dp_sfmt(e->cgprocs, LPATH, "%s/cgroup.procs", e->cg);
 	}
 	if (r != 0) {
@@ -953,7 +954,8 @@ cg_prune(void)
 		return;
 	while ((de = readdir(d)) != NULL) {
 		if (!dp_is_id(de->d_name) ||
-		    dp_sfmt(path, sizeof(path), "%s/%s", base, de->d_name) == -1 ||
+		    dp_sfmt(path, sizeof(path), "%s/%s", base,
+		    de->d_name) == -1 ||
 		    lstat(path, &st) == -1 || !S_ISDIR(st.st_mode) ||
 		    now - st.st_ctime < 60)
 			continue;
@@ -998,7 +1000,8 @@ set_limits(struct lenv *e, const struct dp_env_spec *spec,
 					quota = 1000;
 				snprintf(val, sizeof(val), "%lld 100000",
 				    (long long)quota);
-				dp_sfmt(path, sizeof(path), "%s/cpu.max", e->cg);
+				dp_sfmt(path, sizeof(path), "%s/cpu.max",
+				    e->cg);
 				cpu = write_knob(path, val) == 0;
 			}
 			if (has_word(have, "memory") && spec->memory_bytes > 0) {
@@ -1009,7 +1012,8 @@ set_limits(struct lenv *e, const struct dp_env_spec *spec,
 				mem = write_knob(path, val) == 0;
 			}
 			if (has_word(have, "pids")) {
-				dp_sfmt(path, sizeof(path), "%s/pids.max", e->cg);
+				dp_sfmt(path, sizeof(path), "%s/pids.max",
+				    e->cg);
 				pids = write_knob(path, "512") == 0;
 			}
 		}
@@ -2090,14 +2094,13 @@ local_attach_probe(const struct dp_cluster_conn *c,
 	struct lenv	 e;
 	struct spawn	 sp = { 0 };
 	struct stat	 st;
-	char		*argv[] = { host.tmux, "-S", e.sock, "has-session", "-t",
-	    e.session, NULL };
+	char		*argv[] = { host.tmux, "-S", e.sock, "has-session",
+	    "-t", e.session, NULL };
 	pid_t		 pid;
 
 	dp_local_probe_drop();
 	if (lenv_init(&e, spec, err) == -1)
 		return -1;
-	argv[0] = host.tmux;
 	if (host.tmux[0] == '\0' || lstat(e.sock, &st) == -1 ||
 	    !S_ISSOCK(st.st_mode))
 		return 0;	/* attach says why */

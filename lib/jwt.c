@@ -311,7 +311,7 @@ struct vcache {
 	char			*token;
 	size_t			 len;
 	unsigned char		 key[64];
-	size_t			 klen;	/* 0: empty; longer keys skip the cache */
+	size_t			 klen;	/* 0: empty (longer keys: no entry) */
 	char			 issuer[64];
 	struct dp_access_claims	 claims;
 };
@@ -322,12 +322,18 @@ static uint64_t		 vcache_hits;
 static struct vcache *
 vcache_slot(const char *token, size_t len)
 {
-	uint64_t	 h = 14695981039346656037ULL;	/* FNV-1a */
-	size_t		 i;
+	return &vcache[dp_fnv1a(token, len) % VCACHE_SLOTS];
+}
 
-	for (i = 0; i < len; i++)
-		h = (h ^ (unsigned char)token[i]) * 1099511628211ULL;
-	return &vcache[h % VCACHE_SLOTS];
+/* An entry emptied, its copy of the token wiped. */
+static void
+vcache_empty(struct vcache *v)
+{
+	if (v->token != NULL) {
+		explicit_bzero(v->token, v->len);
+		free(v->token);
+	}
+	explicit_bzero(v, sizeof(*v));
 }
 
 static bool
@@ -355,11 +361,7 @@ vcache_put(const char *token, size_t len, const void *key, size_t klen,
 
 	if (klen > sizeof(v->key) || strlen(issuer) >= sizeof(v->issuer))
 		return;
-	if (v->token != NULL) {
-		explicit_bzero(v->token, v->len);
-		free(v->token);
-	}
-	explicit_bzero(v, sizeof(*v));
+	vcache_empty(v);
 	v->token = dp_xmalloc(len + 1);
 	memcpy(v->token, token, len + 1);
 	v->len = len;
@@ -380,13 +382,8 @@ dp_jwt_cache_clear(void)
 {
 	size_t	 i;
 
-	for (i = 0; i < VCACHE_SLOTS; i++) {
-		if (vcache[i].token != NULL) {
-			explicit_bzero(vcache[i].token, vcache[i].len);
-			free(vcache[i].token);
-		}
-		explicit_bzero(&vcache[i], sizeof(vcache[i]));
-	}
+	for (i = 0; i < VCACHE_SLOTS; i++)
+		vcache_empty(&vcache[i]);
 }
 
 int

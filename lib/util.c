@@ -1,7 +1,7 @@
 /* lib/util.c: allocation, growable buffers, errors, arenas, small helpers */
 #include <errno.h>
-#include <stdarg.h>
 #include <limits.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -520,4 +520,19 @@ dp_sfmt(char *buf, size_t n, const char *fmt, ...)
 	len = vsnprintf(buf, n, fmt, ap);
 	va_end(ap);
 	return len < 0 || (size_t)len >= n ? -1 : 0;
+}
+
+/* FNV-1a of s[0..n): table slots and quick inequality, not security. */
+uint64_t
+dp_fnv1a(const void *s, size_t n)
+{
+	const unsigned char	*p = s;
+	uint64_t		 h = 14695981039346656037ULL;
+	size_t			 i;
+
+	for (i = 0; i < n; i++) {
+		h ^= p[i];
+		h *= 1099511628211ULL;
+	}
+	return h;
 }

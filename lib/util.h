@@ -66,6 +66,8 @@ char	*dp_arena_printf(struct dp_arena *, const char *, ...)
 	    __attribute__((format(printf, 2, 3)));
 void	 dp_arena_reset(struct dp_arena *);
 
+/* FNV-1a of s[0..n): table slots and quick inequality, not security. */
+uint64_t dp_fnv1a(const void *s, size_t n);
 /* snprintf into a fixed buffer; -1 when it does not fit (or fails). */
 int	 dp_sfmt(char *buf, size_t n, const char *fmt, ...)
 	    __attribute__((format(printf, 3, 4)));

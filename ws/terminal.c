@@ -67,7 +67,7 @@ struct term {
 	int64_t			 last_client, last_ping, last_check;
 	int64_t			 last_mark;
 	int64_t			 last_send_us;	/* output sent */
-	int64_t			 flush_at_us;	/* a burst's next look; 0 none */
+	int64_t			 flush_at_us;	/* a burst's next look, or 0 */
 	int64_t			 burst_end_us;	/* a burst goes by then */
 	int64_t			 pty_read;	/* bytes read from the pty */
 	int64_t			 burst_seen;	/* pty_read at the last look */
@@ -722,7 +722,6 @@ attach_probe(struct term *t)
 	struct dp_env_spec	 s = { 0 };
 	struct dp_err		 err = { 0 };
 
-	t->drv = dp_driver_get(t->env.provider);
 	if (t->drv == NULL || t->drv->attach_probe == NULL)
 		return;
 	conn_spec(t, &c, &s);
@@ -738,8 +737,7 @@ attach(struct term *t, struct dp_err *err)
 	struct dp_buf		 key = { 0 }, plain = { 0 };
 	int			 rc = -1;
 
-	if ((t->drv = dp_driver_get(t->env.provider)) == NULL ||
-	    t->drv->attach == NULL) {
+	if (t->drv == NULL || t->drv->attach == NULL) {
 		dp_err_set(err, 0, "no driver for %s", t->env.provider);
 		goto out;
 	}
@@ -845,8 +843,9 @@ pump(struct term *t, const sigset_t *waitmask)
 		fds[0].events = POLLIN;
 		fds[1].fd = t->att.fd;
 		/* A burst gathering (flush_at_us) leaves the pty unwatched. */
-		fds[1].events = (t->out.len < PENDING_MAX && t->flush_at_us == 0 ?
-		    POLLIN : 0) | (t->pin.len > 0 ? POLLOUT : 0);
+		fds[1].events = (t->out.len < PENDING_MAX &&
+		    t->flush_at_us == 0 ? POLLIN : 0) |
+		    (t->pin.len > 0 ? POLLOUT : 0);
 		fds[0].revents = fds[1].revents = 0;
 		ts.tv_sec = (time_t)(us / 1000000);
 		ts.tv_nsec = (long)(us % 1000000) * 1000L;
@@ -1136,8 +1135,7 @@ hand_over(struct term *t)
 	char	 path[4096];
 	char	*argv[2];
 
-	if (dp_driver_get(t->env.provider) != NULL ||
-	    beside(K8S_NAME, path, sizeof(path)) < 0 ||
+	if (t->drv != NULL || beside(K8S_NAME, path, sizeof(path)) < 0 ||
 	    access(path, X_OK) < 0)
 		return;
 	db_close(t);
@@ -1244,6 +1242,7 @@ main(int argc, char *argv[])
 		rc = refuse(&t, 1008, "Environment not running");
 		goto out;
 	}
+	t.drv = dp_driver_get(t.env.provider);
 	hand_over(&t);
 	attach_probe(&t);
 	r = dp_wsapp_slot_take(t.db, t.user.id, DP_WSK_TERMINAL, t.env.id,
