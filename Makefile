@@ -26,7 +26,7 @@ CFLAGS      ?= $(OPT)
 LDFLAGS     ?= -Wl,--as-needed
 -include config.mk
 
-PKGS        := libpq json-c libjwt libcurl yaml-0.1 inih libcrypto
+PKGS        := libpq json-c libjwt libcurl yaml-0.1 inih libcrypto nettle
 PKG_CFLAGS  := $(shell $(PKG_CONFIG) --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS    := $(shell $(PKG_CONFIG) --libs $(PKGS) 2>/dev/null)
 FCGI_LIBS   ?= -lfcgi
@@ -67,9 +67,14 @@ BIN_SRC     := $(sort $(wildcard bin/*.c))
 BIN_BIN     := $(BIN_SRC:%.c=%)
 TEST_SRC    := $(sort $(wildcard tests/unit/check_*.c))
 TEST_BIN    := $(TEST_SRC:tests/unit/%.c=build/tests/%)
-# ws/terminal links the local driver only (no curl, no yaml: it starts in
-# less time); it hands kubernetes sockets to ws/terminal-k8s (rules below)
-WS_TERM     := ws/terminal ws/terminal-k8s
+# ws/terminal links no libpq, OpenSSL or curl and the local driver only (it
+# starts in a fraction of a millisecond); it hands sockets without an
+# admission ticket to ws/terminal-full (ws/terminal.c says how)
+WS_TERM     := ws/terminal ws/terminal-full
+WS_LIGHT_OBJ := build/ws/terminal-light.o build/ws/driver-local.o \
+               build/ws/wsapp-nodb.o build/lib/wsticket.o build/lib/keys.o \
+               build/lib/driver_local.o build/lib/config.o build/lib/log.o \
+               build/lib/util.o build/lib/json.o
 PROGS       := $(CGI_BIN) $(filter-out ws/terminal,$(WS_BIN)) $(BIN_BIN)
 
 .PHONY: all check test run install clean deps valgrind help bench deb rpm pkgsrc
@@ -100,11 +105,21 @@ build/ws/driver-local.o: lib/driver.c
 	@mkdir -p $(dir $@)
 	$(Q)$(CC) $(ALL_CFLAGS) -DDP_DRIVER_LOCAL_ONLY -c -o $@ $<
 
-ws/terminal: build/ws/terminal.o build/ws/driver-local.o build/libdevpocket.a
-	@test -n "$(Q)" && echo "  LD      $@" || true
-	$(Q)$(CC) $(LDFLAGS) -o $@ build/ws/terminal.o build/ws/driver-local.o $(LIBS)
+LIGHT_LIBS  ?= $(shell $(PKG_CONFIG) --libs inih json-c nettle 2>/dev/null || echo -linih -ljson-c -lnettle)
 
-ws/terminal-k8s: build/ws/terminal.o build/libdevpocket.a
+build/ws/terminal-light.o: ws/terminal.c
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(ALL_CFLAGS) -DDP_TERMINAL_LIGHT -c -o $@ $<
+
+build/ws/wsapp-nodb.o: lib/wsapp.c
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(ALL_CFLAGS) -DDP_WSAPP_NODB -c -o $@ $<
+
+ws/terminal: $(WS_LIGHT_OBJ)
+	@test -n "$(Q)" && echo "  LD      $@" || true
+	$(Q)$(CC) $(LDFLAGS) -o $@ $(WS_LIGHT_OBJ) $(LIGHT_LIBS)
+
+ws/terminal-full: build/ws/terminal.o build/libdevpocket.a
 	@test -n "$(Q)" && echo "  LD      $@" || true
 	$(Q)$(CC) $(LDFLAGS) -o $@ $< $(LIBS)
 
@@ -158,7 +173,7 @@ install: all
 		$(DESTDIR)$(DATADIR)/sql $(DESTDIR)$(DATADIR)/templates/environments \
 		$(DESTDIR)$(DATADIR)/templates/email $(DESTDIR)$(SYSCONFDIR)/devpocket/conf.d
 	for p in $(CGI_BIN); do install -m 0755 $$p $(DESTDIR)$(LIBEXECDIR)/; done
-	for p in $(WS_BIN) ws/terminal-k8s $(WS_PUMP); do install -m 0755 $$p $(DESTDIR)$(LIBEXECDIR)/ws/; done
+	for p in $(WS_BIN) ws/terminal-full $(WS_PUMP); do install -m 0755 $$p $(DESTDIR)$(LIBEXECDIR)/ws/; done
 	install -m 0755 bin/devpocketctl $(DESTDIR)$(BINDIR)/devpocketctl
 	install -m 0755 bin/devpocket-worker $(DESTDIR)$(SBINDIR)/devpocket-worker
 	install -m 0644 sql/*.sql $(DESTDIR)$(DATADIR)/sql/
@@ -219,4 +234,4 @@ rpm: pkgsrc
 clean:
 	rm -rf build $(PROGS) $(WS_TERM) $(WS_PUMP) bench/fcgi-trivial
 
--include $(LIB_OBJ:.o=.d) $(PROGS:%=build/%.d) $(WS_PUMP_OBJ:.o=.d) build/ws/driver-local.d build/ws/terminal.d $(TEST_SRC:%.c=build/%.d)
+-include $(LIB_OBJ:.o=.d) $(PROGS:%=build/%.d) $(WS_PUMP_OBJ:.o=.d) build/ws/driver-local.d build/ws/terminal.d $(WS_LIGHT_OBJ:.o=.d) build/ws/wsapp-light.d $(TEST_SRC:%.c=build/%.d)

@@ -8,10 +8,12 @@
 #include "crypto.h"
 #include "google.h"
 #include "http.h"
+#include "jwt.h"
 #include "log.h"
 #include "outbox.h"
 #include "password.h"
 #include "wsapp.h"
+#include "wsticket.h"
 
 /* A hash to verify against when the user is unknown, so that timing does
  * not tell which identifiers exist.  Made once per worker. */
@@ -888,6 +890,47 @@ ws_original_uri(struct dp_req *req)
 }
 
 /*
+ * An allowed terminal socket behind nginx (its pre-upgrade location sets
+ * DP_WS_TICKET; clients cannot set FastCGI parameters): reserve the slot,
+ * start the session row and hand ws/terminal the ticket in
+ * X-DevPocket-Ticket, so that it attaches without asking PostgreSQL
+ * (lib/wsticket.h).  Only for a real upgrade (a reservation otherwise
+ * waits DP_WS_RESERVE_S seconds for nobody) and the local driver (the
+ * only one ws/terminal links).  No ticket on failure: ws/terminal then
+ * admits the socket itself.
+ */
+static void
+ws_ticket(struct dp_req *req, struct dp_res *res, const struct dp_wsreq *wr,
+    const struct dp_wsuser *u, const struct dp_wsenv *e)
+{
+	const struct dp_buf	*key = dp_auth_key();
+	const char		*on = dp_req_param(req, "DP_WS_TICKET");
+	const char		*up = dp_req_header(req, "Upgrade");
+	struct dp_wsticket	 t;
+	struct dp_buf		 b = { 0 };
+	int			 r;
+
+	if (on == NULL || strcmp(on, "on") != 0 || up == NULL ||
+	    !dp_strieq(up, "websocket") || strcmp(e->provider, "local") != 0 ||
+	    key == NULL || wr->token == NULL)
+		return;
+	memset(&t, 0, sizeof(t));
+	r = dp_wsapp_slot_reserve(req->db, u->id, e->id, wr->device_id,
+	    dp_cfg.limits_ws_per_user, t.slot, t.session);
+	if (r < 0)
+		return;
+	if (r == 0)
+		t.slot[0] = t.session[0] = '\0';
+	t.kind = DP_WSK_TERMINAL;
+	t.user = *u;
+	t.env = *e;	/* borrowed: not released here */
+	t.exp = (int64_t)dp_now() + DP_WSTICKET_TTL;
+	dp_wsticket_make(&b, key->s, key->len, wr->token, &t);
+	dp_res_header(res, "X-DevPocket-Ticket", "%s", b.s);
+	dp_buf_release(&b);
+}
+
+/*
  * GET /auth/authorize-ws: may the socket in X-Original-URI (the original
  * request URI, set by nginx), or the request itself under lighttpd's
  * FastCGI authorizer, open (CONTRACT §3.2)?  Token from its `token`
@@ -939,8 +982,11 @@ auth_authorize_ws(struct dp_req *req, struct dp_res *res)
 		rc = ws_deny(res, 403, "Environment not found");
 	else if (kind == DP_WSK_TERMINAL && strcmp(e.status, "running") != 0)
 		rc = ws_deny(res, 403, "Environment not running");
-	else
+	else {
+		if (kind == DP_WSK_TERMINAL)
+			ws_ticket(req, res, &wr, &u, &e);
 		rc = dp_no_content(res);
+	}
 out:
 	dp_wsapp_env_release(&e);
 	dp_wsreq_release(&wr);

@@ -1,4 +1,5 @@
-/* lib/crypto.h: hashing, encodings, random tokens, AES-256-GCM, key files */
+/* lib/crypto.h: hashing, encodings, random tokens, AES-256-GCM, key files
+ * (lib/crypto.c, with OpenSSL; lib/keys.c, libc only) */
 #ifndef DP_CRYPTO_H
 #define DP_CRYPTO_H
 

@@ -16,7 +16,7 @@ const char *const dp_phase_names[DP_PHASE__MAX] = {
  * links both (these references pull their objects out of the archive).
  * Built with DP_DRIVER_LOCAL_ONLY (ws/terminal) the kubernetes driver is
  * not linked, nor are libcurl and libyaml: "kubernetes" gives NULL, and
- * ws/terminal hands such a socket to ws/terminal-k8s.
+ * ws/terminal hands such a socket to ws/terminal-full.
  */
 const struct dp_driver *
 dp_driver_get(const char *provider)

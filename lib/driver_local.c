@@ -414,6 +414,51 @@ dp_local_env_dir(const char *id, char *out, size_t n)
 	return dp_sfmt(out, n, "%.*s/%s", (int)len, root, id);
 }
 
+/*
+ * The user and their groups from /etc/passwd and /etc/group read
+ * directly (fgetpwent, fgetgrent): no NSS module to load, which took a
+ * few hundred microseconds of every terminal's start (systemd's, for
+ * getgrouplist).  False when the files do not know the user; NSS
+ * (getpwnam, getgrouplist) then answers, for users from LDAP and such.
+ */
+static bool
+files_user(struct lenv *e, const char *name)
+{
+	struct passwd	*pw;
+	struct group	*gr;
+	FILE		*f;
+	bool		 found = false;
+	int		 i, ng;
+
+	if ((f = fopen("/etc/passwd", "re")) == NULL)
+		return false;
+	while ((pw = fgetpwent(f)) != NULL)
+		if (strcmp(pw->pw_name, name) == 0) {
+			e->uid = pw->pw_uid;
+			e->gid = pw->pw_gid;
+			found = dp_sfmt(e->user, sizeof(e->user), "%s",
+			    pw->pw_name) == 0;
+			break;
+		}
+	fclose(f);
+	if (!found || (f = fopen("/etc/group", "re")) == NULL)
+		return false;
+	e->groups[0] = e->gid;
+	ng = 1;
+	while ((gr = fgetgrent(f)) != NULL && ng < NGROUPS_CAP) {
+		if (gr->gr_gid == e->gid)
+			continue;
+		for (i = 0; gr->gr_mem != NULL && gr->gr_mem[i] != NULL; i++)
+			if (strcmp(gr->gr_mem[i], name) == 0) {
+				e->groups[ng++] = gr->gr_gid;
+				break;
+			}
+	}
+	fclose(f);
+	e->ngroups = ng;
+	return true;
+}
+
 static int
 resolve_user(struct lenv *e, struct dp_err *err)
 {
@@ -432,6 +477,15 @@ resolve_user(struct lenv *e, struct dp_err *err)
 	}
 	if (name == NULL || name[0] == '\0')
 		name = "nobody";
+	if (files_user(e, name)) {
+		if (e->uid == 0) {
+			dp_err_set(err, EPERM,
+			    "[drivers] local_user must not be root");
+			return -1;
+		}
+		e->drop = true;
+		return 0;
+	}
 	if ((pw = getpwnam(name)) == NULL) {
 		dp_err_set(err, ENOENT, "[drivers] local_user %s: no such user",
 		    name);
@@ -2087,23 +2141,16 @@ dp_local_probe_drop(void)
 	probe.id[0] = '\0';
 }
 
+/* Start has-session for e (the socket is there); 0 or -1. */
 static int
-local_attach_probe(const struct dp_cluster_conn *c,
-    const struct dp_env_spec *spec, struct dp_err *err)
+probe_start(const struct lenv *e, struct dp_err *err)
 {
-	struct lenv	 e;
 	struct spawn	 sp = { 0 };
-	struct stat	 st;
-	char		*argv[] = { host.tmux, "-S", e.sock, "has-session",
-	    "-t", e.session, NULL };
+	char		*argv[] = { host.tmux, "-S", (char *)e->sock,
+	    "has-session", "-t", (char *)e->session, NULL };
 	pid_t		 pid;
 
 	dp_local_probe_drop();
-	if (lenv_init(&e, spec, err) == -1)
-		return -1;
-	if (host.tmux[0] == '\0' || lstat(e.sock, &st) == -1 ||
-	    !S_ISSOCK(st.st_mode))
-		return 0;	/* attach says why */
 	sp.argv = argv;
 	sp.envp = (char **)min_env;
 	sp.cwd = "/";
@@ -2113,10 +2160,26 @@ local_attach_probe(const struct dp_cluster_conn *c,
 		return -1;
 	}
 	if (pid == 0)
-		child(&e, &sp);
-	memcpy(probe.id, e.id, sizeof(probe.id));
+		child(e, &sp);
+	memcpy(probe.id, e->id, sizeof(probe.id));
 	probe.pid = pid;
 	return 0;
+}
+
+static int
+local_attach_probe(const struct dp_cluster_conn *c,
+    const struct dp_env_spec *spec, struct dp_err *err)
+{
+	struct lenv	 e;
+	struct stat	 st;
+
+	dp_local_probe_drop();
+	if (lenv_init(&e, spec, err) == -1)
+		return -1;
+	if (host.tmux[0] == '\0' || lstat(e.sock, &st) == -1 ||
+	    !S_ISSOCK(st.st_mode))
+		return 0;	/* attach says why */
+	return probe_start(&e, err);
 }
 
 /*
@@ -2147,30 +2210,75 @@ probe_take(const char *id)
 }
 
 /*
- * One tmux client before the terminal's own: has-session (started by
- * attach_probe when the caller did) says whether the session is there
- * (existed); when it fails, the socket tells a
- * server without the session (new-session -A makes it) from no server
- * (ESRCH at once, no client forked when there is no socket at all).  The
- * terminal's client is born in the environment's cgroup: it lives as long
- * as the socket and is accounted, limited and killed (stop) with the
- * environment.
+ * The terminal's tmux client on a new pty (argv: its command), born in
+ * the environment's cgroup: it lives as long as the socket and is
+ * accounted, limited and killed (stop) with the environment.  The pid,
+ * with the pty's master in *master; -1 with err.
+ */
+static pid_t
+client_spawn(const struct lenv *e, char **argv, char **envp, int cols,
+    int rows, int *master, struct dp_err *err)
+{
+	struct winsize	 wsz = { 0 };
+	struct spawn	 sp = { 0 };
+	int		 slave = -1;
+	pid_t		 pid;
+	bool		 placed;
+
+	*master = -1;
+	wsz.ws_col = (unsigned short)(cols >= 1 && cols <= 1000 ? cols : 80);
+	wsz.ws_row = (unsigned short)(rows >= 1 && rows <= 1000 ? rows : 24);
+	sp.argv = argv;
+	sp.envp = envp;
+	sp.cwd = exists(e->ws) ? e->ws : e->home;
+	sp.keep_stdio = true;
+	sp.out = sp.err = sp.info = -1;
+	if (openpty(master, &slave, NULL, NULL, &wsz) == -1) {
+		dp_err_set(err, errno, "openpty: %s", strerror(errno));
+		return -1;
+	}
+	(void)fcntl(*master, F_SETFD, FD_CLOEXEC);
+	(void)fcntl(slave, F_SETFD, FD_CLOEXEC);
+	if ((pid = fork_into(e, &placed)) == -1) {
+		dp_err_set(err, errno, "fork: %s", strerror(errno));
+		close(*master);
+		*master = -1;
+	} else if (pid == 0) {
+		/* login_tty: a new session, the pty its terminal and 0-2. */
+		if (login_tty(slave) == -1)
+			child_fail("login_tty", NULL);
+		sp.cgroup = !placed;
+		child(e, &sp);
+	}
+	close(slave);
+	return pid;
+}
+
+/*
+ * Two tmux clients at once: has-session (unless attach_probe started it
+ * already) and the terminal's own, attach-session, which joins the
+ * session if it is there.  has-session's answer is existed.  When the
+ * session is not there the attach-session client fails (and is ended),
+ * and the terminal gets new-session -A instead, which makes it; when the
+ * server is not there either (ESRCH at once, no client forked when there
+ * is no socket at all), the environment is not running.  Starting both
+ * together takes one tmux start off every reattach.
  */
 static int
 local_attach(const struct dp_cluster_conn *c, const struct dp_env_spec *spec,
     int cols, int rows, struct dp_attach *a, struct dp_err *err)
 {
 	struct lenv	 e;
-	struct winsize	 wsz = { 0 };
-	struct spawn	 sp = { 0 };
 	struct stat	 st;
 	struct dp_err	 cerr = { 0 };
 	char		**envp = NULL;
-	char		*argv[] = { host.tmux, "-S", e.sock, "new-session", "-A",
+	char		 target[64];
+	char		*join[] = { host.tmux, "-S", e.sock, "attach-session",
+	    "-t", target, NULL };
+	char		*make[] = { host.tmux, "-S", e.sock, "new-session", "-A",
 	    "-s", e.session, "-c", e.ws, NULL };
-	int		 master = -1, slave = -1, rc = -1, r;
-	pid_t		 pid;
-	bool		 placed;
+	int		 master = -1, rc = -1, r;
+	pid_t		 pid = -1;
 
 	a->fd = -1;
 	a->pid = -1;
@@ -2180,7 +2288,7 @@ local_attach(const struct dp_cluster_conn *c, const struct dp_env_spec *spec,
 		dp_local_probe_drop();
 		goto out;
 	}
-	argv[0] = host.tmux;
+	join[0] = make[0] = host.tmux;
 	if (host.tmux[0] == '\0') {
 		dp_err_set(err, ENOENT, "tmux is not installed");
 		goto out;
@@ -2191,39 +2299,36 @@ local_attach(const struct dp_cluster_conn *c, const struct dp_env_spec *spec,
 		dp_err_set(err, ESRCH, "environment is not running");
 		goto out;
 	}
+	/* "=": the session of exactly this name. */
+	if (dp_sfmt(target, sizeof(target), "=%s", e.session) == -1) {
+		dp_err_set(err, ENAMETOOLONG, "session name too long");
+		goto out;
+	}
+	if ((probe.pid <= 0 || strcmp(probe.id, e.id) != 0) &&
+	    probe_start(&e, &cerr) == -1)
+		dp_local_probe_drop();
+	envp = build_env(&e, spec, NULL);
+	pid = client_spawn(&e, join, envp, cols, rows, &master, err);
 	if ((r = probe_take(e.id)) == -2)
 		r = tmux_call(&e, (char **)min_env, NULL, &cerr,
 		    "has-session", "-t", e.session, NULL);
 	a->existed = r == 0;
+	if (a->existed && pid > 0)
+		goto done;
+	if (pid > 0) {
+		(void)kill(pid, SIGKILL);
+		(void)waitpid(pid, NULL, 0);
+		close(master);
+		master = -1;
+	}
 	if (!a->existed && !sock_listening(&e)) {
 		dp_err_set(err, ESRCH, "environment is not running");
 		goto out;
 	}
-	envp = build_env(&e, spec, NULL);
-	wsz.ws_col = (unsigned short)(cols >= 1 && cols <= 1000 ? cols : 80);
-	wsz.ws_row = (unsigned short)(rows >= 1 && rows <= 1000 ? rows : 24);
-	sp.argv = argv;
-	sp.envp = envp;
-	sp.cwd = exists(e.ws) ? e.ws : e.home;
-	sp.keep_stdio = true;
-	sp.out = sp.err = sp.info = -1;
-	if (openpty(&master, &slave, NULL, NULL, &wsz) == -1) {
-		dp_err_set(err, errno, "openpty: %s", strerror(errno));
+	if ((pid = client_spawn(&e, make, envp, cols, rows, &master,
+	    err)) == -1)
 		goto out;
-	}
-	(void)fcntl(master, F_SETFD, FD_CLOEXEC);
-	(void)fcntl(slave, F_SETFD, FD_CLOEXEC);
-	if ((pid = fork_into(&e, &placed)) == -1) {
-		dp_err_set(err, errno, "fork: %s", strerror(errno));
-		goto out;
-	}
-	if (pid == 0) {
-		/* login_tty: a new session, the pty its terminal and 0-2. */
-		if (login_tty(slave) == -1)
-			child_fail("login_tty", NULL);
-		sp.cgroup = !placed;
-		child(&e, &sp);
-	}
+done:
 	a->fd = master;
 	a->pid = (int)pid;
 	master = -1;
@@ -2231,8 +2336,6 @@ local_attach(const struct dp_cluster_conn *c, const struct dp_env_spec *spec,
 out:
 	if (master != -1)
 		close(master);
-	if (slave != -1)
-		close(slave);
 	strv_free(envp);
 	return rc;
 }

@@ -22,9 +22,14 @@ const char *const dp_ws_kind_names[DP_WSK__MAX] = {
 };
 
 /*
- * Built a second time with DP_WSAPP_LIGHT for ws/terminal-pump: only the
- * UTF-8, message and line parts (libc and json-c), no database.
+ * Built twice more: with DP_WSAPP_LIGHT for ws/terminal-pump, only the
+ * UTF-8, message and line parts (libc and json-c); with DP_WSAPP_NODB
+ * for ws/terminal, everything but the database (no libpq).
  */
+#if !defined(DP_WSAPP_LIGHT) && !defined(DP_WSAPP_NODB)
+#define WSAPP_DB
+#endif
+
 #ifndef DP_WSAPP_LIGHT
 /* ---- request ------------------------------------------------------------ */
 
@@ -150,6 +155,9 @@ dp_ws_uri_split(const char *uri, enum dp_ws_kind *kind, char seg[25],
 	return -1;
 }
 
+#endif /* !DP_WSAPP_LIGHT */
+
+#ifdef WSAPP_DB
 /* ---- token, session ----------------------------------------------------- */
 
 int
@@ -269,6 +277,9 @@ out:
 	return rc;
 }
 
+#endif /* WSAPP_DB */
+
+#ifndef DP_WSAPP_LIGHT
 void
 dp_wsapp_env_release(struct dp_wsenv *e)
 {
@@ -310,6 +321,9 @@ dp_wsapp_status_reason(const char *status)
 	return "Environment restarting";
 }
 
+#endif /* !DP_WSAPP_LIGHT */
+
+#ifdef WSAPP_DB
 /* ---- slots -------------------------------------------------------------- */
 
 static const char *
@@ -352,71 +366,174 @@ exec_once(struct dp_db *db, const char *sql, int n, const char *const *p)
 }
 
 /*
- * Four round trips: BEGIN; the lock with this host's rows (listed in
- * the same statement: a row seen dead stays dead, one added meanwhile is
- * alive and counted below); the insert, which drops the dead rows and
- * counts the others in a statement that starts after the lock is held
- * (READ COMMITTED: its snapshot sees every slot committed under the
- * lock); COMMIT.
+ * This host's rows of the user whose process is gone, as an array
+ * literal in dead ("{id,...}"); a reservation (pid 0) is alive for
+ * DP_WS_RESERVE_S seconds.  The count of dead rows, or -1.
  */
-int
-dp_wsapp_slot_take(struct dp_db *db, const char *user_id,
-    enum dp_ws_kind kind, const char *env_id, int64_t limit, char slot[25])
+static int
+dead_rows(struct dp_db *db, bool prepared, const char *user_id,
+    struct dp_buf *dead)
 {
 	static const char mine[] =
-	    "SELECT c.id, c.pid FROM (SELECT pg_advisory_xact_lock("
-	    "hashtextextended('devpocket_ws:' || $1, 0))) l "
-	    "LEFT JOIN ws_connections c ON c.user_id = $1 AND c.host = $2";
-	static const char ins[] =
-	    "WITH d AS (DELETE FROM ws_connections WHERE user_id = $2 "
-	    "AND id = ANY ($8::text[])) "
-	    "INSERT INTO ws_connections (id, user_id, kind, environment_id, "
-	    "pid, host) SELECT $1, $2, $3, $4, $5::int, $6 "
-	    "WHERE (SELECT count(*) FROM ws_connections WHERE user_id = $2 "
-	    "AND id <> ALL ($8::text[])) < $7::bigint RETURNING id";
-	struct dp_buf	 dead = { 0 };
-	char		 pid[24], lim[24];
-	const char	*p[8];
-	PGresult	*r = NULL;
-	int		 i, n = 0, rc = -1;
+	    "SELECT id, pid, pid = 0 AND started_at > now() - "
+	    "make_interval(secs => $3::int) FROM ws_connections "
+	    "WHERE user_id = $1 AND host = $2";
+	char		 ttl[24];
+	const char	*p[3];
+	PGresult	*r;
+	int		 i, n = 0;
 
-	dp_new_id(slot);
-	if (dp_db_begin(db) < 0)
-		goto out;
+	snprintf(ttl, sizeof(ttl), "%d", DP_WS_RESERVE_S);
 	p[0] = user_id;
 	p[1] = hostname();
-	r = exec_once(db, mine, 2, p);
-	if (!dp_db_ok(r))
-		goto out;
+	p[2] = ttl;
+	r = prepared ? dp_db_exec(db, mine, 3, p) : exec_once(db, mine, 3, p);
+	if (!dp_db_ok(r)) {
+		PQclear(r);
+		return -1;
+	}
 	/* Ids are [0-9a-f]: an array literal without quoting. */
-	dp_buf_addc(&dead, '{');
+	dp_buf_reset(dead);
+	dp_buf_addc(dead, '{');
 	for (i = 0; i < PQntuples(r); i++) {
-		if (PQgetisnull(r, i, 0) || !dp_is_id(PQgetvalue(r, i, 0)) ||
+		if (!dp_is_id(PQgetvalue(r, i, 0)) ||
+		    PQgetvalue(r, i, 2)[0] == 't' ||
 		    pid_alive(PQgetvalue(r, i, 1)))
 			continue;
 		if (n++ > 0)
-			dp_buf_addc(&dead, ',');
-		dp_buf_adds(&dead, PQgetvalue(r, i, 0));
+			dp_buf_addc(dead, ',');
+		dp_buf_adds(dead, PQgetvalue(r, i, 0));
 	}
-	dp_buf_addc(&dead, '}');
+	dp_buf_addc(dead, '}');
 	PQclear(r);
-	snprintf(pid, sizeof(pid), "%d", (int)getpid());
+	return n;
+}
+
+/*
+ * devpocket_ws_slot (sql/005_ws_slot.sql) in one round trip: under the
+ * user's lock it drops the dead rows, ends their sessions, counts in a
+ * statement of its own (its snapshot sees every slot committed under the
+ * lock) and inserts.  1 taken, 0 at the limit, -1.
+ */
+static int
+slot_call(struct dp_db *db, bool prepared, const char *const p[10])
+{
+	static const char take[] =
+	    "SELECT devpocket_ws_slot($1, $2, $3, $4, $5::int, $6, $7::bigint, "
+	    "$8::text[], $9, $10)";
+	PGresult	*r;
+	int		 rc = -1;
+
+	r = prepared ? dp_db_exec(db, take, 10, p) : exec_once(db, take, 10, p);
+	if (dp_db_ok(r) && PQntuples(r) == 1)
+		rc = PQgetvalue(r, 0, 0)[0] == 't';
+	PQclear(r);
+	return rc;
+}
+
+/*
+ * A socket's own slot (pid, per-socket program: unprepared) lists the
+ * dead rows first, so that they go now.  A reservation (pid 0, the auth
+ * responder: prepared, and before an upgrade: quick) tries without them
+ * and lists them only at the limit; its claim drops them afterwards.
+ */
+static int
+slot_insert(struct dp_db *db, bool prepared, const char *user_id,
+    enum dp_ws_kind kind, const char *env_id, int pid, const char *device,
+    int64_t limit, char slot[25], char session[25])
+{
+	struct dp_buf	 dead = { 0 };
+	char		 spid[24], lim[24];
+	const char	*p[10];
+	int		 rc = -1;
+
+	dp_new_id(slot);
+	if (session != NULL)
+		dp_new_id(session);
+	dp_buf_adds(&dead, "{}");
+	if (pid != 0 && dead_rows(db, prepared, user_id, &dead) < 0)
+		goto out;
+	snprintf(spid, sizeof(spid), "%d", pid);
 	snprintf(lim, sizeof(lim), "%lld", (long long)limit);
 	p[0] = slot;
 	p[1] = user_id;
 	p[2] = dp_ws_kind_names[kind];
 	p[3] = env_id;
-	p[4] = pid;
+	p[4] = spid;
 	p[5] = hostname();
 	p[6] = lim;
 	p[7] = dead.s;
-	r = exec_once(db, ins, 8, p);
-	if (!dp_db_ok(r) || dp_db_commit(db) < 0)
-		goto out;
-	rc = PQntuples(r) == 1;
+	p[8] = session;
+	p[9] = device != NULL && device[0] != '\0' ? device : NULL;
+	rc = slot_call(db, prepared, p);
+	if (rc == 0 && pid == 0 && dead_rows(db, prepared, user_id, &dead) > 0) {
+		p[7] = dead.s;
+		rc = slot_call(db, prepared, p);
+	}
 out:
+	dp_buf_release(&dead);
+	return rc;
+}
+
+int
+dp_wsapp_slot_take(struct dp_db *db, const char *user_id,
+    enum dp_ws_kind kind, const char *env_id, int64_t limit, char slot[25])
+{
+	return slot_insert(db, false, user_id, kind, env_id, (int)getpid(),
+	    NULL, limit, slot, NULL);
+}
+
+int
+dp_wsapp_slot_reserve(struct dp_db *db, const char *user_id,
+    const char *env_id, const char *device, int64_t limit, char slot[25],
+    char session[25])
+{
+	return slot_insert(db, true, user_id, DP_WSK_TERMINAL, env_id, 0,
+	    device, limit, slot, session);
+}
+
+/*
+ * The claim, with what the reservation left out: the environment marked
+ * accessed, and the user's dead rows on this host dropped (their
+ * sessions ended).
+ */
+int
+dp_wsapp_slot_claim(struct dp_db *db, const char *slot, int pid)
+{
+	static const char claim[] =
+	    "WITH c AS (UPDATE ws_connections SET pid = $2::int WHERE id = $1 "
+	    "AND pid = 0 AND host = $3 RETURNING user_id, environment_id), "
+	    "e AS (UPDATE environments SET last_accessed = now(), "
+	    "last_activity = now() WHERE id = (SELECT environment_id FROM c)) "
+	    "SELECT user_id FROM c";
+	static const char drop[] =
+	    "WITH d AS (DELETE FROM ws_connections WHERE user_id = $1 "
+	    "AND id = ANY ($2::text[]) RETURNING session_id) "
+	    "UPDATE terminal_sessions SET active = false, ended_at = now(), "
+	    "close_code = 1006 WHERE id IN (SELECT session_id FROM d) "
+	    "AND active";
+	struct dp_buf	 dead = { 0 };
+	char		 spid[24], user[25];
+	const char	*p[3];
+	PGresult	*r;
+	int		 rc = -1;
+
+	snprintf(spid, sizeof(spid), "%d", pid);
+	p[0] = slot;
+	p[1] = spid;
+	p[2] = hostname();
+	r = exec_once(db, claim, 3, p);
+	if (dp_db_ok(r))
+		rc = PQntuples(r) == 1;
+	if (rc == 1)
+		snprintf(user, sizeof(user), "%s", PQgetvalue(r, 0, 0));
 	PQclear(r);
-	dp_db_rollback(db);
+	if (rc == 1 && dead_rows(db, false, user, &dead) > 0) {
+		p[0] = user;
+		p[1] = dead.s;
+		r = exec_once(db, drop, 2, p);
+		PQclear(r);
+	}
 	dp_buf_release(&dead);
 	return rc;
 }
@@ -439,7 +556,7 @@ dp_wsapp_slot_free(struct dp_db *db, const char *slot)
 	return dp_db_run(db, sql, 1, &slot);
 }
 
-#endif /* !DP_WSAPP_LIGHT */
+#endif /* WSAPP_DB */
 
 int64_t
 dp_wsapp_env_ms(const char *name, int64_t dflt)
@@ -668,6 +785,9 @@ dp_wsapp_init(const char *program)
 	return 0;
 }
 
+#endif /* !DP_WSAPP_LIGHT */
+
+#ifdef WSAPP_DB
 struct dp_db *
 dp_wsapp_db_open(void)
 {
@@ -687,4 +807,4 @@ dp_wsapp_db_open(void)
 		dp_error("database: %s", err.msg);
 	return db;
 }
-#endif /* !DP_WSAPP_LIGHT */
+#endif /* WSAPP_DB */

@@ -95,6 +95,23 @@ const char *dp_wsapp_status_reason(const char *status);
  */
 int	 dp_wsapp_slot_take(struct dp_db *, const char *user_id,
 	    enum dp_ws_kind, const char *env_id, int64_t limit, char slot[25]);
+/*
+ * The same for a terminal ticket (lib/wsticket.h), from the auth
+ * responder: the slot is reserved (pid 0) until ws/terminal claims it,
+ * at most DP_WS_RESERVE_S seconds, and the session row (device_id NULL
+ * or "" for none) starts with it.  1 with both ids, 0 at the limit, -1
+ * on database failure.
+ */
+#define DP_WS_RESERVE_S	10
+int	 dp_wsapp_slot_reserve(struct dp_db *, const char *user_id,
+	    const char *env_id, const char *device_id, int64_t limit,
+	    char slot[25], char session[25]);
+/*
+ * Claim a reserved slot for process pid (on this host), marking its
+ * environment accessed and dropping the user's dead rows here: 1, 0 when
+ * the reservation is gone, -1.
+ */
+int	 dp_wsapp_slot_claim(struct dp_db *, const char *slot, int pid);
 /* Attach the terminal session id to a slot (for DELETE /sessions). */
 int	 dp_wsapp_slot_session(struct dp_db *, const char *slot,
 	    const char *session_id);

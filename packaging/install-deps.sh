@@ -13,7 +13,7 @@ set -eu
 # Build and unit tests.
 BUILD_PKGS="gcc make pkg-config libfcgi-dev libpq-dev libjson-c-dev
 libjwt-dev libscrypt-dev libcurl4-openssl-dev libyaml-dev libinih-dev check
-libssl-dev mandoc valgrind openssl"
+libssl-dev nettle-dev mandoc valgrind openssl"
 # make deb, make rpm and the package tests.
 PKG_PKGS="dpkg-dev debhelper fakeroot rpm"
 # `make run`, integration tests and benchmarks.

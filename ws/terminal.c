@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <termios.h>
 #include <time.h>
@@ -21,21 +22,35 @@
 #include "jwt.h"
 #include "log.h"
 #include "wsapp.h"
+#include "wsticket.h"
 
 /*
- * Two programs are built from this file.  ws/terminal (websocketd runs
- * it) checks the token, takes the slot, attaches and sends the welcome,
- * then replaces itself (same pid: the tmux client stays its child, the
- * slot row's pid stays right) with ws/terminal-pump, built with
- * DP_TERMINAL_PUMP against libc and json-c only: an idle socket then
- * costs no pages of libpq, OpenSSL, curl and their forty libraries.
- * The pump runs "terminal --check" for the periodic check and becomes
- * "terminal --end" to close the session.  Without the pump beside it,
- * ws/terminal pumps itself.
+ * Three programs are built from this file.
+ *
+ * ws/terminal (DP_TERMINAL_LIGHT; websocketd runs it) links no libpq,
+ * OpenSSL or curl, and the local driver only, so that it starts in a
+ * fraction of a millisecond.  Behind nginx, authorize-ws has already
+ * admitted the socket, reserved its slot and started its session row,
+ * and says so in a ticket (lib/wsticket.h); ws/terminal checks the
+ * ticket against the request's token, attaches and sends the welcome.
+ * Without a usable ticket (lighttpd, a Kubernetes cluster) it becomes
+ * ws/terminal-full, which does all that itself with PostgreSQL and
+ * every driver.
+ *
+ * Either then replaces itself (same pid: the tmux client stays its
+ * child, the slot row's pid stays right) with ws/terminal-pump
+ * (DP_TERMINAL_PUMP), linked with libc and json-c only: an idle socket
+ * costs no pages of libpq, OpenSSL, curl and their forty libraries.  The
+ * pump runs "terminal-full --claim" once to claim a reserved slot and
+ * "terminal-full --check" for the periodic check, and becomes
+ * "terminal-full --end" to close the session.  Without the pump beside
+ * them, both pump themselves.
  */
 #define PUMP_NAME	"terminal-pump"
-#define HEAVY_NAME	"terminal"
-#define K8S_NAME	"terminal-k8s"	/* ws/terminal with every driver */
+#define HEAVY_NAME	"terminal-full"
+#if !defined(DP_TERMINAL_PUMP) && !defined(DP_TERMINAL_LIGHT)
+#define TERMINAL_DB	/* this build asks PostgreSQL itself */
+#endif
 #define CHECK_WAIT_MS	10000	/* a check helper that hangs is killed */
 #define BURST_US	1000	/* output this soon after a send: a burst */
 #define QUIET_US	300	/* a burst goes once this passes without
@@ -75,6 +90,11 @@ struct term {
 	bool			 io_since_mark;
 	bool			 done;		/* leave the loop */
 	bool			 client_gone;	/* stdin ended */
+	bool			 claim;		/* the slot is reserved */
+	pid_t			 claim_pid;	/* terminal-full --claim */
+	int			 claim_fd;	/* its stdout */
+	char			 claim_line[128];
+	size_t			 claim_got;
 	int			 close_code;
 	int64_t			 ping_ms, idle_ms, check_ms;
 };
@@ -107,7 +127,7 @@ closing(struct term *t, int code, const char *reason)
 	t->done = true;
 }
 
-#ifndef DP_TERMINAL_PUMP
+#ifdef TERMINAL_DB
 static struct dp_db *
 db(struct term *t)
 {
@@ -359,7 +379,7 @@ check_apply(struct term *t, const struct check_res *c, bool mark, bool ended)
 		closing(t, 1000, "Session ended");
 }
 
-#ifndef DP_TERMINAL_PUMP
+#ifdef TERMINAL_DB
 /*
  * The check every check_ms: bytes, activity mark, login session, the
  * environment's status, our session row.  Fills c (V_FAIL when the
@@ -430,8 +450,40 @@ check(struct term *t, bool ended)
 	check_apply(t, &c, mark, ended);
 }
 #else
-static char	 heavy_path[4096];	/* ws/terminal beside the pump */
+static char	 heavy_path[4096];	/* ws/terminal-full beside us */
 static sigset_t	 orig_mask;		/* the mask before ours, for children */
+
+/*
+ * Start a terminal-full helper with its stdout on a pipe (*fd, close on
+ * exec); lowly: at a lower CPU priority, so that it does not compete
+ * with the screen it runs beside.  Its pid, or -1.
+ */
+static pid_t
+helper_spawn(char *argv[], bool lowly, int *fd)
+{
+	int	 pfds[2];
+	pid_t	 pid;
+
+	*fd = -1;
+	if (pipe2(pfds, O_CLOEXEC) < 0)
+		return -1;
+	if ((pid = fork()) < 0) {
+		close(pfds[0]);
+		close(pfds[1]);
+		return -1;
+	}
+	if (pid == 0) {
+		(void)dup2(pfds[1], STDOUT_FILENO);
+		(void)sigprocmask(SIG_SETMASK, &orig_mask, NULL);
+		if (lowly)
+			(void)setpriority(PRIO_PROCESS, 0, 10);
+		execv(argv[0], argv);
+		_exit(127);
+	}
+	close(pfds[1]);
+	*fd = pfds[0];
+	return pid;
+}
 
 /* Parse the helper's "<verdict> <code> <reason>" line; 0 or -1. */
 static int
@@ -466,7 +518,7 @@ check_parse(char *line, struct check_res *c)
 }
 
 /*
- * The check through "terminal --check": it connects, runs the query and
+ * The check through "terminal-full --check": it connects, runs the query and
  * prints its verdict.  The loop waits for it (a few milliseconds every
  * check_ms).
  */
@@ -480,7 +532,7 @@ check(struct term *t, bool ended)
 	size_t			 got = 0;
 	ssize_t			 r;
 	int64_t			 end;
-	int			 pfds[2] = { -1, -1 }, st;
+	int			 fd = -1, st;
 	pid_t			 pid = -1;
 	bool			 mark;
 
@@ -497,27 +549,17 @@ check(struct term *t, bool ended)
 	argv[6] = bo;
 	argv[7] = (char *)(mark ? "1" : "0");
 	argv[8] = NULL;
-	if (pipe2(pfds, O_CLOEXEC) < 0)
+	if ((pid = helper_spawn(argv, false, &fd)) < 0)
 		goto out;
-	if ((pid = fork()) < 0)
-		goto out;
-	if (pid == 0) {
-		(void)dup2(pfds[1], STDOUT_FILENO);
-		(void)sigprocmask(SIG_SETMASK, &orig_mask, NULL);
-		execv(argv[0], argv);
-		_exit(127);
-	}
-	close(pfds[1]);
-	pfds[1] = -1;
 	end = dp_mono_ms() + CHECK_WAIT_MS;
-	pfd.fd = pfds[0];
+	pfd.fd = fd;
 	pfd.events = POLLIN;
 	while (got < sizeof(line) - 1) {
 		int64_t	 left = end - dp_mono_ms();
 
 		if (left <= 0 || poll(&pfd, 1, (int)left) == 0)
 			break;
-		r = read(pfds[0], line + got, sizeof(line) - 1 - got);
+		r = read(fd, line + got, sizeof(line) - 1 - got);
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r <= 0)
@@ -532,15 +574,80 @@ out:
 		(void)kill(pid, SIGKILL);
 		(void)waitpid(pid, &st, 0);
 	}
-	if (pfds[0] >= 0)
-		close(pfds[0]);
-	if (pfds[1] >= 0)
-		close(pfds[1]);
+	if (fd >= 0)
+		close(fd);
 	check_apply(t, &c, mark, ended);
+}
+
+/*
+ * The slot authorize-ws reserved (pid 0) becomes ours through
+ * "terminal-full --claim SLOT PID", started at once and left to run
+ * beside the screen: the loop reads its verdict when it comes.
+ */
+static void
+claim_start(struct term *t)
+{
+	char	 pid[16];
+	char	*argv[5];
+
+	t->claim_pid = -1;
+	t->claim_fd = -1;
+	if (!t->claim)
+		return;
+	snprintf(pid, sizeof(pid), "%d", (int)getpid());
+	argv[0] = heavy_path;
+	argv[1] = (char *)"--claim";
+	argv[2] = t->slot;
+	argv[3] = pid;
+	argv[4] = NULL;
+	if ((t->claim_pid = helper_spawn(argv, true, &t->claim_fd)) < 0)
+		closing(t, 1011, "Service temporarily unavailable");
+}
+
+/* Stop a claim still running (the socket ends); --end frees the slot. */
+static void
+claim_stop(struct term *t)
+{
+	int	 st;
+
+	if (t->claim_pid > 0) {
+		(void)kill(t->claim_pid, SIGKILL);
+		(void)waitpid(t->claim_pid, &st, 0);
+	}
+	if (t->claim_fd >= 0)
+		close(t->claim_fd);
+	t->claim_pid = t->claim_fd = -1;
+}
+
+/* The claim's stdout is readable: its verdict line, once whole. */
+static void
+claim_read(struct term *t)
+{
+	struct check_res	 c = { .v = V_FAIL };
+	ssize_t			 r;
+
+	r = read(t->claim_fd, t->claim_line + t->claim_got,
+	    sizeof(t->claim_line) - 1 - t->claim_got);
+	if (r < 0 && (errno == EINTR || errno == EAGAIN))
+		return;
+	if (r > 0) {
+		t->claim_got += (size_t)r;
+		t->claim_line[t->claim_got] = '\0';
+		if (strchr(t->claim_line, '\n') == NULL &&
+		    t->claim_got < sizeof(t->claim_line) - 1)
+			return;
+	}
+	claim_stop(t);
+	t->claim_line[t->claim_got] = '\0';
+	if (check_parse(t->claim_line, &c) < 0 || c.v == V_FAIL) {
+		dp_error("claim of slot %s failed", t->slot);
+		closing(t, 1011, "Service temporarily unavailable");
+	} else if (c.v != V_OK)
+		check_apply(t, &c, false, false);
 }
 #endif
 
-#ifndef DP_TERMINAL_PUMP
+#ifdef TERMINAL_DB
 /* Start the session row, mark the environment accessed; 0 or -1. */
 static int
 session_begin(struct term *t)
@@ -697,6 +804,9 @@ out:
 	return rc;
 }
 
+#endif /* TERMINAL_DB */
+
+#ifndef DP_TERMINAL_PUMP
 /* ---- attach ------------------------------------------------------------- */
 
 /* The driver's view of the environment (kubeconfig: once attach opened it). */
@@ -714,6 +824,7 @@ conn_spec(struct term *t, struct dp_cluster_conn *c, struct dp_env_spec *s)
 	s->port = t->env.port;
 }
 
+#ifdef TERMINAL_DB
 /* What attach will ask the driver, started while the slot is taken. */
 static void
 attach_probe(struct term *t)
@@ -728,6 +839,7 @@ attach_probe(struct term *t)
 	if (t->drv->attach_probe(&c, &s, &err) < 0)
 		dp_warn("attach probe %s: %s", t->env.id, err.msg);
 }
+#endif
 
 static int
 attach(struct term *t, struct dp_err *err)
@@ -741,6 +853,8 @@ attach(struct term *t, struct dp_err *err)
 		dp_err_set(err, 0, "no driver for %s", t->env.provider);
 		goto out;
 	}
+#ifdef TERMINAL_DB
+	/* (ws/terminal has no OpenSSL: its tickets carry no kubeconfig.) */
 	if (t->env.kube_sealed != NULL) {
 		if (dp_keyfile_read(dp_cfg.auth_secret_key_file, &key,
 		    err) < 0)
@@ -751,6 +865,7 @@ attach(struct term *t, struct dp_err *err)
 		}
 		t->kubeconfig = dp_buf_detach(&plain);
 	}
+#endif
 	conn_spec(t, &c, &s);
 	if (t->drv->attach(&c, &s, t->req.cols, t->req.rows, &t->att,
 	    err) < 0)
@@ -831,12 +946,14 @@ child_exited(struct term *t)
 static void
 pump(struct term *t, const sigset_t *waitmask)
 {
-	struct pollfd	 fds[2];
+	struct pollfd	 fds[3];
 	struct timespec	 ts;
 	int64_t		 now, us;
 	bool		 ended = false;
 	int		 r;
 
+	fds[2].fd = -1;
+	fds[2].events = POLLIN;
 	while (!t->done) {
 		us = timeout_of(t, mono_us());
 		fds[0].fd = STDIN_FILENO;
@@ -846,10 +963,13 @@ pump(struct term *t, const sigset_t *waitmask)
 		fds[1].events = (t->out.len < PENDING_MAX &&
 		    t->flush_at_us == 0 ? POLLIN : 0) |
 		    (t->pin.len > 0 ? POLLOUT : 0);
-		fds[0].revents = fds[1].revents = 0;
+		fds[0].revents = fds[1].revents = fds[2].revents = 0;
+#ifndef TERMINAL_DB
+		fds[2].fd = t->claim_fd;	/* -1 (ignored) once done */
+#endif
 		ts.tv_sec = (time_t)(us / 1000000);
 		ts.tv_nsec = (long)(us % 1000000) * 1000L;
-		r = ppoll(fds, 2, &ts, waitmask);
+		r = ppoll(fds, 3, &ts, waitmask);
 		if (r < 0 && errno != EINTR)
 			break;
 		if (got_term) {
@@ -867,6 +987,11 @@ pump(struct term *t, const sigset_t *waitmask)
 				break;
 			}
 		}
+#ifndef TERMINAL_DB
+		if (r > 0 && fds[2].fd >= 0 &&
+		    (fds[2].revents & (POLLIN | POLLHUP | POLLERR)))
+			claim_read(t);
+#endif
 		if (r > 0 && (fds[1].revents & POLLOUT))
 			write_pty(t);
 		if (r > 0 && (fds[1].revents & (POLLIN | POLLHUP | POLLERR)))
@@ -973,6 +1098,53 @@ timers_start(struct term *t)
 	t->last_client = t->last_ping = t->last_check = t->last_mark = now;
 }
 
+#ifndef TERMINAL_DB
+/*
+ * Become "terminal-full --end SESSION ENV BYTES_IN BYTES_OUT CLOSE_CODE
+ * SLOT": it ends the session row and frees the slot.  The mask stays:
+ * websocketd's SIGINT/SIGTERM for the gone client must not kill it
+ * (default actions after the exec) before it blocks them and frees the
+ * slot.  Returns only when the exec fails.
+ */
+static void
+end_exec(struct term *t)
+{
+	char	 bi[24], bo[24], cc[16];
+	char	*end[9];
+
+	snprintf(bi, sizeof(bi), "%lld", (long long)t->bytes_in);
+	snprintf(bo, sizeof(bo), "%lld", (long long)t->bytes_out);
+	snprintf(cc, sizeof(cc), "%d", t->close_code ? t->close_code : 1000);
+	end[0] = heavy_path;
+	end[1] = (char *)"--end";
+	end[2] = t->session;
+	end[3] = t->env.id;
+	end[4] = bi;
+	end[5] = bo;
+	end[6] = cc;
+	end[7] = t->slot;
+	end[8] = NULL;
+	execv(end[0], end);
+	/* The next socket of the user here drops the slot. */
+	dp_error("exec %s: %s", end[0], strerror(errno));
+}
+
+/* Pump (claiming a reserved slot meanwhile) until the end, then end. */
+static void
+pump_to_end(struct term *t, const sigset_t *waitmask)
+{
+	timers_start(t);
+	claim_start(t);
+	if (child_exited(t))
+		got_chld = 1;	/* pump() notices at once */
+	pump(t, waitmask);
+	claim_stop(t);
+	detach(t);
+	term_release(t);
+	end_exec(t);
+}
+#endif
+
 #ifdef DP_TERMINAL_PUMP
 /* An id argument into a 25-byte field; 0 or -1. */
 static int
@@ -988,64 +1160,39 @@ arg_id(const char *a, char out[25])
 }
 
 /*
- * terminal-pump FD PID ENV SID SESSION LOGFORMAT LOGLEVEL, exec'd by
- * ws/terminal after the welcome (FD the pty, PID its tmux client, our
- * child).  Pumps until the end, then becomes "terminal --end".
+ * terminal-pump FD PID ENV SID SESSION SLOT CLAIM LOGFORMAT LOGLEVEL,
+ * exec'd by ws/terminal or ws/terminal-full after the welcome (FD the
+ * pty, PID its tmux client, our child; CLAIM 1 when SLOT is a
+ * reservation still to claim).  Pumps until the end, then becomes
+ * "terminal-full --end".
  */
 int
 main(int argc, char *argv[])
 {
 	struct term	 t;
 	sigset_t	 waitmask;
-	char		 bi[24], bo[24], cc[16];
-	char		*end[9];
-	int64_t		 fd, pid;
-	int		 rc = 0;
+	int64_t		 fd, pid, claim;
 
 	memset(&t, 0, sizeof(t));
-	t.att.fd = t.att.pid = -1;
+	t.att.fd = t.att.pid = t.claim_fd = t.claim_pid = -1;
 	signals(&orig_mask, &waitmask);
-	if (argc != 8 || dp_parse_int64(argv[1], 3, 65535, &fd) < 0 ||
+	if (argc != 10 || dp_parse_int64(argv[1], 3, 65535, &fd) < 0 ||
 	    dp_parse_int64(argv[2], 2, INT32_MAX, &pid) < 0 ||
 	    arg_id(argv[3], t.env.id) < 0 || arg_id(argv[4], t.user.sid) < 0 ||
-	    arg_id(argv[5], t.session) < 0 ||
+	    arg_id(argv[5], t.session) < 0 || arg_id(argv[6], t.slot) < 0 ||
+	    dp_parse_int64(argv[7], 0, 1, &claim) < 0 ||
 	    beside(HEAVY_NAME, heavy_path, sizeof(heavy_path)) < 0) {
 		fprintf(stderr, "terminal-pump: run by ws/terminal only\n");
-		rc = 1;
-		goto out;
+		return 1;
 	}
-	dp_log_init("ws-terminal", argv[6], argv[7]);
+	dp_log_init("ws-terminal", argv[8], argv[9]);
 	t.att.fd = (int)fd;
 	t.att.pid = (int)pid;
 	t.attached = true;
+	t.claim = claim == 1;
 	(void)fcntl(t.att.fd, F_SETFD, FD_CLOEXEC);
-	timers_start(&t);
-	if (child_exited(&t))
-		got_chld = 1;	/* pump() notices at once */
-	pump(&t, &waitmask);
-	detach(&t);
-	term_release(&t);
-	snprintf(bi, sizeof(bi), "%lld", (long long)t.bytes_in);
-	snprintf(bo, sizeof(bo), "%lld", (long long)t.bytes_out);
-	snprintf(cc, sizeof(cc), "%d", t.close_code ? t.close_code : 1000);
-	end[0] = heavy_path;
-	end[1] = (char *)"--end";
-	end[2] = t.session;
-	end[3] = t.env.id;
-	end[4] = bi;
-	end[5] = bo;
-	end[6] = cc;
-	end[7] = NULL;
-	/*
-	 * The mask stays: websocketd's SIGINT/SIGTERM for the gone client
-	 * must not kill "terminal --end" (default actions after the exec)
-	 * before it blocks them and frees the slot.
-	 */
-	execv(end[0], end);
-	/* The next socket here drops the slot. */
-	dp_error("exec %s: %s", end[0], strerror(errno));
-out:
-	return rc;
+	pump_to_end(&t, &waitmask);
+	return 0;
 }
 #else
 /* Refuse after the upgrade: the close message, then exit. */
@@ -1056,7 +1203,202 @@ refuse(struct term *t, int code, const char *reason)
 	return 1;
 }
 
-/* terminal --check ENV SID SESSION BYTES_IN BYTES_OUT MARK (for the pump) */
+/* The welcome (and the info when the session was there), sent. */
+static void
+welcome(struct term *t)
+{
+	struct json_object	*o = json_object_new_object();
+	char			 msg[256];
+
+	snprintf(msg, sizeof(msg), "Connected to %s", t->env.name);
+	dp_json_str(o, "type", "welcome");
+	dp_json_str(o, "message", msg);
+	json_object_object_add(o, "environment",
+	    dp_wsapp_env_json(&t->env, true));
+	dp_json_str(o, "session_id", t->session);
+	dp_wsapp_msg(&t->out, o);
+	if (t->att.existed)
+		dp_wsapp_info(&t->out, "Reattached to existing session");
+	flush_out(t);
+}
+
+/*
+ * After the welcome: become the pump (same pid).  Returns only when it
+ * is not there or does not start; the caller then pumps itself.
+ */
+static void
+exec_pump(struct term *t)
+{
+	char	 path[4096], fd[16], pid[16];
+	char	*argv[11];
+	int	 fl;
+
+	if (beside(PUMP_NAME, path, sizeof(path)) < 0 ||
+	    access(path, X_OK) < 0 || t->att.fd < 0 || t->att.pid <= 0 ||
+	    t->att.priv != NULL)
+		return;
+	snprintf(fd, sizeof(fd), "%d", t->att.fd);
+	snprintf(pid, sizeof(pid), "%d", t->att.pid);
+	argv[0] = path;
+	argv[1] = fd;
+	argv[2] = pid;
+	argv[3] = t->env.id;
+	argv[4] = t->user.sid;
+	argv[5] = t->session;
+	argv[6] = t->slot;
+	argv[7] = (char *)(t->claim ? "1" : "0");
+	argv[8] = dp_cfg.web_log_format;
+	argv[9] = dp_cfg.web_log_level;
+	argv[10] = NULL;
+	fl = fcntl(t->att.fd, F_GETFD);
+	(void)fcntl(t->att.fd, F_SETFD, fl & ~FD_CLOEXEC);
+	/* The mask stays: signals that came meanwhile wait for the pump. */
+	dp_wsreq_release(&t->req);
+	if (t->kubeconfig != NULL)
+		explicit_bzero(t->kubeconfig, strlen(t->kubeconfig));
+	execv(path, argv);
+	dp_warn("exec %s: %s; pumping in process", path, strerror(errno));
+	(void)fcntl(t->att.fd, F_SETFD, fl);
+}
+
+/* websocketd's request: SCRIPT_NAME=/terminal, PATH_INFO=/<id>[/]. */
+static void
+request(struct term *t)
+{
+	const char	*pi = getenv("PATH_INFO");
+	char		 seg[64];
+
+	snprintf(seg, sizeof(seg), "%s", pi && *pi == '/' ? pi + 1 : "");
+	seg[strcspn(seg, "/")] = '\0';
+	dp_wsreq_parse(&t->req, DP_WSK_TERMINAL, getenv("QUERY_STRING"), seg,
+	    getenv("HTTP_AUTHORIZATION"));
+}
+
+static void
+term_free(struct term *t)
+{
+	dp_wsreq_release(&t->req);
+	dp_wsapp_env_release(&t->env);
+	if (t->kubeconfig != NULL) {
+		explicit_bzero(t->kubeconfig, strlen(t->kubeconfig));
+		free(t->kubeconfig);
+	}
+	term_release(t);
+}
+
+#ifdef DP_TERMINAL_LIGHT
+/*
+ * The ticket authorize-ws sent along (X-DevPocket-Ticket), checked
+ * against the request's token and target: 1 with the user, the
+ * environment, the slot and the session in t, else 0 (no ticket, or one
+ * that does not do: ws/terminal-full then admits the socket itself).
+ */
+static int
+ticket_admit(struct term *t)
+{
+	const char		*tk = getenv("HTTP_X_DEVPOCKET_TICKET");
+	struct dp_buf		 key = { 0 };
+	struct dp_err		 err = { 0 };
+	struct dp_wsticket	 w;
+	int			 r;
+
+	if (tk == NULL || *tk == '\0' || t->req.token == NULL)
+		return 0;
+	if (dp_keyfile_read(dp_cfg.auth_jwt_key_file, &key, &err) < 0) {
+		dp_error("jwt key: %s", err.msg);
+		return 0;
+	}
+	r = dp_wsticket_open(tk, key.s, key.len, t->req.token,
+	    (int64_t)dp_now(), &w, &err);
+	dp_buf_wipe(&key);
+	if (r < 0) {
+		dp_warn("ticket refused: %s", err.msg);
+		return 0;
+	}
+	if (w.kind != DP_WSK_TERMINAL || strcmp(w.env.id, t->req.target) != 0 ||
+	    (dp_cfg.auth_require_verified_email && !w.user.verified) ||
+	    strcmp(w.env.status, "running") != 0) {
+		dp_warn("ticket refused: not for this socket");
+		dp_wsticket_release(&w);
+		return 0;
+	}
+	t->user = w.user;
+	t->env = w.env;		/* the strings move to t */
+	memcpy(t->slot, w.slot, sizeof(t->slot));
+	memcpy(t->session, w.session, sizeof(t->session));
+	return 1;
+}
+
+/*
+ * No ticket: become ws/terminal-full, which runs the whole admission
+ * from the same request (websocketd's environment and descriptors stay;
+ * so does the mask: a signal that comes meanwhile waits for it).
+ * Returns when it does not start.
+ */
+static void
+hand_over(void)
+{
+	char	*argv[2];
+
+	argv[0] = heavy_path;
+	argv[1] = NULL;
+	execv(heavy_path, argv);
+	dp_error("exec %s: %s", heavy_path, strerror(errno));
+}
+
+int
+main(int argc, char *argv[])
+{
+	struct term	 t;
+	struct dp_err	 err = { 0 };
+	sigset_t	 waitmask;
+	int		 rc = 1;
+
+	memset(&t, 0, sizeof(t));
+	t.att.fd = t.att.pid = t.claim_fd = t.claim_pid = -1;
+	signals(&orig_mask, &waitmask);
+	if (argc != 1) {
+		fprintf(stderr, "usage: terminal (run by websocketd)\n");
+		return 2;
+	}
+	if (beside(HEAVY_NAME, heavy_path, sizeof(heavy_path)) < 0 ||
+	    dp_wsapp_init("ws-terminal") < 0) {
+		rc = refuse(&t, 1011, "Service temporarily unavailable");
+		goto out;
+	}
+	request(&t);
+	if (!ticket_admit(&t)) {
+		hand_over();
+		rc = refuse(&t, 1011, "Service temporarily unavailable");
+		goto out;
+	}
+	if (t.slot[0] == '\0') {
+		rc = refuse(&t, 1008, "Too many connections");
+		goto out;
+	}
+	t.claim = true;
+	t.drv = dp_driver_get(t.env.provider);
+	if (attach(&t, &err) < 0) {
+		dp_error("attach %s: %s", t.env.id, err.msg);
+		rc = refuse(&t, 1011, "Terminal unavailable");
+		goto out;
+	}
+	welcome(&t);
+	if (t.done)
+		goto out;
+	exec_pump(&t);
+	pump_to_end(&t, &waitmask);
+	rc = 0;
+out:
+	dp_attach_probe_drop();
+	detach(&t);
+	if (t.slot[0] != '\0')
+		end_exec(&t);
+	term_free(&t);
+	return rc;
+}
+#else
+/* terminal-full --check ENV SID SESSION BYTES_IN BYTES_OUT MARK (the pump) */
 static int
 helper_check(struct term *t, char *argv[])
 {
@@ -1081,106 +1423,56 @@ helper_check(struct term *t, char *argv[])
 	return fflush(stdout) == 0 ? 0 : 1;
 }
 
-/* terminal --end SESSION ENV BYTES_IN BYTES_OUT CLOSE_CODE (the pump's end) */
+/*
+ * terminal-full --claim SLOT PID (the pump): make the reserved slot
+ * process PID's.  Prints "ok", "fail" (database), or a close when the
+ * reservation is gone (it outlived DP_WS_RESERVE_S and was dropped).
+ */
+static int
+helper_claim(struct term *t, char *argv[])
+{
+	int64_t	 pid;
+	int	 r = -1;
+
+	if (!dp_is_id(argv[0]) || dp_parse_int64(argv[1], 2, INT32_MAX,
+	    &pid) < 0)
+		return 2;
+	if (db(t) != NULL)
+		r = dp_wsapp_slot_claim(t->db, argv[0], (int)pid);
+	if (r > 0)
+		printf("ok\n");
+	else if (r == 0)
+		printf("close 1011 Service temporarily unavailable\n");
+	else
+		printf("fail\n");
+	return fflush(stdout) == 0 ? 0 : 1;
+}
+
+/*
+ * terminal-full --end SESSION ENV BYTES_IN BYTES_OUT CLOSE_CODE SLOT
+ * (what the pump becomes): end the session row, free the slot.
+ */
 static int
 helper_end(struct term *t, char *argv[])
 {
-	static const char sql[] =
-	    "SELECT id FROM ws_connections WHERE session_id = $1 AND pid = $2::int";
-	char		 pid[24];
-	const char	*p[2];
-	PGresult	*r = NULL;
-	int64_t		 bi, bo, cc;
-	int		 rc = 2;
+	int64_t	 bi, bo, cc;
 
 	if (!dp_is_id(argv[0]) || !dp_is_id(argv[1]) ||
 	    dp_parse_int64(argv[2], 0, INT64_MAX, &bi) < 0 ||
 	    dp_parse_int64(argv[3], 0, INT64_MAX, &bo) < 0 ||
-	    dp_parse_int64(argv[4], 1000, 4999, &cc) < 0)
-		goto out;
+	    dp_parse_int64(argv[4], 1000, 4999, &cc) < 0 ||
+	    !dp_is_id(argv[5]))
+		return 2;
 	memcpy(t->session, argv[0], 25);
 	memcpy(t->env.id, argv[1], 25);
+	memcpy(t->slot, argv[5], 25);
 	t->bytes_in = bi;
 	t->bytes_out = bo;
 	t->close_code = (int)cc;
-	rc = 1;
 	if (db(t) == NULL)
-		goto out;
-	/* Our slot: the row of this session that carries our pid. */
-	snprintf(pid, sizeof(pid), "%d", (int)getpid());
-	p[0] = t->session;
-	p[1] = pid;
-	r = dp_db_exec(t->db, sql, 2, p);
-	if (!dp_db_ok(r))
-		goto out;
-	if (PQntuples(r) == 1)
-		memcpy(t->slot, PQgetvalue(r, 0, 0), sizeof(t->slot) - 1);
+		return 1;
 	session_end(t);
-	rc = 0;
-out:
-	PQclear(r);
-	return rc;
-}
-
-/*
- * An environment whose driver this build lacks (ws/terminal links the
- * local driver only, so that it starts sooner): before anything is
- * taken, become ws/terminal-k8s, which runs the whole admission again
- * from the same request (websocketd's environment and descriptors stay).
- * Returns when there is no such program; attach then fails.
- */
-static void
-hand_over(struct term *t)
-{
-	char	 path[4096];
-	char	*argv[2];
-
-	if (t->drv != NULL || beside(K8S_NAME, path, sizeof(path)) < 0 ||
-	    access(path, X_OK) < 0)
-		return;
-	db_close(t);
-	argv[0] = path;
-	argv[1] = NULL;
-	/* The mask stays: a signal that comes meanwhile waits for it. */
-	execv(path, argv);
-	dp_warn("exec %s: %s", path, strerror(errno));
-}
-
-/*
- * After the welcome: become the pump (same pid).  Returns only when it
- * is not there or does not start; the caller then pumps itself.
- */
-static void
-exec_pump(struct term *t)
-{
-	char	 path[4096], fd[16], pid[16];
-	char	*argv[9];
-	int	 fl;
-
-	if (beside(PUMP_NAME, path, sizeof(path)) < 0 ||
-	    access(path, X_OK) < 0 || t->att.fd < 0 || t->att.pid <= 0 ||
-	    t->att.priv != NULL)
-		return;
-	snprintf(fd, sizeof(fd), "%d", t->att.fd);
-	snprintf(pid, sizeof(pid), "%d", t->att.pid);
-	argv[0] = path;
-	argv[1] = fd;
-	argv[2] = pid;
-	argv[3] = t->env.id;
-	argv[4] = t->user.sid;
-	argv[5] = t->session;
-	argv[6] = dp_cfg.web_log_format;
-	argv[7] = dp_cfg.web_log_level;
-	argv[8] = NULL;
-	fl = fcntl(t->att.fd, F_GETFD);
-	(void)fcntl(t->att.fd, F_SETFD, fl & ~FD_CLOEXEC);
-	/* The mask stays: signals that came meanwhile wait for the pump. */
-	dp_wsreq_release(&t->req);
-	if (t->kubeconfig != NULL)
-		explicit_bzero(t->kubeconfig, strlen(t->kubeconfig));
-	execv(path, argv);
-	dp_warn("exec %s: %s; pumping in process", path, strerror(errno));
-	(void)fcntl(t->att.fd, F_SETFD, fl);
+	return 0;
 }
 
 int
@@ -1189,11 +1481,10 @@ main(int argc, char *argv[])
 	struct term		 t;
 	struct dp_err		 err = { 0 };
 	sigset_t		 orig, waitmask;
-	const char		*pi;
-	char			 seg[64];
 	int			 rc = 1, r;
 
 	memset(&t, 0, sizeof(t));
+	t.att.fd = t.att.pid = t.claim_fd = t.claim_pid = -1;
 	signals(&orig, &waitmask);
 	if (dp_wsapp_init("ws-terminal") < 0) {
 		rc = argc > 1 ? 1 :
@@ -1205,22 +1496,21 @@ main(int argc, char *argv[])
 		t.session[0] = t.slot[0] = '\0';
 		goto out;
 	}
-	if (argc == 7 && strcmp(argv[1], "--end") == 0) {
+	if (argc == 4 && strcmp(argv[1], "--claim") == 0) {
+		rc = helper_claim(&t, argv + 2);
+		goto out;
+	}
+	if (argc == 8 && strcmp(argv[1], "--end") == 0) {
 		rc = helper_end(&t, argv + 2);
 		t.session[0] = t.slot[0] = '\0';
 		goto out;
 	}
 	if (argc != 1) {
-		fprintf(stderr, "usage: terminal (run by websocketd)\n");
+		fprintf(stderr, "usage: terminal-full (run by ws/terminal)\n");
 		rc = 2;
 		goto out;
 	}
-	/* websocketd: SCRIPT_NAME=/terminal, PATH_INFO=/<id>[/]. */
-	pi = getenv("PATH_INFO");
-	snprintf(seg, sizeof(seg), "%s", pi && *pi == '/' ? pi + 1 : "");
-	seg[strcspn(seg, "/")] = '\0';
-	dp_wsreq_parse(&t.req, DP_WSK_TERMINAL, getenv("QUERY_STRING"), seg,
-	    getenv("HTTP_AUTHORIZATION"));
+	request(&t);
 	if (db(&t) == NULL) {
 		rc = refuse(&t, 1011, "Service temporarily unavailable");
 		goto out;
@@ -1243,7 +1533,6 @@ main(int argc, char *argv[])
 		goto out;
 	}
 	t.drv = dp_driver_get(t.env.provider);
-	hand_over(&t);
 	attach_probe(&t);
 	r = dp_wsapp_slot_take(t.db, t.user.id, DP_WSK_TERMINAL, t.env.id,
 	    dp_cfg.limits_ws_per_user, t.slot);
@@ -1263,21 +1552,7 @@ main(int argc, char *argv[])
 		rc = refuse(&t, 1011, "Service temporarily unavailable");
 		goto out;
 	}
-	{
-		struct json_object	*o = json_object_new_object();
-		char			 msg[256];
-
-		snprintf(msg, sizeof(msg), "Connected to %s", t.env.name);
-		dp_json_str(o, "type", "welcome");
-		dp_json_str(o, "message", msg);
-		json_object_object_add(o, "environment",
-		    dp_wsapp_env_json(&t.env, true));
-		dp_json_str(o, "session_id", t.session);
-		dp_wsapp_msg(&t.out, o);
-	}
-	if (t.att.existed)
-		dp_wsapp_info(&t.out, "Reattached to existing session");
-	flush_out(&t);
+	welcome(&t);
 	/* Idle sockets hold no database connection (there may be many). */
 	db_close(&t);
 	if (t.done)
@@ -1294,13 +1569,8 @@ out:
 	else if (t.slot[0] != '\0' && db(&t) != NULL)
 		(void)dp_wsapp_slot_free(t.db, t.slot);
 	db_close(&t);
-	dp_wsreq_release(&t.req);
-	dp_wsapp_env_release(&t.env);
-	if (t.kubeconfig != NULL) {
-		explicit_bzero(t.kubeconfig, strlen(t.kubeconfig));
-		free(t.kubeconfig);
-	}
-	term_release(&t);
+	term_free(&t);
 	return rc;
 }
-#endif
+#endif /* DP_TERMINAL_LIGHT */
+#endif /* DP_TERMINAL_PUMP */

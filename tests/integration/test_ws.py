@@ -5,11 +5,17 @@ into tmux in a local environment.
 Environments come from POST /api/v1/environments with a quick template
 (one `true` startup step) inserted here, on the stack's local cluster."""
 
+import base64
+import hashlib
+import hmac
+import json
 import os
+import socket
 import threading
 import time
 import urllib.parse
 
+import harness
 from harness import (check, eq, fail, http, post, register_user, sql,
                      unique, VAR, bearer)
 import wsclient
@@ -584,3 +590,198 @@ def test_ws_logs_replay_and_follow():
     ws.until(lambda m: m["type"] == "pong")
     ws.close()
     wait_slots(u["id"], 0)
+
+
+# ---- the admission ticket (lib/wsticket.h) ----------------------------
+
+def jwt_claims(token):
+    part = token.split(".")[1]
+    return json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
+
+
+def b64url(b):
+    return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+
+
+def mint_ticket(token, env, slot, session, exp=None, sign_token=None,
+                env_over=None):
+    """A ticket as the auth responder writes one, signed here with the
+    stack's JWT key: what authorize-ws hands ws/terminal through nginx."""
+    with open(os.path.join(VAR, "keys", "jwt.key")) as f:
+        key = bytes.fromhex(f.read().strip())
+    c = jwt_claims(token)
+    row = sql("SELECT e.name, t.name, e.docker_image, e.port, e.cluster_id "
+              "FROM environments e JOIN templates t ON t.id = e.template_id "
+              "WHERE e.id = :'p1'", env)[0]
+    e = {"id": env, "name": row[0], "template": row[1], "status": "running",
+         "installation_completed": True, "image": row[2],
+         "port": int(row[3] or 0), "cluster_id": row[4], "provider": "local"}
+    e.update(env_over or {})
+    payload = {"v": 1, "exp": exp if exp is not None else int(time.time()) + 10,
+               "th": hashlib.sha256((sign_token or token).encode()).hexdigest(),
+               "kind": "terminal", "user": c["sub"], "sid": c["sid"],
+               "verified": True, "slot": slot, "session": session, "env": e}
+    body = b64url(json.dumps(payload).encode())
+    sub = hmac.new(key, b"devpocket ws ticket v1", hashlib.sha256).digest()
+    mac = hmac.new(sub, body.encode(), hashlib.sha256).digest()
+    return body + "." + b64url(mac)
+
+
+def ticket_of(t):
+    """The session a ticket names (None for no ticket at all)."""
+    if "." not in t:
+        return None
+    body = t.split(".")[0]
+    return json.loads(base64.urlsafe_b64decode(
+        body + "=" * (-len(body) % 4)))["session"]
+
+
+def reserve(u, env):
+    """A reserved slot and its session row, as authorize-ws leaves them."""
+    slot, session = unique_id(), unique_id()
+    sql("INSERT INTO ws_connections (id, user_id, kind, environment_id, pid, "
+        "host, session_id) VALUES (:'p1', :'p2', 'terminal', :'p3', 0, "
+        ":'p4', :'p5')", slot, u["id"], env, socket.gethostname(), session)
+    sql("INSERT INTO terminal_sessions (id, user_id, type, environment_id) "
+        "VALUES (:'p1', :'p2', 'environment', :'p3')", session, u["id"], env)
+    return slot, session
+
+
+def unique_id():
+    return os.urandom(12).hex()
+
+
+def websocketd_base():
+    port = urllib.parse.urlsplit(harness.BASE_URL).port or 80
+    return "http://127.0.0.1:%d" % (port + 1)
+
+
+def direct_term(env, token, ticket):
+    """ws/terminal as websocketd runs it, without the web server."""
+    ws = wsclient.connect("/terminal/%s?cols=90&rows=30" % env, headers={
+        "Authorization": "Bearer " + token, "X-DevPocket-Ticket": ticket},
+        base=websocketd_base())
+    if isinstance(ws, wsclient.Refused):
+        fail("terminal refused: %r" % ws)
+    return ws, ws.recv(15)
+
+
+def slot_pid(slot):
+    rows = sql("SELECT pid FROM ws_connections WHERE id = :'p1'", slot)
+    return int(rows[0][0]) if rows else None
+
+
+def test_ws_ticket_admission():
+    """A socket with a good ticket is admitted by it: the welcome names
+    the ticket's session, the reserved slot is claimed by the socket's
+    process, and the end frees it and ends the session row."""
+    u, env = env_user()
+    tok = u["access_token"]
+    slot, session = reserve(u, env)
+    ws, w = direct_term(env, tok, mint_ticket(tok, env, slot, session))
+    eq(w["type"], "welcome", "welcome")
+    eq(w["session_id"], session, "the ticket's session")
+    deadline = time.time() + 5
+    while time.time() < deadline and slot_pid(slot) == 0:
+        time.sleep(0.05)
+    pid = slot_pid(slot)
+    check(pid and os.path.exists("/proc/%d" % pid), "slot claimed: pid %r"
+          % pid)
+    with open("/proc/%d/cmdline" % pid, "rb") as f:
+        check(b"terminal-pump" in f.read(), "the claim names the pump")
+    eq(slots(u["id"]), 1, "one slot")
+    ws.send({"type": "input", "data": "echo TK$((40+2))T\r"})
+    ws.output_until("TK42T")
+    ws.close()
+    wait_slots(u["id"], 0)
+    deadline = time.time() + 5
+    while time.time() < deadline:
+        row = sql("SELECT active, close_code FROM terminal_sessions "
+                  "WHERE id = :'p1'", session)
+        if row[0][0] == "f":
+            break
+        time.sleep(0.1)
+    eq(row, [["f", "1000"]], "ended session row")
+
+
+def test_ws_ticket_refusals_fall_back():
+    """A ticket that does not do (expired, forged, for another token or
+    another socket's environment) is ignored: ws/terminal-full admits the
+    socket itself, with a session of its own.  A good ticket whose reservation is
+    gone closes the socket after the welcome."""
+    u, env = env_user()
+    _, other = env_user()
+    tok = u["access_token"]
+    good = mint_ticket(tok, env, unique_id(), unique_id())
+    body, mac = good.split(".")
+    forged = body[:-2] + ("A" if body[-2] != "A" else "B") + body[-1] + \
+        "." + mac
+    cases = {
+        "expired": mint_ticket(tok, env, unique_id(), unique_id(),
+                               exp=int(time.time()) - 1),
+        "forged": forged,
+        "another token": mint_ticket(tok, env, unique_id(), unique_id(),
+                                     sign_token=tok + "x"),
+        "another environment": mint_ticket(tok, other, unique_id(),
+                                           unique_id()),
+        "garbage": "not-a-ticket",
+    }
+    for what, t in cases.items():
+        ticket_session = ticket_of(t if what != "forged" else good)
+        ws, w = direct_term(env, tok, t)
+        eq(w["type"], "welcome", "%s: welcome" % what)
+        check(w["session_id"] != ticket_session, "%s: own session" % what)
+        eq(sql("SELECT count(*) FROM terminal_sessions WHERE id = :'p1'",
+               w["session_id"]), [["1"]], "%s: session row" % what)
+        ws.close()
+        wait_slots(u["id"], 0)
+    # Good, but the reservation is gone (dropped as dead): closed.
+    ws, w = direct_term(env, tok, mint_ticket(tok, env, unique_id(),
+                                              unique_id()))
+    eq(w["type"], "welcome", "welcome before the claim")
+    m = ws.until(lambda m: m["type"] == "close")[0]
+    eq((m["code"], m["reason"]), (1011, "Service temporarily unavailable"),
+       "close without a slot")
+    ws.close()
+    wait_slots(u["id"], 0)
+    # Through the web server a client's own ticket header never counts.
+    slot, session = reserve(u, env)
+    ws = wsclient.connect(term_path(env, tok), headers={
+        "X-DevPocket-Ticket": mint_ticket(tok, env, slot, session)})
+    w = ws.recv(15)
+    eq(w["type"], "welcome", "welcome through the web server")
+    check(w["session_id"] != session, "the client's ticket was ignored")
+    ws.close()
+
+
+def test_ws_slot_claimed_through_web_server():
+    """Through the web server (nginx: a ticket; lighttpd: no ticket) the
+    socket's slot ends up with the socket's live process."""
+    u, env = env_user()
+    ws, w = open_term(u, env)
+    deadline = time.time() + 5
+    pid = 0
+    while time.time() < deadline:
+        rows = sql("SELECT pid FROM ws_connections WHERE session_id = "
+                   ":'p1'", w["session_id"])
+        pid = int(rows[0][0]) if rows else 0
+        if pid:
+            break
+        time.sleep(0.05)
+    check(pid and os.path.exists("/proc/%d" % pid), "slot pid %r" % pid)
+    ws.close()
+    wait_slots(u["id"], 0)
+
+
+def test_ws_no_token_in_websocketd_log():
+    """Behind nginx the access token travels to websocketd in a header:
+    websocketd writes the socket's URL into its log (the killed clients
+    above leave such lines), and that URL holds no token."""
+    if not os.path.exists(os.path.join(VAR, "run", "nginx.pid")):
+        return      # lighttpd cannot move it (etc/lighttpd/devpocket.conf)
+    with open(os.path.join(VAR, "log", "websocketd.log"),
+              errors="replace") as f:
+        lines = [l for l in f if "url:'" in l]
+    check(lines, "websocketd logged no URL to look at")
+    bad = [l for l in lines if "token=" in l]
+    eq(bad[:1], [], "URLs with a token in websocketd.log")
