@@ -1,6 +1,7 @@
 /* ws/terminal.c: websocketd program for /api/v1/ws/terminal/{id}: tmux in the environment */
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -37,14 +38,14 @@
  * ws/terminal-full, which does all that itself with PostgreSQL and
  * every driver.
  *
- * Either then replaces itself (same pid: the tmux client stays its
- * child, the slot row's pid stays right) with ws/terminal-pump
- * (DP_TERMINAL_PUMP), linked with libc and json-c only: an idle socket
- * costs no pages of libpq, OpenSSL, curl and their forty libraries.  The
- * pump runs "terminal-full --claim" once to claim a reserved slot and
- * "terminal-full --check" for the periodic check, and becomes
- * "terminal-full --end" to close the session.  Without the pump beside
- * them, both pump themselves.
+ * ws/terminal then pumps the socket itself.  ws/terminal-full replaces
+ * itself (same pid: the tmux client stays its child, the slot row's pid
+ * stays right) with ws/terminal-pump (DP_TERMINAL_PUMP), linked with libc
+ * and json-c only: an idle socket costs no pages of libpq, OpenSSL, curl
+ * and their forty libraries (without the pump beside it, it pumps
+ * itself).  Whichever pumps runs "terminal-full --claim" once to claim a
+ * reserved slot and "terminal-full --check" for the periodic check, and
+ * becomes "terminal-full --end" to close the session.
  */
 #define PUMP_NAME	"terminal-pump"
 #define HEAVY_NAME	"terminal-full"
@@ -1222,6 +1223,7 @@ welcome(struct term *t)
 	flush_out(t);
 }
 
+#ifdef TERMINAL_DB
 /*
  * After the welcome: become the pump (same pid).  Returns only when it
  * is not there or does not start; the caller then pumps itself.
@@ -1260,6 +1262,7 @@ exec_pump(struct term *t)
 	dp_warn("exec %s: %s; pumping in process", path, strerror(errno));
 	(void)fcntl(t->att.fd, F_SETFD, fl);
 }
+#endif
 
 /* websocketd's request: SCRIPT_NAME=/terminal, PATH_INFO=/<id>[/]. */
 static void
@@ -1386,7 +1389,10 @@ main(int argc, char *argv[])
 	welcome(&t);
 	if (t.done)
 		goto out;
-	exec_pump(&t);
+	/* Light already: pumps itself (no exec on the way to the prompt),
+	 * the start's heap given back first. */
+	dp_wsreq_release(&t.req);
+	(void)malloc_trim(0);
 	pump_to_end(&t, &waitmask);
 	rc = 0;
 out:
