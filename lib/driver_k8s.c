@@ -22,7 +22,8 @@
  * Per environment: PVC env-<id>-home (the home directory, /root), the
  * ConfigMap env-<id>-init (init.sh, tmux.conf, mounted read-only at
  * /etc/devpocket), the StatefulSet env-<id> (replicas 1 running, 0
- * stopped) and a headless Service env-<id>.  The container runs
+ * stopped: stop also deletes the pod env-<id>-0, not waiting for the
+ * controller) and a headless Service env-<id>.  The container runs
  * /bin/sh /etc/devpocket/init.sh: the startup commands with the markers
  * of driver.h on its standard output (the pod log is the install log),
  * then a keep-alive loop around the tmux session devpocket_<id>.
@@ -869,6 +870,17 @@ k8s_stop(const struct dp_cluster_conn *cc, const struct dp_env_spec *s,
 	    json_object_new_int(0));
 	if (dp_k8s_merge_patch(c.k, path, patch, NULL, err) == -1 &&
 	    err->code != 404)
+		goto out;
+	/*
+	 * And the pod itself: a busy controller may not have acted on the
+	 * scale before a restart scales back to 1, and the old pod would
+	 * then live on (a restart that restarts nothing).  With replicas 0
+	 * nothing brings it back; gone already (404) is fine.
+	 */
+	if (dp_sfmt(path, sizeof(path), "/api/v1/namespaces/%s/pods/%s", c.ns,
+	    c.pod) == -1)
+		goto out;
+	if (dp_k8s_delete(c.k, path, NULL, err) == -1 && err->code != 404)
 		goto out;
 	ret = 0;
 out:

@@ -457,6 +457,7 @@ class State:
         # exec subprotocols this "API server" speaks, best first (an older
         # cluster speaks v4 only: POST /_exec_protocols?only=v4...)
         self.exec_protocols = ["v5.channel.k8s.io", "v4.channel.k8s.io"]
+        self.controller_paused = False  # POST /_controller?paused=1
         self.exec_used = []     # the subprotocol of each exec upgrade
         self.pvc_root = os.path.join(args.state_dir, "pvcs")
         os.makedirs(self.pvc_root, exist_ok=True)
@@ -494,7 +495,7 @@ class State:
     def tick(self):
         with self.lock:
             for key, sts in list(self.objs.items()):
-                if key[0] == "statefulsets":
+                if key[0] == "statefulsets" and not self.controller_paused:
                     self._reconcile(key[1], sts)
             for key, pod in list(self.objs.items()):
                 if key[0] == "pods":
@@ -873,6 +874,7 @@ class Handler(BaseHTTPRequestHandler):
                 st.requests = []
                 st.fails = []
                 st.exec_protocols = ["v5.channel.k8s.io", "v4.channel.k8s.io"]
+                st.controller_paused = False
             self.send_json(200, {"ok": True})
         elif method == "GET" and path == "/_exec_used":
             with st.lock:
@@ -884,6 +886,10 @@ class Handler(BaseHTTPRequestHandler):
                 st.exec_protocols = only or ["v5.channel.k8s.io",
                                              "v4.channel.k8s.io"]
             self.send_json(200, {"exec_protocols": st.exec_protocols})
+        elif method == "POST" and path == "/_controller":
+            with st.lock:
+                st.controller_paused = (query.get("paused") or ["0"])[0] == "1"
+            self.send_json(200, {"paused": st.controller_paused})
         elif method == "POST" and path == "/_fail":
             prefix = (query.get("path_prefix") or ["/"])[0]
             times = int((query.get("times") or ["1"])[0])
@@ -940,7 +946,10 @@ class Handler(BaseHTTPRequestHandler):
                 if name is None:
                     return 200, self.list(ctx, query)
                 return 200, self.public(self.get(ctx))
-            if not writable:
+            # Pods: made by the StatefulSet controller only here, but
+            # deleted as on a real cluster (the controller makes a new
+            # one while replicas is 1).
+            if not writable and not (kind == "Pod" and method == "DELETE"):
                 raise ApiError(405, "the server does not allow this method "
                                "on the requested resource")
             if method == "POST" and name is None:

@@ -432,19 +432,26 @@ def test_k8s_stop_start_restart():
     p = paths(ns, eid)
     uid0 = fk.get(p["pod"])[1]["metadata"]["uid"]
     fk.reset()
+    # A controller too busy to act on the scale (POST /_controller):
+    # the stop deletes the pod itself.
+    fk.call("POST", "/_controller?paused=1")
     r = req("POST", API + "/" + eid + "/stop", adm)
     eq((r.status, r.json), (200, {"message": "Environment stop initiated",
                                   "status": "stopped"}), "stop")
+    wait_for("the pod to be deleted", lambda: fk.get(p["pod"])[0] == 404 or
+             "deletionTimestamp" in fk.get(p["pod"])[1]["metadata"])
+    fk.call("POST", "/_controller?paused=0")
     wait_for("the pod to go", lambda: fk.get(p["pod"])[0] == 404)
     eq(fk.get(p["statefulset"])[1]["spec"]["replicas"], 0, "scaled to 0")
     for key in ("pvc", "configmap", "service", "statefulset"):
         eq(fk.get(p[key])[0], 200, "%s kept" % key)
     reqs = fk.requests()
     check_writes(reqs)
-    scale = [r for r in reqs if r["method"] in WRITES]
+    scale = [r for r in reqs if r["method"] in WRITES + ("DELETE",)]
     eq([(r["method"], r["path"], r["body"]) for r in scale],
-       [("PATCH", p["statefulset"] + "/scale", {"spec": {"replicas": 0}})],
-       "stop is one scale to 0")
+       [("PATCH", p["statefulset"] + "/scale", {"spec": {"replicas": 0}}),
+        ("DELETE", p["pod"], None)],
+       "stop is a scale to 0 and the pod's delete")
     time.sleep(1.2)
     eq(req("GET", API + "/" + eid, adm).json["status"], "stopped", "stays stopped")
 
