@@ -2,7 +2,8 @@
 # bench/term/run.sh: terminal WebSocket benchmarks through nginx →
 # websocketd → ws/terminal → tmux in a local environment.  Prints:
 #   keystroke echo RTT p50/p99 over KEYS keystrokes
-#   output throughput of MB MB of base64 through tmux
+#   output throughput of MB MB of base64 through tmux, and the same in
+#   tmux alone and with a bare pty client (bench/term/ceiling.py)
 #   connect-to-prompt on reattach
 #   PSS per idle connection at 100 and IDLE sockets (smaps_rollup)
 #
@@ -68,6 +69,8 @@ URL="ws://127.0.0.1:$PORT/api/v1/ws/terminal/$env?token=$tok&cols=120&rows=40"
 
 bench/term/client "$URL" rtt "$KEYS"
 bench/term/client "$URL" throughput "$MB"
+# The ceilings: the same load in tmux alone, and with a bare pty client.
+python3 bench/term/ceiling.py "$MB" "$VAR/wsenvs/$env/tmux.conf"
 bench/term/client "$URL" reattach 20
 
 # PSS of everything a socket costs: nginx, websocketd and every process
