@@ -56,7 +56,8 @@ pid $TMP/nginx.pid;
 error_log $TMP/error.log;
 events { worker_connections 1024; }
 http {
-	access_log off;
+	# As the stack's nginx does: one access log line per request.
+	access_log $TMP/access.log;
 	client_body_temp_path $TMP; fastcgi_temp_path $TMP; proxy_temp_path $TMP;
 	uwsgi_temp_path $TMP; scgi_temp_path $TMP;
 	server {
