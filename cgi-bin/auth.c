@@ -959,9 +959,9 @@ auth_authorize_ws(struct dp_req *req, struct dp_res *res)
 		return dp_fail(res, 503, "Service temporarily unavailable");
 	dp_wsreq_parse(&wr, kind, query, seg, dp_req_header(req,
 	    "Authorization"));
-	memset(&e, 0, sizeof(e));
-	if (dp_wsapp_token(req->db, wr.token, &u, &err) < 0) {
-		rc = err.code == 1 ? dp_fail_db(req, res) :
+	if ((r = dp_wsapp_admit(req->db, true, wr.token, wr.target, &u, &e,
+	    &err)) <= 0) {
+		rc = r < 0 ? dp_fail_db(req, res) :
 		    ws_deny(res, 401, "Authentication failed");
 		goto out;
 	}
@@ -974,11 +974,7 @@ auth_authorize_ws(struct dp_req *req, struct dp_res *res)
 		rc = ws_deny(res, 403, "SSH profile not found");
 		goto out;
 	}
-	if ((r = dp_wsapp_env(req->db, u.id, wr.target, &e)) < 0) {
-		rc = dp_fail_db(req, res);
-		goto out;
-	}
-	if (r == 0)
+	if (e.id[0] == '\0')
 		rc = ws_deny(res, 403, "Environment not found");
 	else if (kind == DP_WSK_TERMINAL && strcmp(e.status, "running") != 0)
 		rc = ws_deny(res, 403, "Environment not running");

@@ -158,55 +158,26 @@ dp_ws_uri_split(const char *uri, enum dp_ws_kind *kind, char seg[25],
 #endif /* !DP_WSAPP_LIGHT */
 
 #ifdef WSAPP_DB
-/* ---- token, session ----------------------------------------------------- */
-
-int
-dp_wsapp_token(struct dp_db *db, const char *token, struct dp_wsuser *u,
-    struct dp_err *err)
+/*
+ * A statement run once by this process, not prepared: one round trip
+ * instead of two (prepare, then execute) on a connection that lives for
+ * one socket's start.  Logged on failure; the caller PQclears.
+ */
+static PGresult *
+exec_once(struct dp_db *db, const char *sql, int n, const char *const *p)
 {
-	static const char sql[] =
-	    "SELECT u.is_verified FROM login_sessions s "
-	    "JOIN users u ON u.id = s.user_id WHERE s.id = $1 AND u.id = $2 "
-	    "AND s.revoked_at IS NULL AND u.is_active AND u.deleted_at IS NULL";
-	const struct dp_buf	*key = dp_auth_key();
-	struct dp_access_claims	 c;
-	const char		*p[2];
-	PGresult		*r = NULL;
-	int			 rc = -1;
+	PGconn		*c = dp_db_conn(db);
+	PGresult	*r = PQexecParams(c, sql, n, NULL, p, NULL, NULL, 0);
+	const char	*m;
 
-	memset(u, 0, sizeof(*u));
-	if (token == NULL) {
-		dp_err_set(err, 0, "no token");
-		goto out;
-	}
-	if (key == NULL || db == NULL) {
-		dp_err_set(err, 1, "no key or database");
-		goto out;
-	}
-	if (dp_jwt_verify_access(token, key->s, key->len, dp_cfg.auth_issuer,
-	    (int64_t)dp_now(), &c, err) < 0) {
-		err->code = 0;
-		goto out;
-	}
-	p[0] = c.sid;
-	p[1] = c.sub;
-	r = dp_db_exec(db, sql, 2, p);
 	if (!dp_db_ok(r)) {
-		dp_err_set(err, 1, "database failure");
-		goto out;
+		m = r != NULL ? PQresultErrorMessage(r) : PQerrorMessage(c);
+		dp_error("database: %.*s", (int)strcspn(m, "\n"), m);
 	}
-	if (PQntuples(r) != 1) {
-		dp_err_set(err, 0, "session revoked or user inactive");
-		goto out;
-	}
-	memcpy(u->id, c.sub, sizeof(u->id));
-	memcpy(u->sid, c.sid, sizeof(u->sid));
-	u->verified = PQgetvalue(r, 0, 0)[0] == 't';
-	rc = 0;
-out:
-	PQclear(r);
-	return rc;
+	return r;
 }
+
+/* ---- token, session ----------------------------------------------------- */
 
 int
 dp_wsapp_session_alive(struct dp_db *db, const struct dp_wsuser *u)
@@ -227,51 +198,90 @@ dp_wsapp_session_alive(struct dp_db *db, const struct dp_wsuser *u)
 
 /* ---- environment -------------------------------------------------------- */
 
+/*
+ * The token (JWT, then its login session unrevoked and the user active)
+ * and the environment, owned by the user and not purged, in one
+ * statement.
+ */
 int
-dp_wsapp_env(struct dp_db *db, const char *user_id, const char *env_id,
-    struct dp_wsenv *e)
+dp_wsapp_admit(struct dp_db *db, bool prepared, const char *token,
+    const char *env_id, struct dp_wsuser *u, struct dp_wsenv *e,
+    struct dp_err *err)
 {
 	static const char sql[] =
-	    "SELECT e.id, e.name, t.name, e.status, e.installation_completed, "
-	    "e.docker_image, e.port, c.id, c.provider, c.endpoint, "
-	    "c.kube_config_sealed FROM environments e "
+	    "SELECT u.is_verified, e.id, e.name, t.name, e.status, "
+	    "e.installation_completed, e.docker_image, e.port, c.id, "
+	    "c.provider, c.endpoint, c.kube_config_sealed "
+	    "FROM login_sessions s JOIN users u ON u.id = s.user_id "
+	    "LEFT JOIN (environments e "
 	    "JOIN templates t ON t.id = e.template_id "
-	    "JOIN clusters c ON c.id = e.cluster_id "
-	    "WHERE e.id = $1 AND e.user_id = $2 AND (e.status <> 'terminated' "
+	    "JOIN clusters c ON c.id = e.cluster_id) "
+	    "ON e.id = $3 AND e.user_id = u.id AND (e.status <> 'terminated' "
 	    "OR e.terminated_at IS NULL OR e.terminated_at > now() - "
-	    "make_interval(hours => $3::int))";
-	char		 hours[24];
-	const char	*p[3] = { env_id, user_id, hours };
-	PGresult	*r;
-	int64_t		 port;
-	int		 rc = -1;
+	    "make_interval(hours => $4::int)) "
+	    "WHERE s.id = $1 AND u.id = $2 AND s.revoked_at IS NULL "
+	    "AND u.is_active AND u.deleted_at IS NULL";
+	const struct dp_buf	*key = dp_auth_key();
+	struct dp_access_claims	 c;
+	char			 hours[24];
+	const char		*p[4];
+	PGresult		*r = NULL;
+	int64_t			 port;
+	int			 rc = 0;
 
+	memset(u, 0, sizeof(*u));
 	memset(e, 0, sizeof(*e));
-	if (env_id == NULL || !dp_is_id(env_id))
-		return 0;
+	if (token == NULL) {
+		dp_err_set(err, 0, "no token");
+		goto out;
+	}
+	if (key == NULL || db == NULL) {
+		dp_err_set(err, 1, "no key or database");
+		rc = -1;
+		goto out;
+	}
+	if (dp_jwt_verify_access(token, key->s, key->len, dp_cfg.auth_issuer,
+	    (int64_t)dp_now(), &c, err) < 0) {
+		err->code = 0;
+		goto out;
+	}
 	snprintf(hours, sizeof(hours), "%lld",
 	    (long long)dp_cfg.limits_terminated_retention_hours);
-	r = dp_db_exec(db, sql, 3, p);
-	if (!dp_db_ok(r))
+	p[0] = c.sid;
+	p[1] = c.sub;
+	/* Not an id: no environment (the query finds none for ""). */
+	p[2] = env_id != NULL && dp_is_id(env_id) ? env_id : "";
+	p[3] = hours;
+	r = prepared ? dp_db_exec(db, sql, 4, p) : exec_once(db, sql, 4, p);
+	if (!dp_db_ok(r)) {
+		dp_err_set(err, 1, "database failure");
+		rc = -1;
 		goto out;
-	rc = 0;
-	if (PQntuples(r) != 1)
+	}
+	if (PQntuples(r) != 1) {
+		dp_err_set(err, 0, "session revoked or user inactive");
 		goto out;
-	memcpy(e->id, PQgetvalue(r, 0, 0), sizeof(e->id) - 1);
-	e->name = dp_xstrdup(PQgetvalue(r, 0, 1));
-	e->template = dp_xstrdup(PQgetvalue(r, 0, 2));
-	e->status = dp_xstrdup(PQgetvalue(r, 0, 3));
-	e->installation_completed = PQgetvalue(r, 0, 4)[0] == 't';
-	e->image = dp_xstrdup(PQgetvalue(r, 0, 5));
-	if (dp_parse_int64(PQgetvalue(r, 0, 6), 0, 65535, &port) == 0)
-		e->port = (int)port;
-	e->cluster_id = dp_xstrdup(PQgetvalue(r, 0, 7));
-	e->provider = dp_xstrdup(PQgetvalue(r, 0, 8));
-	if (!PQgetisnull(r, 0, 9))
-		e->endpoint = dp_xstrdup(PQgetvalue(r, 0, 9));
-	if (!PQgetisnull(r, 0, 10))
-		e->kube_sealed = dp_xstrdup(PQgetvalue(r, 0, 10));
+	}
+	memcpy(u->id, c.sub, sizeof(u->id));
+	memcpy(u->sid, c.sid, sizeof(u->sid));
+	u->verified = PQgetvalue(r, 0, 0)[0] == 't';
 	rc = 1;
+	if (PQgetisnull(r, 0, 1))
+		goto out;
+	snprintf(e->id, sizeof(e->id), "%s", PQgetvalue(r, 0, 1));
+	e->name = dp_xstrdup(PQgetvalue(r, 0, 2));
+	e->template = dp_xstrdup(PQgetvalue(r, 0, 3));
+	e->status = dp_xstrdup(PQgetvalue(r, 0, 4));
+	e->installation_completed = PQgetvalue(r, 0, 5)[0] == 't';
+	e->image = dp_xstrdup(PQgetvalue(r, 0, 6));
+	if (dp_parse_int64(PQgetvalue(r, 0, 7), 0, 65535, &port) == 0)
+		e->port = (int)port;
+	e->cluster_id = dp_xstrdup(PQgetvalue(r, 0, 8));
+	e->provider = dp_xstrdup(PQgetvalue(r, 0, 9));
+	if (!PQgetisnull(r, 0, 10))
+		e->endpoint = dp_xstrdup(PQgetvalue(r, 0, 10));
+	if (!PQgetisnull(r, 0, 11))
+		e->kube_sealed = dp_xstrdup(PQgetvalue(r, 0, 11));
 out:
 	PQclear(r);
 	return rc;
@@ -346,24 +356,6 @@ pid_alive(const char *s)
 	return kill((pid_t)pid, 0) == 0 || errno == EPERM;
 }
 
-/*
- * A statement run once by this process, not prepared: one round trip
- * instead of two (prepare, then execute) on a connection that lives for
- * one socket's start.  Logged on failure; the caller PQclears.
- */
-static PGresult *
-exec_once(struct dp_db *db, const char *sql, int n, const char *const *p)
-{
-	PGconn		*c = dp_db_conn(db);
-	PGresult	*r = PQexecParams(c, sql, n, NULL, p, NULL, NULL, 0);
-	const char	*m;
-
-	if (!dp_db_ok(r)) {
-		m = r != NULL ? PQresultErrorMessage(r) : PQerrorMessage(c);
-		dp_error("database: %.*s", (int)strcspn(m, "\n"), m);
-	}
-	return r;
-}
 
 /*
  * This host's rows of the user whose process is gone, as an array

@@ -60,13 +60,6 @@ struct dp_wsuser {
 	bool	 verified;
 };
 
-/*
- * Check an access token (JWT claims, then its login session unrevoked
- * and the user active, in one query).  0, or -1 when invalid (err says
- * why, for the log) or the database failed (err->code = 1).
- */
-int	 dp_wsapp_token(struct dp_db *, const char *token, struct dp_wsuser *,
-	    struct dp_err *);
 /* True while the login session sid of user stays valid; -1 on failure. */
 int	 dp_wsapp_session_alive(struct dp_db *, const struct dp_wsuser *);
 
@@ -78,9 +71,17 @@ struct dp_wsenv {
 	bool	 installation_completed;
 	int	 port;
 };
-/* 1 found, 0 missing or another user's, -1 on database failure. */
-int	 dp_wsapp_env(struct dp_db *, const char *user_id, const char *env_id,
-	    struct dp_wsenv *);
+/*
+ * Admit a socket: the access token (JWT claims, then its login session
+ * unrevoked and the user active) and the environment env_id (owned by
+ * the user, not purged), in one statement (prepared: the caller lives
+ * long).  1 with u, and e (e->id "" when the environment is missing,
+ * malformed or another user's; release it); 0 when the token is refused
+ * (err says why, for the log); -1 on database failure (err->code 1).
+ */
+int	 dp_wsapp_admit(struct dp_db *, bool prepared, const char *token,
+	    const char *env_id, struct dp_wsuser *, struct dp_wsenv *,
+	    struct dp_err *);
 void	 dp_wsapp_env_release(struct dp_wsenv *);
 /* The welcome's "environment" object (CONTRACT §3.3). */
 struct json_object *dp_wsapp_env_json(const struct dp_wsenv *, bool pty);

@@ -502,8 +502,9 @@ main(void)
 		rc = refuse(&l, 1011, "Service temporarily unavailable");
 		goto out;
 	}
-	if (dp_wsapp_token(l.db, l.req.token, &l.user, &err) < 0) {
-		rc = refuse(&l, err.code == 1 ? 1011 : 1008, err.code == 1 ?
+	if ((r = dp_wsapp_admit(l.db, false, l.req.token, l.req.target,
+	    &l.user, &l.env, &err)) <= 0) {
+		rc = refuse(&l, r < 0 ? 1011 : 1008, r < 0 ?
 		    "Service temporarily unavailable" : "Authentication failed");
 		goto out;
 	}
@@ -511,9 +512,8 @@ main(void)
 		rc = refuse(&l, 1008, "Please verify your email address");
 		goto out;
 	}
-	if ((r = dp_wsapp_env(l.db, l.user.id, l.req.target, &l.env)) <= 0) {
-		rc = refuse(&l, r < 0 ? 1011 : 1008, r < 0 ?
-		    "Service temporarily unavailable" : "Environment not found");
+	if (l.env.id[0] == '\0') {
+		rc = refuse(&l, 1008, "Environment not found");
 		goto out;
 	}
 	r = dp_wsapp_slot_take(l.db, l.user.id, DP_WSK_LOGS, l.env.id,

@@ -711,100 +711,6 @@ session_end(struct term *t)
 	(void)dp_db_run(t->db, sql, 6, p);
 }
 
-/*
- * The token (JWT, then its login session unrevoked and the user active)
- * and the environment, owned by the user, in one statement that this
- * process runs once (not prepared: one round trip).  The same checks as
- * dp_wsapp_token and dp_wsapp_env, which the long-lived auth responder
- * keeps prepared.  1 with t->user (t->env.id "" when the environment is
- * missing or another user's), 0 when the token is refused, -1 on
- * database failure.
- */
-static int
-admit(struct term *t, struct dp_err *err)
-{
-	static const char sql[] =
-	    "SELECT u.is_verified, e.id, e.name, t.name, e.status, "
-	    "e.installation_completed, e.docker_image, e.port, c.id, "
-	    "c.provider, c.endpoint, c.kube_config_sealed "
-	    "FROM login_sessions s JOIN users u ON u.id = s.user_id "
-	    "LEFT JOIN (environments e "
-	    "JOIN templates t ON t.id = e.template_id "
-	    "JOIN clusters c ON c.id = e.cluster_id) "
-	    "ON e.id = $3 AND e.user_id = u.id AND (e.status <> 'terminated' "
-	    "OR e.terminated_at IS NULL OR e.terminated_at > now() - "
-	    "make_interval(hours => $4::int)) "
-	    "WHERE s.id = $1 AND u.id = $2 AND s.revoked_at IS NULL "
-	    "AND u.is_active AND u.deleted_at IS NULL";
-	const struct dp_buf	*key = dp_auth_key();
-	struct dp_access_claims	 c;
-	struct dp_wsenv		*e = &t->env;
-	char			 hours[24];
-	const char		*p[4], *m;
-	PGresult		*r = NULL;
-	int64_t			 port;
-	int			 rc = 0;
-
-	memset(&t->user, 0, sizeof(t->user));
-	memset(e, 0, sizeof(*e));
-	if (t->req.token == NULL) {
-		dp_err_set(err, 0, "no token");
-		goto out;
-	}
-	if (key == NULL) {
-		dp_err_set(err, 1, "no key");
-		rc = -1;
-		goto out;
-	}
-	if (dp_jwt_verify_access(t->req.token, key->s, key->len,
-	    dp_cfg.auth_issuer, (int64_t)dp_now(), &c, err) < 0) {
-		err->code = 0;
-		goto out;
-	}
-	snprintf(hours, sizeof(hours), "%lld",
-	    (long long)dp_cfg.limits_terminated_retention_hours);
-	p[0] = c.sid;
-	p[1] = c.sub;
-	p[2] = t->req.target;	/* "" when malformed: no environment */
-	p[3] = hours;
-	r = PQexecParams(dp_db_conn(t->db), sql, 4, NULL, p, NULL, NULL, 0);
-	if (!dp_db_ok(r)) {
-		m = r != NULL ? PQresultErrorMessage(r) :
-		    PQerrorMessage(dp_db_conn(t->db));
-		dp_error("database: %.*s", (int)strcspn(m, "\n"), m);
-		dp_err_set(err, 1, "database failure");
-		rc = -1;
-		goto out;
-	}
-	if (PQntuples(r) != 1) {
-		dp_err_set(err, 0, "session revoked or user inactive");
-		goto out;
-	}
-	memcpy(t->user.id, c.sub, sizeof(t->user.id));
-	memcpy(t->user.sid, c.sid, sizeof(t->user.sid));
-	t->user.verified = PQgetvalue(r, 0, 0)[0] == 't';
-	rc = 1;
-	if (PQgetisnull(r, 0, 1))
-		goto out;
-	snprintf(e->id, sizeof(e->id), "%s", PQgetvalue(r, 0, 1));
-	e->name = dp_xstrdup(PQgetvalue(r, 0, 2));
-	e->template = dp_xstrdup(PQgetvalue(r, 0, 3));
-	e->status = dp_xstrdup(PQgetvalue(r, 0, 4));
-	e->installation_completed = PQgetvalue(r, 0, 5)[0] == 't';
-	e->image = dp_xstrdup(PQgetvalue(r, 0, 6));
-	if (dp_parse_int64(PQgetvalue(r, 0, 7), 0, 65535, &port) == 0)
-		e->port = (int)port;
-	e->cluster_id = dp_xstrdup(PQgetvalue(r, 0, 8));
-	e->provider = dp_xstrdup(PQgetvalue(r, 0, 9));
-	if (!PQgetisnull(r, 0, 10))
-		e->endpoint = dp_xstrdup(PQgetvalue(r, 0, 10));
-	if (!PQgetisnull(r, 0, 11))
-		e->kube_sealed = dp_xstrdup(PQgetvalue(r, 0, 11));
-out:
-	PQclear(r);
-	return rc;
-}
-
 #endif /* TERMINAL_DB */
 
 #ifndef DP_TERMINAL_PUMP
@@ -1521,7 +1427,8 @@ main(int argc, char *argv[])
 		rc = refuse(&t, 1011, "Service temporarily unavailable");
 		goto out;
 	}
-	if ((r = admit(&t, &err)) <= 0) {
+	if ((r = dp_wsapp_admit(t.db, false, t.req.token, t.req.target,
+	    &t.user, &t.env, &err)) <= 0) {
 		rc = refuse(&t, r < 0 ? 1011 : 1008, r < 0 ?
 		    "Service temporarily unavailable" : "Authentication failed");
 		goto out;
