@@ -82,6 +82,8 @@ struct dp_attach {
 	int	 pid;		/* child process, or -1 */
 	void	*priv;		/* driver state (kubernetes exec socket) */
 	bool	 existed;	/* the tmux session was already there */
+	char	*pre;		/* terminal output read already (heap) */
+	size_t	 npre;
 };
 
 /*

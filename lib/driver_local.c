@@ -2255,6 +2255,36 @@ client_spawn(const struct lenv *e, char **argv, char **envp, int cols,
 }
 
 /*
+ * The attach-session client's first output: a client that joined the
+ * session starts by setting up the terminal (an escape sequence); one
+ * that did not find it prints tmux's error and exits.  True when joined,
+ * with what was read in a->pre.
+ */
+static bool
+first_output(int master, struct dp_attach *a)
+{
+	struct pollfd	 pfd = { .fd = master, .events = POLLIN };
+	char		 buf[16384];
+	ssize_t		 n = -1;
+	int64_t		 end = dp_mono_ms() + CMD_TIMEOUT_MS;
+
+	while (dp_mono_ms() < end) {
+		if (poll(&pfd, 1, (int)(end - dp_mono_ms())) < 0 &&
+		    errno != EINTR)
+			break;
+		if ((n = read(master, buf, sizeof(buf))) > 0 ||
+		    (n < 0 && errno != EINTR && errno != EAGAIN))
+			break;
+	}
+	if (n <= 0 || buf[0] != '\033')
+		return false;
+	a->pre = dp_xmalloc((size_t)n);
+	memcpy(a->pre, buf, (size_t)n);
+	a->npre = (size_t)n;
+	return true;
+}
+
+/*
  * Two tmux clients at once: has-session (unless attach_probe started it
  * already) and the terminal's own, attach-session, which joins the
  * session if it is there.  has-session's answer is existed.  When the
@@ -2273,10 +2303,11 @@ local_attach(const struct dp_cluster_conn *c, const struct dp_env_spec *spec,
 	struct dp_err	 cerr = { 0 };
 	char		**envp = NULL;
 	char		 target[64];
-	char		*join[] = { host.tmux, "-S", e.sock, "attach-session",
-	    "-t", target, NULL };
-	char		*make[] = { host.tmux, "-S", e.sock, "new-session", "-A",
-	    "-s", e.session, "-c", e.ws, NULL };
+	/* -N: never a server of their own (one outside the sandbox). */
+	char		*join[] = { host.tmux, "-N", "-S", e.sock,
+	    "attach-session", "-t", target, NULL };
+	char		*make[] = { host.tmux, "-N", "-S", e.sock, "new-session",
+	    "-A", "-s", e.session, "-c", e.ws, NULL };
 	int		 master = -1, rc = -1, r;
 	pid_t		 pid = -1;
 
@@ -2284,6 +2315,8 @@ local_attach(const struct dp_cluster_conn *c, const struct dp_env_spec *spec,
 	a->pid = -1;
 	a->priv = NULL;
 	a->existed = false;
+	a->pre = NULL;
+	a->npre = 0;
 	if (lenv_init(&e, spec, err) == -1) {
 		dp_local_probe_drop();
 		goto out;
@@ -2304,12 +2337,13 @@ local_attach(const struct dp_cluster_conn *c, const struct dp_env_spec *spec,
 		dp_err_set(err, ENAMETOOLONG, "session name too long");
 		goto out;
 	}
-	if ((probe.pid <= 0 || strcmp(probe.id, e.id) != 0) &&
-	    probe_start(&e, &cerr) == -1)
-		dp_local_probe_drop();
 	envp = build_env(&e, spec, NULL);
 	pid = client_spawn(&e, join, envp, cols, rows, &master, err);
-	if ((r = probe_take(e.id)) == -2)
+	if (probe.pid > 0 && strcmp(probe.id, e.id) == 0)
+		r = probe_take(e.id);
+	else if (pid > 0)
+		r = first_output(master, a) ? 0 : 1;
+	else
 		r = tmux_call(&e, (char **)min_env, NULL, &cerr,
 		    "has-session", "-t", e.session, NULL);
 	a->existed = r == 0;

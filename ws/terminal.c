@@ -61,6 +61,8 @@
 #define PENDING_MAX	(1024 * 1024)	/* stdout backlog that pauses the pty */
 #define INPUT_MAX	(1024 * 1024)	/* keystrokes waiting for the pty */
 #define MARK_MS		60000	/* last_activity at most once a minute */
+#define CLAIM_DELAY_US	20000	/* the claim waits for the redraw to go
+				   out, this long at most */
 
 static volatile sig_atomic_t got_term, got_int, got_chld;
 
@@ -92,6 +94,7 @@ struct term {
 	bool			 done;		/* leave the loop */
 	bool			 client_gone;	/* stdin ended */
 	bool			 claim;		/* the slot is reserved */
+	int64_t			 claim_at_us;	/* the claim's start, or 0 */
 	pid_t			 claim_pid;	/* terminal-full --claim */
 	int			 claim_fd;	/* its stdout */
 	char			 claim_line[128];
@@ -784,6 +787,12 @@ attach(struct term *t, struct dp_err *err)
 		goto out;
 	}
 	(void)fcntl(t->att.fd, F_SETFL, fcntl(t->att.fd, F_GETFL) | O_NONBLOCK);
+	if (t->att.pre != NULL) {
+		/* Output the driver read already: it goes after the welcome. */
+		dp_buf_add(&t->raw, t->att.pre, t->att.npre);
+		free(t->att.pre);
+		t->att.pre = NULL;
+	}
 	rc = 0;
 out:
 	dp_buf_wipe(&key);
@@ -833,6 +842,8 @@ timeout_of(const struct term *t, int64_t now_us)
 		next = (t->last_check + t->check_ms) * 1000;
 	if (t->flush_at_us != 0 && t->flush_at_us < next)
 		next = t->flush_at_us;
+	if (t->claim_at_us != 0 && t->claim_at_us < next)
+		next = t->claim_at_us;
 	return next <= now_us ? 0 : next - now_us;
 }
 
@@ -898,6 +909,11 @@ pump(struct term *t, const sigset_t *waitmask)
 		if (r > 0 && fds[2].fd >= 0 &&
 		    (fds[2].revents & (POLLIN | POLLHUP | POLLERR)))
 			claim_read(t);
+		if (t->claim_at_us != 0 && (t->bytes_out > 0 ||
+		    mono_us() >= t->claim_at_us)) {
+			t->claim_at_us = 0;
+			claim_start(t);
+		}
 #endif
 		if (r > 0 && (fds[1].revents & POLLOUT))
 			write_pty(t);
@@ -1036,12 +1052,18 @@ end_exec(struct term *t)
 	dp_error("exec %s: %s", end[0], strerror(errno));
 }
 
-/* Pump (claiming a reserved slot meanwhile) until the end, then end. */
+/*
+ * Pump (claiming a reserved slot meanwhile: once the first output (the
+ * reattach's redraw) has gone, or CLAIM_DELAY_US on, so that the
+ * helper's start does not slow it) until the end, then end.
+ */
 static void
 pump_to_end(struct term *t, const sigset_t *waitmask)
 {
 	timers_start(t);
-	claim_start(t);
+	t->claim_pid = t->claim_fd = -1;
+	if (t->claim)
+		t->claim_at_us = mono_us() + CLAIM_DELAY_US;
 	if (child_exited(t))
 		got_chld = 1;	/* pump() notices at once */
 	pump(t, waitmask);
@@ -1293,6 +1315,9 @@ main(int argc, char *argv[])
 		goto out;
 	}
 	welcome(&t);
+	if (t.raw.len > 0)
+		send_output(&t, false);
+	flush_out(&t);
 	if (t.done)
 		goto out;
 	/* Light already: pumps itself (no exec on the way to the prompt),
