@@ -2285,14 +2285,15 @@ first_output(int master, struct dp_attach *a)
 }
 
 /*
- * Two tmux clients at once: has-session (unless attach_probe started it
- * already) and the terminal's own, attach-session, which joins the
- * session if it is there.  has-session's answer is existed.  When the
- * session is not there the attach-session client fails (and is ended),
- * and the terminal gets new-session -A instead, which makes it; when the
- * server is not there either (ESRCH at once, no client forked when there
- * is no socket at all), the environment is not running.  Starting both
- * together takes one tmux start off every reattach.
+ * The terminal's own client, attach-session, joins the session if it is
+ * there.  Whether it was (existed) comes from has-session when
+ * attach_probe started one for this environment, else from the client's
+ * first output (first_output).  When the session is not there the
+ * attach-session client fails (and is ended), and the terminal gets
+ * new-session -A instead, which makes it; when the server is not there
+ * either (ESRCH at once, no client forked when there is no socket at
+ * all), the environment is not running.  Neither client may start a
+ * server (-N).
  */
 static int
 local_attach(const struct dp_cluster_conn *c, const struct dp_env_spec *spec,
