@@ -82,7 +82,8 @@ struct dp_attach {
 	int	 pid;		/* child process, or -1 */
 	void	*priv;		/* driver state (kubernetes exec socket) */
 	bool	 existed;	/* the tmux session was already there */
-	char	*pre;		/* terminal output read already (heap) */
+	char	*pre;		/* terminal output read already (heap, the
+				   caller frees), or NULL */
 	size_t	 npre;
 };
 

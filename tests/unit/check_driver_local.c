@@ -677,6 +677,15 @@ detach(struct dp_attach *a)
 {
 	int	 st;
 
+	/* Output the attach read already (it told whether the client
+	 * joined): the terminal's set-up, an escape sequence. */
+	if (a->pre != NULL) {
+		ck_assert(a->existed);
+		ck_assert_uint_gt(a->npre, 0);
+		ck_assert_int_eq(a->pre[0], '\033');
+		free(a->pre);
+		a->pre = NULL;
+	}
 	close(a->fd);
 	kill(a->pid, SIGHUP);
 	ck_assert_int_eq(waitpid(a->pid, &st, 0), a->pid);
