@@ -61,8 +61,7 @@
 #define PENDING_MAX	(1024 * 1024)	/* stdout backlog that pauses the pty */
 #define INPUT_MAX	(1024 * 1024)	/* keystrokes waiting for the pty */
 #define MARK_MS		60000	/* last_activity at most once a minute */
-#define CLAIM_DELAY_US	20000	/* the claim waits for the redraw to go
-				   out, this long at most */
+#define CLAIM_DELAY_US	20000	/* the claim waits for the redraw */
 
 static volatile sig_atomic_t got_term, got_int, got_chld;
 
@@ -909,8 +908,7 @@ pump(struct term *t, const sigset_t *waitmask)
 		if (r > 0 && fds[2].fd >= 0 &&
 		    (fds[2].revents & (POLLIN | POLLHUP | POLLERR)))
 			claim_read(t);
-		if (t->claim_at_us != 0 && (t->bytes_out > 0 ||
-		    mono_us() >= t->claim_at_us)) {
+		if (t->claim_at_us != 0 && mono_us() >= t->claim_at_us) {
 			t->claim_at_us = 0;
 			claim_start(t);
 		}
@@ -1053,9 +1051,9 @@ end_exec(struct term *t)
 }
 
 /*
- * Pump (claiming a reserved slot meanwhile: once the first output (the
- * reattach's redraw) has gone, or CLAIM_DELAY_US on, so that the
- * helper's start does not slow it) until the end, then end.
+ * Pump (claiming a reserved slot meanwhile: CLAIM_DELAY_US on, when the
+ * reattach's redraw has gone, so that the helper's start does not slow
+ * it) until the end, then end.
  */
 static void
 pump_to_end(struct term *t, const sigset_t *waitmask)
@@ -1248,7 +1246,8 @@ ticket_admit(struct term *t)
 	}
 	if (w.kind != DP_WSK_TERMINAL || strcmp(w.env.id, t->req.target) != 0 ||
 	    (dp_cfg.auth_require_verified_email && !w.user.verified) ||
-	    strcmp(w.env.status, "running") != 0) {
+	    strcmp(w.env.status, "running") != 0 ||
+	    strcmp(w.env.provider, "local") != 0) {
 		dp_warn("ticket refused: not for this socket");
 		dp_wsticket_release(&w);
 		return 0;
