@@ -9,7 +9,9 @@
 #      stopped again whatever happens;
 #   3. a second, short stack behind lighttpd (--web lighttpd on port
 #      <port> + 50, var <var>-lighttpd): the WebSocket tests (its FastCGI
-#      authorizer in front of mod_proxy) and the smoke tests against it;
+#      authorizer in front of mod_proxy) and the smoke tests against it,
+#      then that no process of it (environments included) outlives its
+#      stop;
 #   4. the package tests (tests/package/test_deb.sh: make deb, install it
 #      here, the smoke tests against the installed layout behind nginx and
 #      lighttpd, upgrade, purge; make rpm), as root only;
@@ -253,6 +255,21 @@ else
 	$STACK stop --var "$LVAR" >"$tmp/lstop.log" 2>&1 || true
 	cat "$tmp/lstop.log"
 	lstack_up=0
+	# No orphans: nothing that runs from the stack's var (environment
+	# sandboxes and their tmux servers included) outlives its stop.
+	i=0
+	while pgrep -f "$LVAR/" >/dev/null 2>&1 && [ $i -lt 30 ]; do
+		sleep 0.1
+		i=$((i + 1))
+	done
+	if pgrep -f "$LVAR/" >/dev/null 2>&1; then
+		echo "FAIL lighttpd: processes of $LVAR outlived the stack's stop:"
+		pgrep -af "$LVAR/" | cut -c1-200
+		lfail=$((lfail + 1))
+	else
+		echo "PASS lighttpd: no process of the stack is left after its stop"
+		lpass=$((lpass + 1))
+	fi
 fi
 
 # ------------------------------------------------------------- package
