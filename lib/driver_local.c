@@ -477,38 +477,32 @@ resolve_user(struct lenv *e, struct dp_err *err)
 	}
 	if (name == NULL || name[0] == '\0')
 		name = "nobody";
-	if (files_user(e, name)) {
-		if (e->uid == 0) {
-			dp_err_set(err, EPERM,
-			    "[drivers] local_user must not be root");
+	if (!files_user(e, name)) {
+		if ((pw = getpwnam(name)) == NULL) {
+			dp_err_set(err, ENOENT,
+			    "[drivers] local_user %s: no such user", name);
 			return -1;
 		}
-		e->drop = true;
-		return 0;
+		e->uid = pw->pw_uid;
+		e->gid = pw->pw_gid;
+		if (dp_sfmt(e->user, sizeof(e->user), "%s",
+		    pw->pw_name) == -1) {
+			dp_err_set(err, ENAMETOOLONG, "user name too long");
+			return -1;
+		}
+		ng = NGROUPS_CAP;
+		if (getgrouplist(e->user, e->gid, e->groups, &ng) == -1) {
+			/* More groups than we care for: the primary one. */
+			e->groups[0] = e->gid;
+			ng = 1;
+		}
+		e->ngroups = ng;
 	}
-	if ((pw = getpwnam(name)) == NULL) {
-		dp_err_set(err, ENOENT, "[drivers] local_user %s: no such user",
-		    name);
-		return -1;
-	}
-	if (pw->pw_uid == 0) {
+	if (e->uid == 0) {
 		dp_err_set(err, EPERM, "[drivers] local_user must not be root");
 		return -1;
 	}
-	e->uid = pw->pw_uid;
-	e->gid = pw->pw_gid;
 	e->drop = true;
-	if (dp_sfmt(e->user, sizeof(e->user), "%s", pw->pw_name) == -1) {
-		dp_err_set(err, ENAMETOOLONG, "user name too long");
-		return -1;
-	}
-	ng = NGROUPS_CAP;
-	if (getgrouplist(e->user, e->gid, e->groups, &ng) == -1) {
-		/* More groups than we care for: keep the primary one. */
-		e->groups[0] = e->gid;
-		ng = 1;
-	}
-	e->ngroups = ng;
 	return 0;
 }
 
@@ -2266,15 +2260,19 @@ first_output(int master, struct dp_attach *a)
 	struct pollfd	 pfd = { .fd = master, .events = POLLIN };
 	char		 buf[16384];
 	ssize_t		 n = -1;
-	int64_t		 end = dp_mono_ms() + CMD_TIMEOUT_MS;
+	int64_t		 end = dp_mono_ms() + CMD_TIMEOUT_MS, left;
+	int		 r;
 
-	while (dp_mono_ms() < end) {
-		if (poll(&pfd, 1, (int)(end - dp_mono_ms())) < 0 &&
-		    errno != EINTR)
+	/* (The master blocks: read only what poll says is there.) */
+	while ((left = end - dp_mono_ms()) > 0) {
+		if ((r = poll(&pfd, 1, (int)left)) < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
 			break;
-		if ((n = read(master, buf, sizeof(buf))) > 0 ||
-		    (n < 0 && errno != EINTR && errno != EAGAIN))
-			break;
+		if ((n = read(master, buf, sizeof(buf))) < 0 &&
+		    (errno == EINTR || errno == EAGAIN))
+			continue;
+		break;
 	}
 	if (n <= 0 || buf[0] != '\033')
 		return false;
@@ -2340,12 +2338,9 @@ local_attach(const struct dp_cluster_conn *c, const struct dp_env_spec *spec,
 	}
 	envp = build_env(&e, spec, NULL);
 	pid = client_spawn(&e, join, envp, cols, rows, &master, err);
-	if (probe.pid > 0 && strcmp(probe.id, e.id) == 0)
-		r = probe_take(e.id);
-	else if (pid > 0)
-		r = first_output(master, a) ? 0 : 1;
-	else
-		r = tmux_call(&e, (char **)min_env, NULL, &cerr,
+	if ((r = probe_take(e.id)) == -2)
+		r = pid > 0 ? (first_output(master, a) ? 0 : 1) :
+		    tmux_call(&e, (char **)min_env, NULL, &cerr,
 		    "has-session", "-t", e.session, NULL);
 	a->existed = r == 0;
 	if (a->existed && pid > 0)

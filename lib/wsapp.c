@@ -499,11 +499,7 @@ dp_wsapp_slot_claim(struct dp_db *db, const char *slot, int pid)
 	    "last_activity = now() WHERE id = (SELECT environment_id FROM c)) "
 	    "SELECT user_id FROM c";
 	static const char drop[] =
-	    "WITH d AS (DELETE FROM ws_connections WHERE user_id = $1 "
-	    "AND id = ANY ($2::text[]) RETURNING session_id) "
-	    "UPDATE terminal_sessions SET active = false, ended_at = now(), "
-	    "close_code = 1006 WHERE id IN (SELECT session_id FROM d) "
-	    "AND active";
+	    "SELECT devpocket_ws_drop($1, $2::text[])";
 	struct dp_buf	 dead = { 0 };
 	char		 spid[24], user[25];
 	const char	*p[3];

@@ -151,7 +151,11 @@ payload_read(struct json_object *o, struct dp_wsticket *t, char th[65])
 	    member_int(o, "exp", 0, INT64_MAX, &t->exp) < 0 ||
 	    (s = member_str(o, "th")) == NULL)
 		return -1;
-	snprintf(th, 65, "%s", s);
+	if (strlen(s) != 64) {	/* hex of a SHA-256, nothing more */
+		free(s);
+		return -1;
+	}
+	memcpy(th, s, 65);
 	free(s);
 	if ((s = member_str(o, "kind")) == NULL)
 		return -1;

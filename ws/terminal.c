@@ -584,8 +584,8 @@ out:
 
 /*
  * The slot authorize-ws reserved (pid 0) becomes ours through
- * "terminal-full --claim SLOT PID", started at once and left to run
- * beside the screen: the loop reads its verdict when it comes.
+ * "terminal-full --claim SLOT PID", left to run beside the screen: the
+ * loop reads its verdict when it comes.
  */
 static void
 claim_start(struct term *t)
@@ -1059,7 +1059,6 @@ static void
 pump_to_end(struct term *t, const sigset_t *waitmask)
 {
 	timers_start(t);
-	t->claim_pid = t->claim_fd = -1;
 	if (t->claim)
 		t->claim_at_us = mono_us() + CLAIM_DELAY_US;
 	if (child_exited(t))
@@ -1326,7 +1325,6 @@ main(int argc, char *argv[])
 	pump_to_end(&t, &waitmask);
 	rc = 0;
 out:
-	dp_attach_probe_drop();
 	detach(&t);
 	if (t.slot[0] != '\0')
 		end_exec(&t);

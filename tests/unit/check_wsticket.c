@@ -188,6 +188,11 @@ START_TEST(test_wsticket_bad_payloads)
 		{ "null", "null", -1 },
 		{ "empty", "{}", -1 },
 		{ "version 2", "{\"v\":2," TH "}", -1 },
+		{ "token hash with more after it", "{\"v\":1,"
+		    "\"exp\":1800000005,\"th\":\"%s00\",\"kind\":\"terminal\","
+		    "\"user\":\"aaaaaaaaaaaaaaaaaaaaaaaa\","
+		    "\"sid\":\"bbbbbbbbbbbbbbbbbbbbbbbb\",\"verified\":true,"
+		    SLOTS ENV "}", -1 },
 		{ "exp as text", "{\"v\":1,\"exp\":\"1800000005\"," TH ","
 		    "\"kind\":\"terminal\"," SLOTS ENV "}", -1 },
 		{ "kind unknown", "{" HEAD SLOTS ENV ",\"kind\":\"shell\"}", -1 },
