@@ -62,7 +62,8 @@ WS_BIN      := $(WS_SRC:%.c=%)
 # the resident half of ws/terminal (rules below)
 WS_PUMP     := ws/terminal-pump
 WS_PUMP_OBJ := build/ws/terminal-pump.o build/ws/wsapp-light.o \
-               build/lib/util.o build/lib/json.o build/lib/log.o
+               build/lib/util.o build/lib/json.o build/lib/log.o \
+               build/lib/validate.o
 BIN_SRC     := $(sort $(wildcard bin/*.c))
 BIN_BIN     := $(BIN_SRC:%.c=%)
 TEST_SRC    := $(sort $(wildcard tests/unit/check_*.c))
@@ -74,7 +75,7 @@ WS_TERM     := ws/terminal ws/terminal-full
 WS_LIGHT_OBJ := build/ws/terminal-light.o build/ws/driver-local.o \
                build/ws/wsapp-nodb.o build/lib/wsticket.o build/lib/keys.o \
                build/lib/driver_local.o build/lib/config.o build/lib/log.o \
-               build/lib/util.o build/lib/json.o
+               build/lib/util.o build/lib/json.o build/lib/validate.o
 PROGS       := $(CGI_BIN) $(filter-out ws/terminal,$(WS_BIN)) $(BIN_BIN)
 
 .PHONY: all check test run install clean deps valgrind help bench deb rpm pkgsrc

@@ -703,17 +703,7 @@ auth_verify_email(struct dp_req *req, struct dp_res *res)
 static int
 auth_resend(struct dp_req *req, struct dp_res *res)
 {
-	char	*key;
-	int	 rc;
-
-	if (req->user->plan != DP_PLAN_ADMIN) {
-		key = dp_arena_printf(&req->arena, "resend:%s", req->user->id);
-		rc = dp_ratelimit(req, res, key, dp_cfg.limits_rate_resend, 900);
-		if (rc < 0)
-			return dp_fail_db(req, res);
-		if (rc > 0)
-			return rc;
-	}
+	/* The resend limiter (DP_RESENDLIMIT) has counted this attempt. */
 	if (req->user->verified)
 		return message(res, "Email already verified");
 	if (dp_db_begin(req->db) < 0 ||
@@ -1000,7 +990,7 @@ static const struct dp_route routes[] = {
 	{ DP_POST, A "/verify-email", auth_verify_email, token_fields,
 	    DP_AUTHLIMIT },
 	{ DP_POST, A "/resend-verification", auth_resend, NULL,
-	    DP_AUTH | DP_UNVERIFIED },
+	    DP_AUTH | DP_UNVERIFIED | DP_RESENDLIMIT },
 	{ DP_POST, A "/forgot-password", auth_forgot, forgot_fields,
 	    DP_AUTHLIMIT },
 	{ DP_POST, A "/reset-password", auth_reset, reset_fields, DP_AUTHLIMIT },

@@ -17,11 +17,11 @@ static const char *const statuses[] = { "active", "inactive", "maintenance",
 
 /*
  * Cluster writes are rare admin actions: one transaction-scoped advisory
- * lock serialises them, so the name check, the single default and the
- * in-use check of DELETE cannot race each other.
+ * lock serialises them (and environment creations, which take it too),
+ * so the name check, the single default and the in-use check of DELETE
+ * cannot race each other.
  */
-static const char lock_sql[] =
-    "SELECT pg_advisory_xact_lock(hashtext('devpocket:clusters'))";
+static const char lock_sql[] = DP_CLUSTERS_LOCK_SQL;
 
 static int
 begin_locked(struct dp_db *db)
@@ -556,9 +556,20 @@ clusters_delete(struct dp_req *req, struct dp_res *res)
 		rc = dp_fail(res, 409, "Cluster is in use by environments");
 		goto out;
 	}
-	if (dp_db_run(req->db, envs_sql, 1, &id) < 0 ||
-	    dp_db_run(req->db, del_sql, 1, &id) < 0 ||
-	    dp_db_commit(req->db) < 0) {
+	if (dp_db_run(req->db, envs_sql, 1, &id) < 0) {
+		rc = dp_fail_db(req, res);
+		goto out;
+	}
+	PQclear(r);
+	r = dp_db_exec(req->db, del_sql, 1, &id);
+	if (!dp_db_ok(r)) {
+		/* Referenced after all (a row the check could not see). */
+		rc = strcmp(dp_db_sqlstate(r), "23503") == 0 ?
+		    dp_fail(res, 409, "Cluster is in use by environments") :
+		    dp_fail_db(req, res);
+		goto out;
+	}
+	if (dp_db_commit(req->db) < 0) {
 		rc = dp_fail_db(req, res);
 		goto out;
 	}

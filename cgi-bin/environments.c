@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "auth.h"
+#include "clusters.h"
 #include "config.h"
 #include "envs.h"
 #include "http.h"
@@ -454,8 +455,12 @@ place(struct dp_req *req, const char *region, bool *failed)
 static int
 envs_create(struct dp_req *req, struct dp_res *res)
 {
+	/* The caller may have been disabled or deleted since the token
+	 * check: the user row lock decides. */
 	static const char lock_user[] =
-	    "SELECT 1 FROM users WHERE id = $1 FOR UPDATE";
+	    "SELECT 1 FROM users WHERE id = $1 AND is_active AND "
+	    "deleted_at IS NULL FOR UPDATE";
+	static const char lock_clusters[] = DP_CLUSTERS_LOCK_SQL;
 	static const char count[] =
 	    "SELECT count(*) FROM environments WHERE user_id = $1 "
 	    "AND status <> 'terminated'";
@@ -468,7 +473,7 @@ envs_create(struct dp_req *req, struct dp_res *res)
 	    "environment_variables, cluster_id, status) "
 	    "SELECT $1, $2, $3, $4, t.id, t.docker_image, t.default_port, "
 	    "$6::jsonb, $7::jsonb, $8, 'creating' FROM templates t "
-	    "WHERE t.id = $5";
+	    "WHERE t.id = $5 AND t.status IN ('active', 'beta')";
 	static const char usage[] =
 	    "UPDATE templates SET usage_count = usage_count + 1 "
 	    "WHERE id = $1";
@@ -476,7 +481,7 @@ envs_create(struct dp_req *req, struct dp_res *res)
 	struct json_object	*envmap, *resobj = NULL, *o;
 	const char		*name, *desc = NULL, *vals[DP_RES__MAX];
 	const char		*tsel = NULL, *csel = NULL, *region = NULL;
-	const char		*tmpl_id = NULL, *cluster = NULL, *key;
+	const char		*tmpl_id = NULL, *cluster = NULL;
 	const char		*p[8];
 	PGresult		*tr = NULL, *r = NULL;
 	size_t			 tlen = 0, clen = 0, rlen = 0;
@@ -485,17 +490,7 @@ envs_create(struct dp_req *req, struct dp_res *res)
 	bool			 failed;
 	int			 rc, k, status;
 
-	/* Every attempt counts, before any validation (§0.10). */
-	if (req->user->plan != DP_PLAN_ADMIN) {
-		key = dp_arena_printf(&req->arena, "envcreate:%s",
-		    req->user->id);
-		rc = dp_ratelimit(req, res, key, dp_cfg.limits_rate_env_create,
-		    3600);
-		if (rc < 0)
-			return dp_fail_db(req, res);
-		if (rc > 0)
-			return rc;
-	}
+	/* The creation limiter (DP_ENVLIMIT) has counted this attempt. */
 	if (plan_resources(req, &pdef, &pmax) < 0)
 		return dp_fail_internal(req, res, "plan resources unreadable");
 
@@ -546,9 +541,21 @@ envs_create(struct dp_req *req, struct dp_res *res)
 	tr = NULL;
 	dp_env_default_resources(&tdef, &pdef, &pmax, &dflt);
 
-	if (dp_db_begin(req->db) < 0 ||
-	    dp_db_run(req->db, lock_user, 1,
-	    (const char *const[]){ req->user->id }) < 0)
+	if (dp_db_begin(req->db) < 0)
+		return dp_fail_db(req, res);
+	r = dp_db_exec(req->db, lock_user, 1, (const char *const[]){
+	    req->user->id });
+	if (!dp_db_ok(r)) {
+		PQclear(r);
+		return dp_fail_db(req, res);
+	}
+	n = PQntuples(r);
+	PQclear(r);
+	if (n != 1)
+		return dp_fail(res, 401, "Could not validate credentials");
+	/* Placement counts after this lock, in statements of their own (so
+	 * with a snapshot that sees every earlier creation). */
+	if (dp_db_run(req->db, lock_clusters, 0, NULL) < 0)
 		return dp_fail_db(req, res);
 	r = dp_db_exec(req->db, count, 1, (const char *const[]){
 	    req->user->id });
@@ -572,9 +579,12 @@ envs_create(struct dp_req *req, struct dp_res *res)
 	if (n > 0)
 		return dp_fail(res, 409,
 		    "Environment with this name already exists");
-	if (csel != NULL)
+	if (csel != NULL) {
+		/* Again under the lock: it may have filled or gone. */
+		if ((status = find_cluster(req, csel, clen)) < 0)
+			return dp_fail_db(req, res);
 		cluster = status == 1 ? csel : NULL;
-	else {
+	} else {
 		cluster = place(req, region, &failed);
 		if (failed)
 			return dp_fail_db(req, res);
@@ -614,8 +624,12 @@ envs_create(struct dp_req *req, struct dp_res *res)
 	}
 	n = strcmp(PQcmdTuples(r), "1") == 0;
 	PQclear(r);
-	if (!n)
-		return dp_fail_internal(req, res, "template vanished");
+	if (!n) {
+		/* Deprecated since the check above: as if it never was. */
+		dp_req_invalid(req, "template", DP_V_INVALID_CHOICE,
+		    "no such active template");
+		return dp_fail_invalid(req, res);
+	}
 	if (dp_db_run(req->db, usage, 1, (const char *const[]){ tmpl_id }) < 0 ||
 	    dp_env_log(req->db, id, "info", "system", "Environment created") < 0 ||
 	    dp_env_enqueue(req->db, "env.provision", id, 1) < 0 ||
@@ -1205,7 +1219,7 @@ envs_logs(struct dp_req *req, struct dp_res *res)
 
 #define E	"/api/v1/environments"
 static const struct dp_route routes[] = {
-	{ DP_POST, E, envs_create, NULL, DP_AUTH | DP_BODY },
+	{ DP_POST, E, envs_create, NULL, DP_AUTH | DP_BODY | DP_ENVLIMIT },
 	{ DP_GET, E, envs_list, NULL, DP_AUTH },
 	{ DP_GET, E "/{id}", envs_get, NULL, DP_AUTH },
 	{ DP_PUT, E "/{id}", envs_update, NULL, DP_AUTH | DP_BODY },

@@ -27,6 +27,14 @@
 	"AND e.status <> 'terminated')"
 #define DP_CLUSTER_NCOLS	16
 
+/*
+ * The transaction-scoped lock of every cluster write and of every
+ * environment creation: name checks, the single default, DELETE's in-use
+ * check and the max_environments count cannot race each other.
+ */
+#define DP_CLUSTERS_LOCK_SQL \
+	"SELECT pg_advisory_xact_lock(hashtext('devpocket:clusters'))"
+
 /* How long a health probe may take before it counts as failed. */
 #define DP_CLUSTER_PROBE_MS	10000
 

@@ -307,9 +307,16 @@ dp_db_sqlstate(const PGresult *r)
 bool
 dp_db_ping(struct dp_db *db)
 {
-	PGresult	*r = dp_db_exec(db, "SELECT 1", 0, NULL);
-	bool		 ok = dp_db_ok(r);
+	PGresult	*r;
+	bool		 ok;
 
+	/* A transaction the server has failed proves it answers (and a
+	 * query in it could only fail again). */
+	if (PQstatus(db->conn) == CONNECTION_OK &&
+	    PQtransactionStatus(db->conn) == PQTRANS_INERROR)
+		return true;
+	r = dp_db_exec(db, "SELECT 1", 0, NULL);
+	ok = dp_db_ok(r);
 	PQclear(r);
 	return ok;
 }

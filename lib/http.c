@@ -573,6 +573,11 @@ form_to_json(struct dp_req *req)
 		k = dp_urldecode(&req->arena, p, kl, NULL);
 		v = eq ? dp_urldecode(&req->arena, eq + 1, vl - kl - 1, &dl) :
 		    dp_urldecode(&req->arena, "", 0, &dl);
+		/* Invalid UTF-8 is a 400 here as in a JSON body (§0.2). */
+		if (!dp_utf8_valid(k, strlen(k)) || !dp_utf8_valid(v, dl)) {
+			json_object_put(o);
+			return NULL;
+		}
 		/* The first occurrence counts. */
 		if (*k && !json_object_object_get_ex(o, k, NULL))
 			json_object_object_add(o, k,
@@ -697,8 +702,10 @@ read_input(struct dp_req *req, struct dp_res *res)
 		return dp_fail(res, 415, "Unsupported Media Type");
 	else if (req->body_len == 0)
 		o = json_object_new_object();
-	else if ((o = dp_json_parse(req->body_raw, req->body_len,
-	    (int)dp_cfg.limits_json_depth)) == NULL)
+	else if (dp_json_parse_value(req->body_raw, req->body_len,
+	    (int)dp_cfg.limits_json_depth, &o) < 0)
+		return dp_fail(res, 400, "Invalid JSON in request body");
+	if (o == NULL && (rt->flags & DP_FORM) && is_form_type(ct))
 		return dp_fail(res, 400, "Invalid JSON in request body");
 	if (!json_object_is_type(o, json_type_object)) {
 		json_object_put(o);
@@ -802,6 +809,42 @@ general_limit(struct dp_req *req)
 	default:
 		return (int)dp_cfg.limits_rate_free;
 	}
+}
+
+/*
+ * The per-user limiters a route adds to the general one (§0.10): they
+ * count every attempt of a caller with a valid token, admins exempt, at
+ * the rate-limit step (§0.9), so before the body is even parsed.
+ */
+static int
+route_limits(struct dp_req *req, struct dp_res *res, unsigned flags)
+{
+	static const struct {
+		unsigned	 flag;
+		const char	*prefix;
+		const int64_t	*limit;
+		int64_t		 window;
+	} lims[] = {
+		{ DP_ENVLIMIT, "envcreate", &dp_cfg.limits_rate_env_create,
+		    3600 },
+		{ DP_RESENDLIMIT, "resend", &dp_cfg.limits_rate_resend, 900 },
+	};
+	const char	*key;
+	size_t		 i;
+	int		 rc;
+
+	if (req->user == NULL || req->user->plan == DP_PLAN_ADMIN)
+		return 0;
+	for (i = 0; i < DP_NITEMS(lims); i++) {
+		if (!(flags & lims[i].flag))
+			continue;
+		key = dp_arena_printf(&req->arena, "%s:%s", lims[i].prefix,
+		    req->user->id);
+		if ((rc = dp_ratelimit(req, res, key, *lims[i].limit,
+		    lims[i].window)) != 0)
+			return rc;
+	}
+	return 0;
 }
 
 void
@@ -953,6 +996,8 @@ dp_http_dispatch(struct dp_req *req, struct dp_res *res,
 			rc = dp_ratelimit(req, res, key, lim, 60);
 		} else
 			rc = 0;
+		if (rc == 0)
+			rc = route_limits(req, res, rt->flags);
 		if (rc < 0) {
 			dp_fail_db(req, res);
 			return;

@@ -31,6 +31,8 @@ extern const char *const dp_method_names[DP_METHOD__MAX];
 #define DP_FORM		0x0020	/* also accepts x-www-form-urlencoded */
 #define DP_BODY		0x0040	/* reads a JSON body even without fields */
 #define DP_NOCACHE	0x0080	/* force Cache-Control: no-store */
+#define DP_ENVLIMIT	0x0100	/* + environment creation limiter (§0.10) */
+#define DP_RESENDLIMIT	0x0200	/* + resend verification limiter (§0.10) */
 
 /* Body field types for the declarative validation table (kcgi kvalid). */
 enum dp_ftype {
@@ -209,7 +211,15 @@ void	 dp_json_bool(struct json_object *, const char *key, bool);
 void	 dp_json_double(struct json_object *, const char *key, double);
 /* PostgreSQL timestamptz text → "YYYY-MM-DDTHH:MM:SS.ffffffZ" (or null). */
 void	 dp_json_ts(struct json_object *, const char *key, const char *pgts);
-/* Parse a JSON text with depth cap and UTF-8 validation; NULL on error. */
+/*
+ * Parse a JSON text (RFC 8259: json-c's NaN, Infinity and "1." refused)
+ * with a depth cap and strict UTF-8 in every string and key (no overlong
+ * forms, surrogates or code points above U+10FFFF).  dp_json_parse_value
+ * returns 0 and *out (NULL for the text null) or -1; dp_json_parse
+ * returns the value, NULL on error (and for null).
+ */
+int	 dp_json_parse_value(const char *s, size_t len, int depth,
+	    struct json_object **out);
 struct json_object *dp_json_parse(const char *s, size_t len, int depth);
 
 /* The per-process database connection, opened lazily; NULL if down. */

@@ -5,30 +5,109 @@
 #include <time.h>
 
 #include "http.h"
+#include "validate.h"
 
-struct json_object *
-dp_json_parse(const char *s, size_t len, int depth)
+/* RFC 8259 §6 number: -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)? */
+static bool
+number_ok(const char *s)
+{
+	const char	*p = s;
+
+	if (*p == '-')
+		p++;
+	if (*p == '0')
+		p++;
+	else if (*p >= '1' && *p <= '9')
+		while (*p >= '0' && *p <= '9')
+			p++;
+	else
+		return false;
+	if (*p == '.') {
+		if (*++p < '0' || *p > '9')
+			return false;
+		while (*p >= '0' && *p <= '9')
+			p++;
+	}
+	if (*p == 'e' || *p == 'E') {
+		if (*++p == '+' || *p == '-')
+			p++;
+		if (*p < '0' || *p > '9')
+			return false;
+		while (*p >= '0' && *p <= '9')
+			p++;
+	}
+	return *p == '\0';
+}
+
+/*
+ * What json-c lets through: its UTF-8 check is structural only, and it
+ * reads NaN, Infinity and "1." as numbers (a parsed double keeps its
+ * text).  Recursion is bounded by the parse's depth cap.
+ */
+static bool
+tree_ok(struct json_object *o)
+{
+	size_t	 i, n;
+
+	switch (json_object_get_type(o)) {
+	case json_type_string:
+		return dp_utf8_valid(json_object_get_string(o),
+		    (size_t)json_object_get_string_len(o));
+	case json_type_double:
+		return number_ok(json_object_to_json_string_ext(o,
+		    JSON_C_TO_STRING_PLAIN));
+	case json_type_array:
+		n = json_object_array_length(o);
+		for (i = 0; i < n; i++)
+			if (!tree_ok(json_object_array_get_idx(o, i)))
+				return false;
+		return true;
+	case json_type_object: {
+		json_object_object_foreach(o, k, v)
+			if (!dp_utf8_valid(k, strlen(k)) || !tree_ok(v))
+				return false;
+		return true;
+	}
+	default:
+		return true;
+	}
+}
+
+int
+dp_json_parse_value(const char *s, size_t len, int depth,
+    struct json_object **out)
 {
 	struct json_tokener	*t;
 	struct json_object	*o = NULL;
+	int			 rc = -1;
 
+	*out = NULL;
 	/* The caller's buffer is NUL-terminated: parsing len + 1 bytes ends
 	 * the input for json-c (a top-level number needs that), and an
 	 * embedded NUL stops the parse short of len, which we refuse. */
 	if (s == NULL || s[len] != '\0')
-		return NULL;
+		return -1;
 	if ((t = json_tokener_new_ex(depth)) == NULL)
-		return NULL;
+		return -1;
 	json_tokener_set_flags(t, JSON_TOKENER_STRICT |
 	    JSON_TOKENER_VALIDATE_UTF8);
 	o = json_tokener_parse_ex(t, s, (int)len + 1);
-	if (json_tokener_get_error(t) != json_tokener_success ||
-	    json_tokener_get_parse_end(t) < len) {
+	if (json_tokener_get_error(t) == json_tokener_success &&
+	    json_tokener_get_parse_end(t) >= len && tree_ok(o)) {
+		*out = o;
+		rc = 0;
+	} else
 		json_object_put(o);
-		o = NULL;
-	}
 	json_tokener_free(t);
-	return o;
+	return rc;
+}
+
+struct json_object *
+dp_json_parse(const char *s, size_t len, int depth)
+{
+	struct json_object	*o;
+
+	return dp_json_parse_value(s, len, depth, &o) == 0 ? o : NULL;
 }
 
 void

@@ -9,11 +9,12 @@ import os
 import re
 import signal
 import subprocess
+import threading
 import time
 import uuid
 
-from harness import (CONF, LOG_DIR, ROOT, VAR, ctl, eq, check, fail, http,
-                     register_user, admin, sql, log_tail)
+from harness import (CONF, LOG_DIR, PG_SOCK, ROOT, VAR, ctl, eq, check, fail, http,
+                     register_user, admin, sql, log_tail, _psql)
 
 API = "/api/v1/environments"
 ENV_KEYS = {"id", "name", "description", "template", "template_id", "template_name", "status",
@@ -288,6 +289,99 @@ def test_env_cluster_placement_and_503():
         sql("UPDATE clusters SET status = 'inactive' WHERE id = :'p1'", cid)
 
 
+class Held:
+    """A psql session holding whatever its first statements lock, in an
+    open transaction, until send() ends it: the tests' way to stop a
+    request at a lock and change the world under it."""
+
+    def __init__(self, statements):
+        env = dict(os.environ, PGAPPNAME="dp-test-held")
+        self.p = subprocess.Popen([_psql(), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", PG_SOCK,
+                                   "-U", "devpocket", "-d", "devpocket"], stdin=subprocess.PIPE,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                  env=env)
+        self.send("BEGIN;\n" + statements)
+        wait_backends("application_name = 'dp-test-held' AND state = 'idle in transaction'", 1)
+
+    def send(self, text):
+        self.p.stdin.write(text + "\n")
+        self.p.stdin.flush()
+
+    def end(self, statements="COMMIT;"):
+        self.send(statements)
+        self.p.stdin.close()
+        err = self.p.stderr.read()
+        eq(self.p.wait(timeout=30), 0, "held session: %s" % err)
+
+
+def wait_backends(where, n, timeout=20):
+    """Until n backends of pg_stat_activity match where."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        got = int(sql("SELECT count(*) FROM pg_stat_activity WHERE " + where)[0][0])
+        if got >= n:
+            return
+        time.sleep(0.05)
+    fail("%d backend(s) never matched %s" % (n, where))
+
+
+def in_threads(*calls):
+    """Run the calls at once; their results in order."""
+    out = [None] * len(calls)
+
+    def run(i, f):
+        out[i] = f()
+    ts = [threading.Thread(target=run, args=(i, f)) for i, f in enumerate(calls)]
+    for t in ts:
+        t.start()
+    return ts, out
+
+
+def test_env_create_account_disabled_meanwhile():
+    """A create that passed the token check while the account was being
+    disabled (or deleted) must not make an environment for it."""
+    local_cluster()
+    _, tname = template()
+    u = user()
+    h = Held("SELECT 1 FROM users WHERE id = '%s' FOR UPDATE;" % u["id"])
+    ts, out = in_threads(lambda: req("POST", API, u, {"name": "late", "template": tname}))
+    wait_backends("wait_event_type = 'Lock' AND query LIKE 'SELECT 1 FROM users WHERE id%%'", 1)
+    h.end("UPDATE users SET is_active = false WHERE id = '%s'; COMMIT;" % u["id"])
+    ts[0].join(30)
+    eq((out[0].status, out[0].json["detail"]), (401, "Could not validate credentials"),
+       "create after the disable")
+    eq(sql("SELECT count(*) FROM environments WHERE user_id = :'p1'", u["id"]), [["0"]],
+       "no environment")
+
+
+def test_env_create_cluster_capacity_race():
+    """Two users' creates on a cluster with room for one: exactly one wins,
+    whatever their timing (the count and the insert are serialised)."""
+    _, tname = template()
+    cid = hexid()
+    sql("INSERT INTO clusters (id, name, region, provider, max_environments) "
+        "VALUES (:'p1', :'p2', 'asia-pacific', 'local', 1)", cid, "race-" + cid[:8])
+    try:
+        a, b = user(), user()
+        h = Held("SELECT pg_advisory_xact_lock(hashtext('devpocket:clusters'));")
+        body = {"name": "race", "template": tname, "cluster_id": cid}
+        ts, out = in_threads(lambda: req("POST", API, a, body), lambda: req("POST", API, b, body))
+        wait_backends("wait_event_type = 'Lock' AND wait_event = 'advisory' "
+                      "AND application_name <> 'dp-test-held'", 2)
+        h.end()
+        for t in ts:
+            t.join(30)
+        got = sorted((r.status, r.json.get("detail")) for r in out)
+        eq(got[0][0], 201, "one created")
+        eq(got[1], (503, "No cluster available"), "the other refused")
+        eq(sql("SELECT count(*) FROM environments WHERE cluster_id = :'p1' "
+               "AND status <> 'terminated'", cid), [["1"]], "one on the cluster")
+    finally:
+        sql("UPDATE environments SET status = 'terminated', terminated_at = now() "
+            "WHERE cluster_id = :'p1'", cid)
+        sql("UPDATE clusters SET status = 'inactive' WHERE id = :'p1'", cid)
+
+
 def test_env_create_rate_limit():
     local_cluster()
     _, tname = template()
@@ -298,6 +392,15 @@ def test_env_create_rate_limit():
     eq(r.status, 429, "eleventh attempt")
     eq(r.json["detail"], "Too many requests. Please try again later.", "429 detail")
     check(int(r.headers["Retry-After"]) >= 1, "Retry-After")
+    # The limit comes before content type and JSON (§0.9), and such
+    # attempts count too.
+    eq(req("POST", API, u, raw="{").status, 429, "bad JSON over the limit")
+    eq(req("POST", API, u, raw="{}").status, 429, "empty object over the limit")
+    r = http("POST", API, raw="name=x", headers=dict(u["headers"], **{"Content-Type": "text/plain"}))
+    eq(r.status, 429, "wrong content type over the limit")
+    v = user()
+    eq([req("POST", API, v, raw="{").status for _ in range(10)], [400] * 10, "ten bad bodies")
+    eq(req("POST", API, v, {"name": "ok", "template": tname}).status, 429, "they counted")
     a = admin()
     statuses = {req("POST", API, a, {"name": "-bad"}).status for _ in range(12)}
     eq(statuses, {422}, "admin exempt")

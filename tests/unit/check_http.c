@@ -267,6 +267,67 @@ START_TEST(test_http_bodies)
 }
 END_TEST
 
+/* What json-c alone lets through (§0.2: invalid syntax or UTF-8 → 400). */
+START_TEST(test_http_strict_json)
+{
+	static const char *const bad[] = {
+		"{\"name\":\"\xc0\x80\"}",		/* overlong NUL */
+		"{\"name\":\"a\xe0\x80\xaf\"}",	/* overlong "/" */
+		"{\"name\":\"\xed\xa0\x80\"}",	/* surrogate */
+		"{\"name\":\"\xf4\x90\x80\x80\"}",	/* above U+10FFFF */
+		"{\"name\":\"abc\",\"\xc0\x80\":1}",	/* in a key */
+		"{\"name\":\"abc\",\"x\":[\"\xed\xbf\xbf\"]}",
+		"{\"name\":\"abc\",\"x\":NaN}",
+		"{\"name\":\"abc\",\"x\":Infinity}",
+		"{\"name\":\"abc\",\"x\":-Infinity}",
+		"{\"name\":\"abc\",\"x\":1.}",
+		"{\"name\":\"abc\",\"x\":1.e5}",
+		"{\"name\":\"abc\",\"x\":{\"y\":[2.5,-1.}]}",
+	};
+	static const char *const good[] = {
+		"{\"name\":\"\xf0\x9f\x98\x80\"}",	/* U+1F600 */
+		"{\"name\":\"\xef\xbf\xbd\\ud800\"}",	/* lone \\u: U+FFFD */
+		"{\"name\":\"abc\",\"x\":[1.5,-0.5e-3,1E+2,0.0,-0,2e9]}",
+	};
+	size_t	 i;
+
+	for (i = 0; i < DP_NITEMS(bad); i++) {
+		run("POST", "/api/v1/x", NULL, bad[i], strlen(bad[i]));
+		ck_assert_msg(res.status == 400, "bad[%zu]: %d", i,
+		    res.status);
+		ck_assert_str_eq(jstr("detail"), "Invalid JSON in request body");
+		done();
+	}
+	for (i = 0; i < DP_NITEMS(good); i++) {
+		run("POST", "/api/v1/x", NULL, good[i], strlen(good[i]));
+		ck_assert_msg(res.status == 200, "good[%zu]: %d", i,
+		    res.status);
+		done();
+	}
+	/* null is a value, not an object: 422 like [1,2] (was 400). */
+	run("POST", "/api/v1/x", NULL, " null\n", 6);
+	ck_assert_int_eq(res.status, 422);
+	done();
+	run("POST", "/api/v1/x", NULL, "nul", 3);
+	ck_assert_int_eq(res.status, 400);
+	done();
+	/* Form values and keys are checked as well. */
+	run("POST", "/api/v1/x", "application/x-www-form-urlencoded",
+	    "name=%FF", 8);
+	ck_assert_int_eq(res.status, 400);
+	done();
+	run("POST", "/api/v1/x", "application/x-www-form-urlencoded",
+	    "name=abc&%C0%80=1", 17);
+	ck_assert_int_eq(res.status, 400);
+	done();
+	run("POST", "/api/v1/x", "application/x-www-form-urlencoded",
+	    "name=%E2%82%AC", 14);
+	ck_assert_int_eq(res.status, 200);
+	ck_assert_str_eq(jstr("name"), "\xe2\x82\xac");
+	done();
+}
+END_TEST
+
 static struct json_object *
 first_error(void)
 {
@@ -403,6 +464,7 @@ suite(void)
 	T(test_http_routing);
 	T(test_http_methods);
 	T(test_http_bodies);
+	T(test_http_strict_json);
 	T(test_http_validation);
 	T(test_http_auth_required);
 	T(test_http_request_id);

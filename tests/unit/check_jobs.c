@@ -253,6 +253,25 @@ START_TEST(test_jobs_enqueue_rollback)
 }
 END_TEST
 
+/*
+ * A failed statement inside a transaction is the server answering: the
+ * ping that tells 503 (database down) from 500 must say so, not run a
+ * query that the aborted transaction can only refuse.
+ */
+START_TEST(test_jobs_db_ping_failed_txn)
+{
+	PGresult	*r;
+
+	ck_assert_int_eq(dp_db_begin(db), 0);
+	r = dp_db_exec(db, "SELECT 1 / 0", 0, NULL);
+	ck_assert(!dp_db_ok(r));
+	PQclear(r);
+	ck_assert(dp_db_ping(db));
+	dp_db_rollback(db);
+	ck_assert(dp_db_ping(db));
+}
+END_TEST
+
 /* The notification is sent at commit, not before, and names the kind. */
 START_TEST(test_jobs_enqueue_commit_notifies)
 {
@@ -800,6 +819,7 @@ jobs_suite(void)
 	suite_add_tcase(s, tc);						\
 } while (0)
 	T(enqueue_rollback);
+	T(db_ping_failed_txn);
 	T(enqueue_commit_notifies);
 	T(enqueue_hostile);
 	T(claim_order);
