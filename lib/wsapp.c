@@ -679,30 +679,51 @@ dp_wsapp_info(struct dp_buf *out, const char *m)
 }
 
 int
-dp_wsapp_flush_fd(int fd, struct dp_buf *b)
+dp_wsapp_flush_some(int fd, struct dp_buf *b)
 {
-	struct pollfd	 pfd = { .fd = fd, .events = POLLOUT };
 	size_t		 off = 0;
 	ssize_t		 w;
 	int		 rc = 0;
 
 	while (off < b->len) {
 		w = write(fd, b->s + off, b->len - off);
-		if (w > 0) {
+		if (w > 0)
 			off += (size_t)w;
+		else if (w < 0 && errno == EINTR)
 			continue;
+		else if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			break;
+		else {
+			rc = -1;
+			off = b->len;
 		}
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-			(void)poll(&pfd, 1, 1000);
-			continue;
-		}
-		rc = -1;
-		break;
 	}
-	dp_buf_reset(b);
+	if (off == b->len)
+		dp_buf_reset(b);
+	else if (off > 0) {
+		memmove(b->s, b->s + off, b->len - off);
+		b->len -= off;
+		b->s[b->len] = '\0';
+	}
 	return rc;
+}
+
+int
+dp_wsapp_flush_wait(int fd, struct dp_buf *b, int ms)
+{
+	struct pollfd	 pfd = { .fd = fd, .events = POLLOUT };
+	int64_t		 end = dp_mono_ms() + ms, left;
+
+	for (;;) {
+		if (dp_wsapp_flush_some(fd, b) < 0)
+			return -1;
+		if (b->len == 0)
+			return 0;
+		if ((left = end - dp_mono_ms()) <= 0)
+			return -1;
+		if (poll(&pfd, 1, (int)left) < 0 && errno != EINTR)
+			return -1;
+	}
 }
 
 /* ---- input lines -------------------------------------------------------- */

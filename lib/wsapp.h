@@ -141,10 +141,12 @@ void	 dp_wsapp_simple(struct dp_buf *out, const char *type);
 void	 dp_wsapp_info(struct dp_buf *out, const char *m);
 
 /*
- * Write all of buf to fd (blocking, retries EINTR/EAGAIN with poll) and
- * empty it; 0 or -1 when the peer is gone.
+ * Write what fd takes now (fd O_NONBLOCK): the rest stays at the front
+ * of buf.  0, or -1 when fd failed (buf emptied).  dp_wsapp_flush_wait
+ * goes on until buf is empty (0) or ms have passed (-1).
  */
-int	 dp_wsapp_flush_fd(int fd, struct dp_buf *buf);
+int	 dp_wsapp_flush_some(int fd, struct dp_buf *buf);
+int	 dp_wsapp_flush_wait(int fd, struct dp_buf *buf, int ms);
 /*
  * A timer from the environment in milliseconds (test hooks such as
  * $DP_WS_PING_MS), 50 ms to 1 day; dflt when unset or out of range.

@@ -15,6 +15,8 @@
 #include "wsapp.h"
 
 #define POLL_MS		500	/* new entries are looked for this often */
+#define PENDING_MAX	(1024 * 1024)	/* stdout backlog that stops reading */
+#define FINAL_FLUSH_MS	2000	/* for the backlog once the pump ends */
 /* Entries per query: the LIMIT 500 of poll_entries. */
 #define SESSION_MS	30000	/* login session re-check */
 
@@ -44,10 +46,15 @@ on_signal(int sig)
 		got_int = 1;
 }
 
+/*
+ * Hand websocketd what it takes now.  In the pump stdout is non-blocking:
+ * a client that stops reading leaves the rest in l->out (entries are not
+ * read past PENDING_MAX; they wait in the database) and timers go on.
+ */
 static void
 flush_out(struct logs *l)
 {
-	if (l->out.len > 0 && dp_wsapp_flush_fd(STDOUT_FILENO, &l->out) < 0)
+	if (l->out.len > 0 && dp_wsapp_flush_some(STDOUT_FILENO, &l->out) < 0)
 		l->done = true;
 }
 
@@ -373,32 +380,37 @@ out:
 static void
 pump(struct logs *l, const sigset_t *waitmask)
 {
-	struct pollfd	 fds[2];
+	struct pollfd	 fds[3];
 	struct timespec	 ts;
 	PGnotify	*nf;
 	PGconn		*c = dp_db_conn(l->db);
 	int64_t		 now, next;
-	bool		 wake;
+	bool		 wake, full;
 	int		 r, ms, nfds;
 
 	(void)dp_db_run(l->db, "LISTEN devpocket_env_logs", 0, NULL);
 	while (!l->done) {
 		now = dp_mono_ms();
-		next = l->last_poll + POLL_MS;
+		full = l->out.len >= PENDING_MAX;
+		next = l->last_client + l->idle_ms;
 		if (l->last_ping + l->ping_ms < next)
 			next = l->last_ping + l->ping_ms;
-		if (l->last_client + l->idle_ms < next)
-			next = l->last_client + l->idle_ms;
+		if (!full && l->last_poll + POLL_MS < next)
+			next = l->last_poll + POLL_MS;
 		ms = next <= now ? 0 : (int)(next - now);
 		fds[0].fd = STDIN_FILENO;
 		fds[0].events = POLLIN;
 		fds[0].revents = 0;
-		nfds = 1;
+		/* Only a backlog waits for stdout (and then for its errors). */
+		fds[1].fd = STDOUT_FILENO;
+		fds[1].events = l->out.len > 0 ? POLLOUT : 0;
+		fds[1].revents = 0;
+		nfds = 2;
 		if (c != NULL && PQsocket(c) >= 0) {
-			fds[1].fd = PQsocket(c);
-			fds[1].events = POLLIN;
-			fds[1].revents = 0;
-			nfds = 2;
+			fds[2].fd = PQsocket(c);
+			fds[2].events = POLLIN;
+			fds[2].revents = 0;
+			nfds = 3;
 		}
 		ts.tv_sec = ms / 1000;
 		ts.tv_nsec = (long)(ms % 1000) * 1000000L;
@@ -411,12 +423,14 @@ pump(struct logs *l, const sigset_t *waitmask)
 		}
 		if (got_int)
 			break;
+		if (r > 0 && (fds[1].revents & (POLLERR | POLLHUP)))
+			return;		/* websocketd stopped reading */
 		if (r > 0 && (fds[0].revents & (POLLIN | POLLHUP | POLLERR)) &&
 		    dp_wsapp_read_lines(STDIN_FILENO, &l->lines, on_line,
 		    l) < 0)
 			break;
 		wake = false;
-		if (nfds == 2 && r > 0 && (fds[1].revents & POLLIN)) {
+		if (nfds == 3 && r > 0 && (fds[2].revents & POLLIN)) {
 			(void)PQconsumeInput(c);
 			while ((nf = PQnotifies(c)) != NULL) {
 				if (strcmp(nf->extra, l->env.id) == 0)
@@ -425,7 +439,8 @@ pump(struct logs *l, const sigset_t *waitmask)
 			}
 		}
 		now = dp_mono_ms();
-		if (wake || now - l->last_poll >= POLL_MS)
+		if ((wake || now - l->last_poll >= POLL_MS) &&
+		    l->out.len < PENDING_MAX)
 			(void)poll_entries(l);
 		if (!l->done && now - l->last_auth >= l->check_ms) {
 			l->last_auth = now;
@@ -485,6 +500,9 @@ main(void)
 	sigdelset(&waitmask, SIGTERM);
 	sigdelset(&waitmask, SIGINT);
 	sigdelset(&waitmask, SIGHUP);
+	/* Never blocked by a client that stops reading (flush_out). */
+	if ((r = fcntl(STDOUT_FILENO, F_GETFL)) != -1)
+		(void)fcntl(STDOUT_FILENO, F_SETFL, r | O_NONBLOCK);
 
 	l.ping_ms = dp_wsapp_env_ms("DP_WS_PING_MS", 25000);
 	l.idle_ms = dp_wsapp_env_ms("DP_WS_IDLE_MS", 120000);
@@ -550,6 +568,9 @@ main(void)
 	pump(&l, &waitmask);
 	rc = 0;
 out:
+	/* The last messages (a close says why): a while for a slow reader,
+	 * not forever for one that stopped. */
+	(void)dp_wsapp_flush_wait(STDOUT_FILENO, &l.out, FINAL_FLUSH_MS);
 	if (l.slot[0] != '\0' && l.db != NULL)
 		(void)dp_wsapp_slot_free(l.db, l.slot);
 	dp_db_free(l.db);

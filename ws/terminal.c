@@ -59,6 +59,7 @@
 #define QUIET_LOOKS	4	/* looks before it counts as a flood */
 #define COALESCE_US	5000	/* or this long after it began (a flood) */
 #define PENDING_MAX	(1024 * 1024)	/* stdout backlog that pauses the pty */
+#define FINAL_FLUSH_MS	2000		/* for the backlog once the pump ends */
 #define INPUT_MAX	(1024 * 1024)	/* keystrokes waiting for the pty */
 #define MARK_MS		60000	/* last_activity at most once a minute */
 #define CLAIM_DELAY_US	20000	/* the claim waits for the redraw */
@@ -113,10 +114,15 @@ on_signal(int sig)
 		got_int = 1;
 }
 
+/*
+ * Hand websocketd what it takes now.  In the pump stdout is non-blocking:
+ * a client that stops reading leaves the rest in t->out (whose size
+ * pauses the pty, PENDING_MAX) while timers, input and signals go on.
+ */
 static void
 flush_out(struct term *t)
 {
-	if (t->out.len > 0 && dp_wsapp_flush_fd(STDOUT_FILENO, &t->out) < 0)
+	if (t->out.len > 0 && dp_wsapp_flush_some(STDOUT_FILENO, &t->out) < 0)
 		t->client_gone = t->done = true;
 }
 
@@ -863,14 +869,17 @@ child_exited(struct term *t)
 static void
 pump(struct term *t, const sigset_t *waitmask)
 {
-	struct pollfd	 fds[3];
+	struct pollfd	 fds[4];
 	struct timespec	 ts;
 	int64_t		 now, us;
 	bool		 ended = false;
-	int		 r;
+	int		 r, fl;
 
+	if ((fl = fcntl(STDOUT_FILENO, F_GETFL)) != -1)
+		(void)fcntl(STDOUT_FILENO, F_SETFL, fl | O_NONBLOCK);
 	fds[2].fd = -1;
 	fds[2].events = POLLIN;
+	fds[3].fd = STDOUT_FILENO;
 	while (!t->done) {
 		us = timeout_of(t, mono_us());
 		fds[0].fd = STDIN_FILENO;
@@ -880,13 +889,16 @@ pump(struct term *t, const sigset_t *waitmask)
 		fds[1].events = (t->out.len < PENDING_MAX &&
 		    t->flush_at_us == 0 ? POLLIN : 0) |
 		    (t->pin.len > 0 ? POLLOUT : 0);
+		/* Only a backlog waits for stdout (and then for its errors). */
+		fds[3].events = t->out.len > 0 ? POLLOUT : 0;
 		fds[0].revents = fds[1].revents = fds[2].revents = 0;
+		fds[3].revents = 0;
 #ifndef TERMINAL_DB
 		fds[2].fd = t->claim_fd;	/* -1 (ignored) once done */
 #endif
 		ts.tv_sec = (time_t)(us / 1000000);
 		ts.tv_nsec = (long)(us % 1000000) * 1000L;
-		r = ppoll(fds, 3, &ts, waitmask);
+		r = ppoll(fds, 4, &ts, waitmask);
 		if (r < 0 && errno != EINTR)
 			break;
 		if (got_term) {
@@ -913,6 +925,10 @@ pump(struct term *t, const sigset_t *waitmask)
 			claim_start(t);
 		}
 #endif
+		if (r > 0 && (fds[3].revents & (POLLERR | POLLHUP))) {
+			t->client_gone = true;	/* websocketd stopped reading */
+			break;
+		}
 		if (r > 0 && (fds[1].revents & POLLOUT))
 			write_pty(t);
 		if (r > 0 && (fds[1].revents & (POLLIN | POLLHUP | POLLERR)))
@@ -950,6 +966,11 @@ pump(struct term *t, const sigset_t *waitmask)
 			check(t, false);
 		flush_out(t);
 	}
+	/* The last messages (a close says why): a while for a slow reader,
+	 * not forever for one that stopped. */
+	if (!t->client_gone)
+		(void)dp_wsapp_flush_wait(STDOUT_FILENO, &t->out,
+		    FINAL_FLUSH_MS);
 }
 
 /* Catch the signals; they wait blocked, ppoll takes them (waitmask). */

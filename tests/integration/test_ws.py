@@ -10,6 +10,7 @@ import hashlib
 import hmac
 import json
 import os
+import signal
 import socket
 import subprocess
 import threading
@@ -485,6 +486,50 @@ def test_ws_killed_clients_leave_session():
     ws.send({"type": "input", "data": "clear; echo STILL$((1+2))HERE\r"})
     ws.output_until("STILL3HERE")
     ws.close()
+
+
+def test_ws_pump_not_frozen_by_stalled_client():
+    """ws/terminal-pump (what every terminal socket's program pumps with)
+    whose pty floods while its stdout is never read, as when a client
+    stays connected but stops reading and every buffer up to websocketd
+    has filled.  Its idle timer and SIGTERM must still end it; both used
+    to wait for ever on the blocked write (tmux itself throttles a slow
+    client, so through the stack this takes hours to show, not seconds)."""
+    pump = os.path.join(harness.ROOT, "ws", "terminal-pump")
+    ident = "0123456789abcdef01234567"
+    for how in ("idle", "SIGTERM"):
+        m, s = os.openpty()
+        flood = subprocess.Popen(["sh", "-c", "exec yes FLOOD-FLOOD-FLOOD-FLOOD"], stdin=s,
+                                 stdout=s, stderr=s, start_new_session=True)
+        os.close(s)
+        rin, win = os.pipe()
+        rout, wout = os.pipe()
+        env = dict(os.environ, DP_WS_IDLE_MS="300" if how == "idle" else "86400000",
+                   DP_WS_CHECK_MS="86400000", DP_WS_PING_MS="86400000",
+                   DEVPOCKET_CONF="/nonexistent/devpocket.conf")
+        p = subprocess.Popen([pump, str(m), str(flood.pid), ident, ident, ident, ident, "0",
+                              "text", "error"], stdin=rin, stdout=wout,
+                             stderr=subprocess.DEVNULL, pass_fds=(m,), env=env)
+        os.close(rin)
+        os.close(wout)
+        os.close(m)
+        try:
+            time.sleep(1.5)     # the pipe is full within milliseconds
+            if how == "SIGTERM":
+                check(p.poll() is None, "pump running before the SIGTERM")
+                p.send_signal(signal.SIGTERM)
+            try:
+                p.wait(timeout=8)
+            except subprocess.TimeoutExpired:
+                fail("%s: the pump never ended with its stdout unread" % how)
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+            os.killpg(flood.pid, signal.SIGKILL)
+            flood.wait()
+            os.close(win)
+            os.close(rout)
 
 
 def test_ws_stop_closes_terminal():
