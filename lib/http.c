@@ -562,7 +562,7 @@ form_to_json(struct dp_req *req)
 {
 	struct json_object	*o = json_object_new_object();
 	const char		*p, *amp, *eq;
-	size_t			 vl, kl, dl;
+	size_t			 vl, kl, dl, kdl;
 	char			*k, *v;
 
 	for (p = req->body_raw; p != NULL && *p; p = amp ? amp + 1 : NULL) {
@@ -570,7 +570,9 @@ form_to_json(struct dp_req *req)
 		vl = amp ? (size_t)(amp - p) : strlen(p);
 		eq = memchr(p, '=', vl);
 		kl = eq ? (size_t)(eq - p) : vl;
-		k = dp_urldecode(&req->arena, p, kl, NULL);
+		k = dp_urldecode(&req->arena, p, kl, &kdl);
+		if (strlen(k) != kdl)
+			continue;	/* a NUL in the name: no field of ours */
 		v = eq ? dp_urldecode(&req->arena, eq + 1, vl - kl - 1, &dl) :
 		    dp_urldecode(&req->arena, "", 0, &dl);
 		/* Invalid UTF-8 is a 400 here as in a JSON body (§0.2). */

@@ -384,6 +384,8 @@ dp_ws_next(struct dp_ws *ws, struct dp_ws_msg *m, struct dp_err *err)
 		return bad(err, DP_WS_ABNORMAL, "connection closed");
 	for (;;) {
 		avail = ws->in.len - ws->inoff;
+		if (avail == 0)
+			return 0;	/* (in.s may be NULL yet) */
 		r = dp_ws_frame_parse(ws->in.s + ws->inoff, avail, ws->server,
 		    ws->max, &f, err);
 		if (r < 0)

@@ -321,6 +321,11 @@ START_TEST(test_http_strict_json)
 	ck_assert_int_eq(res.status, 400);
 	done();
 	run("POST", "/api/v1/x", "application/x-www-form-urlencoded",
+	    "name%00x=zz&name=abc", 20);	/* not "name" */
+	ck_assert_int_eq(res.status, 200);
+	ck_assert_str_eq(jstr("name"), "abc");
+	done();
+	run("POST", "/api/v1/x", "application/x-www-form-urlencoded",
 	    "name=%E2%82%AC", 14);
 	ck_assert_int_eq(res.status, 200);
 	ck_assert_str_eq(jstr("name"), "\xe2\x82\xac");
