@@ -19,6 +19,7 @@
 #include "lifecycle.h"
 #include "log.h"
 #include "util.h"
+#include "wsapp.h"
 
 /*
  * dp_driver_get refers to the drivers weakly; a strong reference here
@@ -549,13 +550,16 @@ install_step(struct dp_db *db, const char *id)
 	timed_out = strcmp(PQgetvalue(r, 0, 1), "t") == 0;
 	PQclear(r);
 	r = NULL;
+	next = off;
 	if (dp_env_ctx_load(db, id, &ctx, &err) != 1 || ctx.drv == NULL) {
+		/* Its cluster unreadable, say: no log, but the timeout
+		 * still ends the install (once a minute a warning). */
 		dp_warn("environment %s: cannot load for its install log: %s",
 		    id, err.msg[0] ? err.msg : "no driver");
-		goto out;
-	}
-	next = off;
-	if (ctx.drv->install_log(&ctx.conn, &ctx.spec, off, &log, &next,
+		set_quiet(id);
+		if (!timed_out)
+			goto out;
+	} else if (ctx.drv->install_log(&ctx.conn, &ctx.spec, off, &log, &next,
 	    &err) < 0) {
 		dp_warn("environment %s: install log: %s", id, err.msg);
 		set_quiet(id);
@@ -817,23 +821,47 @@ idle_pass(struct dp_db *db)
 	PQclear(r);
 }
 
+/* The newest env.destroy job of e is in one of the states of $list. */
+#define DESTROY_IN(list) \
+	"(SELECT j.state FROM jobs j WHERE j.kind = 'env.destroy' AND " \
+	"j.payload->>'id' = e.id ORDER BY j.id DESC LIMIT 1) IN " list
+#define PURGEABLE \
+	"e.status = 'terminated' AND e.terminated_at < now() - " \
+	"$1::double precision * interval '1 hour'"
+
+/*
+ * Terminated environments past retention go, with their logs and
+ * metrics; not while their destroy runs, nor when it failed for good
+ * (the compute and home would be left with nothing to retry from):
+ * those get a new destroy each pass until one succeeds.
+ */
 static int
 purge_pass(struct dp_db *db)
 {
 	static const char envs[] =
-	    "DELETE FROM environments e WHERE e.status = 'terminated' "
-	    "AND e.terminated_at < now() - $1::double precision * "
-	    "interval '1 hour' AND NOT EXISTS (SELECT 1 FROM jobs j "
-	    "WHERE j.kind = 'env.destroy' AND j.state IN ('queued', "
-	    "'running') AND j.payload->>'id' = e.id)";
+	    "DELETE FROM environments e WHERE " PURGEABLE " AND NOT "
+	    "coalesce(" DESTROY_IN("('queued', 'running', 'failed')")
+	    ", false)";
+	static const char retry[] =
+	    "SELECT e.id, e.generation FROM environments e WHERE " PURGEABLE
+	    " AND " DESTROY_IN("('failed')") " ORDER BY e.id LIMIT 100";
 	static const char samples[] =
 	    "DELETE FROM metric_samples WHERE ts < now() - interval '8 days'";
 	PGresult	*r;
 	char		 h[32];
-	int		 rc = 0;
+	int		 i, rc = 0;
 
-	r = dp_db_exec(db, envs, 1, (const char *const[]){ num(h, sizeof(h),
-	    dp_cfg.limits_terminated_retention_hours) });
+	num(h, sizeof(h), dp_cfg.limits_terminated_retention_hours);
+	r = dp_db_exec(db, retry, 1, (const char *const[]){ h });
+	for (i = 0; dp_db_ok(r) && i < PQntuples(r); i++) {
+		dp_warn("environment %s: its destroy failed; trying again "
+		    "before the purge", PQgetvalue(r, i, 0));
+		if (dp_env_enqueue(db, "env.destroy", PQgetvalue(r, i, 0),
+		    val_int(r, i, 1)) < 0)
+			rc = -1;
+	}
+	PQclear(r);
+	r = dp_db_exec(db, envs, 1, (const char *const[]){ h });
 	if (!dp_db_ok(r))
 		rc = -1;
 	else if (strcmp(PQcmdTuples(r), "0") != 0)
@@ -842,6 +870,49 @@ purge_pass(struct dp_db *db)
 	if (dp_db_run(db, samples, 0, NULL) < 0)
 		rc = -1;
 	return rc;
+}
+
+/*
+ * creating for a minute with no provision, start or restart job left to
+ * move it: the job failed for good without the driver saying so (its cluster could
+ * not be loaded, the database failed, the worker died on every attempt).
+ * §4.2: provisioning failed → error, with its log entry; compute that
+ * may be up is stopped.
+ */
+static void
+stuck_pass(struct dp_db *db)
+{
+	static const char stuck[] =
+	    "UPDATE environments e SET status = 'error', generation = "
+	    "generation + 1, running_since = NULL, updated_at = now() "
+	    "WHERE e.id IN (SELECT e2.id FROM environments e2 WHERE "
+	    "e2.status = 'creating' AND e2.updated_at < now() - "
+	    "interval '1 minute' AND NOT EXISTS (SELECT 1 FROM jobs j "
+	    "WHERE j.kind IN ('env.provision', 'env.start', 'env.restart') "
+	    "AND j.state IN ('queued', 'running') AND j.payload->>'id' = "
+	    "e2.id) ORDER BY e2.id LIMIT 100 FOR UPDATE SKIP LOCKED) "
+	    "AND e.status = 'creating' RETURNING e.id, e.generation";
+	PGresult	*r;
+	const char	*id;
+	int		 i;
+	bool		 ok;
+
+	if (dp_db_begin(db) < 0)
+		return;
+	r = dp_db_exec(db, stuck, 0, NULL);
+	ok = dp_db_ok(r);
+	for (i = 0; ok && i < PQntuples(r); i++) {
+		id = PQgetvalue(r, i, 0);
+		ok = dp_env_log(db, id, "error", "system",
+		    "Provisioning failed") == 0 && dp_env_enqueue(db,
+		    "env.stop", id, val_int(r, i, 1)) == 0;
+		if (ok)
+			dp_warn("environment %s: provisioning failed (no job "
+			    "left to finish it)", id);
+	}
+	if (!ok || dp_db_commit(db) < 0)
+		dp_db_rollback(db);
+	PQclear(r);
 }
 
 int
@@ -886,6 +957,10 @@ dp_lifecycle_reconcile(struct dp_db *db)
 			if (!is_quiet(PQgetvalue(r, i, 0)))
 				status_step(db, PQgetvalue(r, i, 0));
 		PQclear(r);
+		stuck_pass(db);
+		if ((i = dp_wsapp_sweep(db)) > 0)
+			dp_info("dropped %d stale WebSocket row(s) of this "
+			    "host", i);
 		idle_pass(db);
 	}
 	if (now - last_purge >= PURGE_EVERY_MS) {

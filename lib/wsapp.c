@@ -544,6 +544,44 @@ dp_wsapp_slot_free(struct dp_db *db, const char *slot)
 	return dp_db_run(db, sql, 1, &slot);
 }
 
+/*
+ * A user's next socket here drops that user's dead rows; one who does not
+ * come back would keep them for ever, holding slots and keeping the
+ * environment from its idle stop (§4.4 counts them as open sockets).
+ * Rows of other hosts are for those hosts' workers.
+ */
+int
+dp_wsapp_sweep(struct dp_db *db)
+{
+	static const char users[] =
+	    "SELECT DISTINCT user_id FROM ws_connections WHERE host = $1 "
+	    "ORDER BY 1 LIMIT 1000";
+	static const char drop[] =
+	    "SELECT devpocket_ws_drop($1, $2::text[])";
+	struct dp_buf	 dead = { 0 };
+	const char	*p[2];
+	PGresult	*r;
+	int		 i, n, total = 0;
+
+	p[0] = hostname();
+	r = dp_db_exec(db, users, 1, p);
+	if (!dp_db_ok(r)) {
+		PQclear(r);
+		return -1;
+	}
+	for (i = 0; i < PQntuples(r); i++) {
+		p[0] = PQgetvalue(r, i, 0);
+		if ((n = dead_rows(db, true, p[0], &dead)) <= 0)
+			continue;
+		p[1] = dead.s;
+		if (dp_db_run(db, drop, 2, p) == 0)
+			total += n;
+	}
+	PQclear(r);
+	dp_buf_release(&dead);
+	return total;
+}
+
 #endif /* WSAPP_DB */
 
 int64_t

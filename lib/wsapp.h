@@ -117,6 +117,12 @@ int	 dp_wsapp_slot_claim(struct dp_db *, const char *slot, int pid);
 int	 dp_wsapp_slot_session(struct dp_db *, const char *slot,
 	    const char *session_id);
 int	 dp_wsapp_slot_free(struct dp_db *, const char *slot);
+/*
+ * The worker's sweep of stale WebSocket rows: this host's rows whose
+ * process is gone, and reservations never claimed, dropped with their
+ * sessions ended (1006).  The count dropped, or -1.
+ */
+int	 dp_wsapp_sweep(struct dp_db *);
 
 /*
  * Convert bytes to valid UTF-8 for one output message: appends to out the

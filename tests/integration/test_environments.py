@@ -8,6 +8,7 @@ stack's local cluster (or one they create) and fast test templates."""
 import os
 import re
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -380,6 +381,54 @@ def test_env_create_cluster_capacity_race():
         sql("UPDATE environments SET status = 'terminated', terminated_at = now() "
             "WHERE cluster_id = :'p1'", cid)
         sql("UPDATE clusters SET status = 'inactive' WHERE id = :'p1'", cid)
+
+
+def test_env_worker_sweeps():
+    """The worker's reconcile: an environment left creating with no job to
+    move it becomes error (§4.2, "provisioning fails"); this host's
+    WebSocket rows of gone processes (an unclaimed reservation, a dead pid)
+    are dropped so that idle auto-stop and the socket limit see the truth."""
+    u = user()
+    stuck = insert_env(u, "creating")
+    sql("UPDATE environments SET updated_at = now() - interval '10 minutes' "
+        "WHERE id = :'p1'", stuck)
+    run = insert_env(u, "running")
+    host = socket.gethostname()
+    # An unclaimed reservation, a pid that cannot exist, a live process.
+    for slot, pid, age in ((hexid(), 0, "1 hour"), (hexid(), 2 ** 22 + 12345, "1 second"),
+                           (hexid(), os.getpid(), "1 hour")):
+        sql("INSERT INTO ws_connections (id, user_id, kind, environment_id, pid, host, "
+            "started_at) VALUES (:'p1', :'p2', 'terminal', :'p3', :'p4', :'p5', "
+            "now() - :'p6'::interval)", slot, u["id"], run, pid, host, age)
+        last = slot
+    wait_status(u, stuck, "error", timeout=40)
+    logs = [l["message"] for l in req("GET", API + "/" + stuck + "/logs", u).json["logs"]]
+    check("Provisioning failed" in logs, "log entry: %r" % logs)
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        left = sql("SELECT id FROM ws_connections WHERE user_id = :'p1'", u["id"])
+        if left == [[last]]:
+            break
+        time.sleep(0.3)
+    eq(left, [[last]], "only the live process's row is left")
+
+
+def test_env_purge_retries_failed_destroy():
+    """A terminated environment past retention whose destroy failed for
+    good is not purged (its compute would be left with nothing to retry
+    from) but destroyed again, at the worker's next purge (once a minute)."""
+    u = user()
+    gone = insert_env(u, "terminated")
+    sql("UPDATE environments SET terminated_at = now() - interval '3 days' WHERE id = :'p1'", gone)
+    sql("INSERT INTO jobs (kind, payload, state, attempts, max_attempts) VALUES "
+        "('env.destroy', jsonb_build_object('id', :'p1'::text, 'generation', 1), 'failed', 8, 8)",
+        gone)
+    deadline = time.time() + 75
+    while time.time() < deadline and len(jobs_for(gone)) < 2:
+        time.sleep(0.5)
+    check(len(jobs_for(gone)) >= 2, "a new destroy: %r" % jobs_for(gone))
+    eq(sql("SELECT count(*) FROM environments WHERE id = :'p1'", gone), [["1"]],
+       "kept while its destroy failed")
 
 
 def test_env_create_rate_limit():
