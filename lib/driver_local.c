@@ -756,6 +756,18 @@ out:
 	return rc;
 }
 
+/* A terminal's tmux client's environment (allocated, strv_free). */
+static char **
+client_env(void)
+{
+	struct strv	 sv = { 0 };
+
+	strv_add(&sv, "PATH=" ENV_PATH);
+	strv_add(&sv, "LANG=C.UTF-8");
+	strv_add(&sv, "TERM=xterm-256color");
+	return sv.v;
+}
+
 /* The environment variables of every process of the environment. */
 static char **
 build_env(const struct lenv *e, const struct dp_env_spec *spec,
@@ -812,6 +824,10 @@ build_env(const struct lenv *e, const struct dp_env_spec *spec,
 	return sv.v;
 }
 
+static char *const min_env[] = { "PATH=" ENV_PATH, "LANG=C.UTF-8", NULL };
+static char	**client_argv(const struct lenv *, char **, char *const *,
+		    bool, struct strv *);
+
 /* A tmux client call as the environment user; exit code or -1. */
 static int
 tmux_call(const struct lenv *e, char **envp, struct dp_buf *out,
@@ -820,6 +836,7 @@ tmux_call(const struct lenv *e, char **envp, struct dp_buf *out,
 {
 	char		*argv[10];
 	struct spawn	 sp = { 0 };
+	struct strv	 sv = { 0 };
 	int		 n = 0, st;
 
 	if (host.tmux[0] == '\0') {
@@ -837,16 +854,17 @@ tmux_call(const struct lenv *e, char **envp, struct dp_buf *out,
 	if (a4 != NULL)
 		argv[n++] = (char *)a4;
 	argv[n] = NULL;
-	sp.argv = argv;
-	sp.envp = envp;
+	sp.argv = client_argv(e, argv, envp, false, &sv);
+	sp.envp = sp.argv == argv ? envp : (char **)min_env;
 	sp.cwd = "/";
 	sp.out = sp.err = sp.info = -1;
-	if (run(e, &sp, out, CMD_TIMEOUT_MS, &st, err) == -1)
+	n = run(e, &sp, out, CMD_TIMEOUT_MS, &st, err);
+	strv_free(sv.v);
+	if (n == -1)
 		return -1;
 	return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
 }
 
-static char *const min_env[] = { "PATH=" ENV_PATH, "LANG=C.UTF-8", NULL };
 
 /* True when the environment's tmux server answers. */
 static bool
@@ -1225,18 +1243,29 @@ kill_leftovers(const struct lenv *e)
 
 /* --- folders and files ------------------------------------------------- */
 
+/*
+ * Owner and mode of a folder we made, through a descriptor of it opened
+ * without following a link: the environment user may have swapped in a
+ * symlink (to /etc/shadow, say) since, and root would follow a path.
+ */
 static int
 own(const char *path, const struct lenv *e, mode_t mode, struct dp_err *err)
 {
-	if (e->drop && lchown(path, e->uid, e->gid) == -1) {
+	int	 fd, rc = -1;
+
+	if ((fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
+	    O_CLOEXEC)) == -1) {
+		dp_err_set(err, errno, "%s: %s", path, strerror(errno));
+		return -1;
+	}
+	if (e->drop && fchown(fd, e->uid, e->gid) == -1)
 		dp_err_set(err, errno, "chown %s: %s", path, strerror(errno));
-		return -1;
-	}
-	if (chmod(path, mode) == -1) {
+	else if (fchmod(fd, mode) == -1)
 		dp_err_set(err, errno, "chmod %s: %s", path, strerror(errno));
-		return -1;
-	}
-	return 0;
+	else
+		rc = 0;
+	close(fd);
+	return rc;
 }
 
 /* The folder, home and run; idempotent. */
@@ -1519,19 +1548,33 @@ bwrap_child_pid(const struct lenv *e)
 
 /* --- launching the server -------------------------------------------- */
 
+/*
+ * bwrap runs on the host, so the environment's variables (LD_PRELOAD,
+ * LD_LIBRARY_PATH, GCONV_PATH, … are the user's to choose) must not be
+ * its own: it gets min_env and sets envp for its child (--clearenv and
+ * --setenv, NAME=value split at the first '=').
+ */
 static void
-add_sandbox(struct strv *sv, const struct lenv *e)
+add_sandbox_env(struct strv *sv, char *const *envp)
 {
-	char	 host_name[32];
+	const char	*eq;
+	size_t		 i;
 
-	snprintf(host_name, sizeof(host_name), "devpocket-%.12s", e->id);
-	strv_add(sv, host.bwrap);
-	strv_add(sv, "--new-session");
-	strv_add(sv, "--unshare-pid");
-	strv_add(sv, "--unshare-ipc");
-	strv_add(sv, "--unshare-uts");
-	strv_add(sv, "--hostname");
-	strv_add(sv, host_name);
+	strv_add(sv, "--clearenv");
+	for (i = 0; envp != NULL && envp[i] != NULL; i++) {
+		if ((eq = strchr(envp[i], '=')) == NULL || eq == envp[i])
+			continue;
+		strv_add(sv, "--setenv");
+		strv_addf(sv, "%.*s", (int)(eq - envp[i]), envp[i]);
+		strv_add(sv, eq + 1);
+	}
+}
+
+/* The environment's view: read-only system, its own folder, nothing of
+ * the other environments. */
+static void
+add_mounts(struct strv *sv, const struct lenv *e)
+{
 	strv_add(sv, "--ro-bind");
 	strv_add(sv, "/");
 	strv_add(sv, "/");
@@ -1558,8 +1601,63 @@ add_sandbox(struct strv *sv, const struct lenv *e)
 	strv_add(sv, "--bind");
 	strv_add(sv, e->log);
 	strv_add(sv, e->log);
+}
+
+/*
+ * A tmux client of a sandboxed environment runs in a sandbox of its own
+ * with the same view.  Its server is the user's: it can make a client
+ * run any program (detach-client -E, or a fake server on the socket
+ * answering with MSG_SHELL), which on the host would be the user's code
+ * outside the sandbox, beside every other environment of the same uid.
+ * Its own pid namespace ends whatever that program leaves behind.  A
+ * terminal's client keeps its session (its pty is its controlling
+ * terminal, for SIGWINCH); other clients get a new one.  argv itself
+ * when the environment runs unconfined (its launch left no bwrap info).
+ */
+static char **
+client_argv(const struct lenv *e, char **argv, char *const *envp,
+    bool terminal, struct strv *sv)
+{
+	char	 info[8];
+	size_t	 i;
+
+	if (host.bwrap[0] == '\0' || !dp_cfg.drivers_local_sandbox ||
+	    read_small(e->launchinfo, info, sizeof(info)) <= 0)
+		return argv;
+	strv_add(sv, host.bwrap);
+	if (!terminal)
+		strv_add(sv, "--new-session");
+	strv_add(sv, "--die-with-parent");
+	strv_add(sv, "--unshare-pid");
+	strv_add(sv, "--unshare-ipc");
+	strv_add(sv, "--unshare-uts");
+	add_mounts(sv, e);
+	strv_add(sv, "--chdir");
+	strv_add(sv, "/");
+	add_sandbox_env(sv, envp);
+	strv_add(sv, "--");
+	for (i = 0; argv[i] != NULL; i++)
+		strv_add(sv, argv[i]);
+	return sv->v;
+}
+
+static void
+add_sandbox(struct strv *sv, const struct lenv *e, char *const *envp)
+{
+	char	 host_name[32];
+
+	snprintf(host_name, sizeof(host_name), "devpocket-%.12s", e->id);
+	strv_add(sv, host.bwrap);
+	strv_add(sv, "--new-session");
+	strv_add(sv, "--unshare-pid");
+	strv_add(sv, "--unshare-ipc");
+	strv_add(sv, "--unshare-uts");
+	strv_add(sv, "--hostname");
+	strv_add(sv, host_name);
+	add_mounts(sv, e);
 	strv_add(sv, "--chdir");
 	strv_add(sv, e->ws);
+	add_sandbox_env(sv, envp);
 	strv_add(sv, "--info-fd");
 	strv_add(sv, "3");
 	strv_add(sv, "--");
@@ -1627,7 +1725,7 @@ launch(struct lenv *e, const struct dp_env_spec *spec, struct dp_err *err)
 		goto out;
 
 	if (sandbox)
-		add_sandbox(&sv, e);
+		add_sandbox(&sv, e, envp);
 	strv_add(&sv, host.tmux);
 	strv_add(&sv, "-S");
 	strv_add(&sv, e->sock);
@@ -1655,14 +1753,15 @@ launch(struct lenv *e, const struct dp_env_spec *spec, struct dp_err *err)
 		dp_err_set(err, errno, "%s: %s", e->dir, strerror(errno));
 		goto out;
 	}
-	/* The environment user writes these from the child. */
-	if (e->drop && (fchown(lfd, e->uid, e->gid) == -1 ||
-	    fchown(ifd, e->uid, e->gid) == -1)) {
+	/* The environment user writes the log from the child.  The info
+	 * stays root's: bwrap writes it through the descriptor, and its
+	 * child-pid is whom stop kills. */
+	if (e->drop && fchown(lfd, e->uid, e->gid) == -1) {
 		dp_err_set(err, errno, "chown: %s", strerror(errno));
 		goto out;
 	}
 	sp.argv = sv.v;
-	sp.envp = envp;
+	sp.envp = sandbox ? (char **)min_env : envp;
 	sp.cwd = e->ws;
 	sp.cgroup = true;
 	sp.limits = true;
@@ -2142,19 +2241,22 @@ probe_start(const struct lenv *e, struct dp_err *err)
 	struct spawn	 sp = { 0 };
 	char		*argv[] = { host.tmux, "-S", (char *)e->sock,
 	    "has-session", "-t", (char *)e->session, NULL };
+	struct strv	 sv = { 0 };
 	pid_t		 pid;
 
 	dp_local_probe_drop();
-	sp.argv = argv;
+	sp.argv = client_argv(e, argv, min_env, false, &sv);
 	sp.envp = (char **)min_env;
 	sp.cwd = "/";
 	sp.out = sp.err = sp.info = -1;
 	if ((pid = fork()) == -1) {
 		dp_err_set(err, errno, "fork: %s", strerror(errno));
+		strv_free(sv.v);
 		return -1;
 	}
 	if (pid == 0)
 		child(e, &sp);
+	strv_free(sv.v);
 	memcpy(probe.id, e->id, sizeof(probe.id));
 	probe.pid = pid;
 	return 0;
@@ -2215,6 +2317,7 @@ client_spawn(const struct lenv *e, char **argv, char **envp, int cols,
 {
 	struct winsize	 wsz = { 0 };
 	struct spawn	 sp = { 0 };
+	struct strv	 sv = { 0 };
 	int		 slave = -1;
 	pid_t		 pid;
 	bool		 placed;
@@ -2222,13 +2325,14 @@ client_spawn(const struct lenv *e, char **argv, char **envp, int cols,
 	*master = -1;
 	wsz.ws_col = (unsigned short)(cols >= 1 && cols <= 1000 ? cols : 80);
 	wsz.ws_row = (unsigned short)(rows >= 1 && rows <= 1000 ? rows : 24);
-	sp.argv = argv;
-	sp.envp = envp;
+	sp.argv = client_argv(e, argv, envp, true, &sv);
+	sp.envp = sp.argv == argv ? envp : (char **)min_env;
 	sp.cwd = exists(e->ws) ? e->ws : e->home;
 	sp.keep_stdio = true;
 	sp.out = sp.err = sp.info = -1;
 	if (openpty(master, &slave, NULL, NULL, &wsz) == -1) {
 		dp_err_set(err, errno, "openpty: %s", strerror(errno));
+		strv_free(sv.v);
 		return -1;
 	}
 	(void)fcntl(*master, F_SETFD, FD_CLOEXEC);
@@ -2245,6 +2349,7 @@ client_spawn(const struct lenv *e, char **argv, char **envp, int cols,
 		child(e, &sp);
 	}
 	close(slave);
+	strv_free(sv.v);
 	return pid;
 }
 
@@ -2336,7 +2441,9 @@ local_attach(const struct dp_cluster_conn *c, const struct dp_env_spec *spec,
 		dp_err_set(err, ENAMETOOLONG, "session name too long");
 		goto out;
 	}
-	envp = build_env(&e, spec, NULL);
+	/* The user's variables are the server's (its start set them); a
+	 * client on the host must not run with them (LD_PRELOAD…). */
+	envp = client_env();
 	pid = client_spawn(&e, join, envp, cols, rows, &master, err);
 	if ((r = probe_take(e.id)) == -2)
 		r = pid > 0 ? (first_output(master, a) ? 0 : 1) :

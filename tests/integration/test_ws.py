@@ -71,14 +71,15 @@ def post_empty(path, u):
     return http("POST", path, raw=b"", headers=u["headers"])
 
 
-def env_user(name=None):
+def env_user(name=None, variables=None):
     """A fresh user with one running environment: (user, env id)."""
     quick_template()
     cid = local_cluster()
     u = register_user()
-    r = post("/api/v1/environments", {"name": name or unique("ws")[:40].lower(),
-                                      "template": QUICK, "cluster_id": cid},
-             headers=u["headers"])
+    body = {"name": name or unique("ws")[:40].lower(), "template": QUICK, "cluster_id": cid}
+    if variables:
+        body["environment_variables"] = variables
+    r = post("/api/v1/environments", body, headers=u["headers"])
     eq(r.status, 201, "create environment: %s" % r.body[:300])
     env = r.json["id"]
     wait_status(u, env, "running")
@@ -530,6 +531,97 @@ def test_ws_pump_not_frozen_by_stalled_client():
             flood.wait()
             os.close(win)
             os.close(rout)
+
+
+def uuid_hex():
+    return hashlib.sha256(os.urandom(16)).hexdigest()[:12]
+
+
+def env_dir(env):
+    return os.path.join(VAR, "envs", env)
+
+
+def sandboxed(env):
+    try:
+        with open(os.path.join(env_dir(env), "launch.info")) as f:
+            return f.read().strip() != ""
+    except OSError:
+        return False
+
+
+def test_ws_tmux_client_stays_sandboxed():
+    """The tmux server is the user's, and a server can make its client run
+    any program (detach-client -E).  The client of a sandboxed environment
+    must therefore run in the sandbox's view too: the program sees only its
+    own environment's folder, in a pid namespace of its own, not the host's
+    (where every environment of the same uid would be open to it)."""
+    u, env = env_user()
+    if not sandboxed(env):
+        fail("this test needs the stack's environments in bubblewrap")
+    seen = os.path.join(env_dir(env), "home", "escape.txt")
+    root = os.path.dirname(env_dir(env))
+    ws, _ = open_term(u, env)
+    ws.send({"type": "input", "data": "tmux detach-client -E 'ls %s > %s; "
+             "readlink /proc/self/ns/pid >> %s'\r" % (root, seen, seen)})
+    deadline = time.time() + 15
+    while time.time() < deadline and not (os.path.exists(seen) and
+                                           len(open(seen).read().split()) >= 2):
+        time.sleep(0.1)
+    ws.kill()
+    with open(seen) as f:
+        lines = f.read().split()
+    eq(lines[:-1], [env], "the environments the detached client's program sees")
+    check(lines[-1] != os.readlink("/proc/self/ns/pid"),
+          "its pid namespace is not the host's: %r" % lines[-1])
+
+
+PRELOAD_C = r"""
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+__attribute__((constructor)) static void
+record(void)
+{
+	char ns[64] = "", exe[256] = "";
+	const char *f = getenv("DP_PRELOAD_LOG");
+	FILE *o;
+
+	(void)!readlink("/proc/self/ns/pid", ns, sizeof(ns) - 1);
+	(void)!readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+	if (f != NULL && (o = fopen(f, "a")) != NULL) {
+		fprintf(o, "%s %s\n", exe, ns);
+		fclose(o);
+	}
+}
+"""
+
+
+def test_ws_user_variables_stay_inside():
+    """The user's environment_variables reach the environment's processes,
+    not the programs the driver runs on the host (bwrap, the tmux
+    clients): LD_PRELOAD there would be the user's code outside the
+    sandbox.  The preloaded library records every process that loads it
+    where only a host process can write (the sandbox sees / read-only)."""
+    d = os.path.join(VAR, "preload-" + uuid_hex())
+    os.makedirs(d)
+    os.chmod(d, 0o777)
+    lib, log = os.path.join(d, "rec.so"), os.path.join(d, "loaded")
+    with open(os.path.join(d, "rec.c"), "w") as f:
+        f.write(PRELOAD_C)
+    subprocess.run(["cc", "-shared", "-fPIC", "-o", lib, os.path.join(d, "rec.c")], check=True)
+    os.chmod(lib, 0o755)
+    u, env = env_user(variables={"LD_PRELOAD": lib, "DP_PRELOAD_LOG": log})
+    if not sandboxed(env):
+        fail("this test needs the stack's environments in bubblewrap")
+    ws, _ = open_term(u, env)
+    ws.send({"type": "input", "data": "echo PRE=${LD_PRELOAD##*/}=\r"})
+    ws.output_until("PRE=rec.so=")
+    ws.close()
+    host = []
+    if os.path.exists(log):
+        with open(log) as f:
+            host = f.read().splitlines()
+    eq(host, [], "host processes that ran with the user's LD_PRELOAD")
 
 
 def test_ws_stop_closes_terminal():
