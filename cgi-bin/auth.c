@@ -550,10 +550,17 @@ auth_google(struct dp_req *req, struct dp_res *res)
 	    "SELECT id, is_active FROM users WHERE google_sub = $1 AND "
 	    "deleted_at IS NULL FOR UPDATE";
 	static const char by_email[] =
-	    "SELECT id, is_active FROM users WHERE lower(email) = lower($1) "
-	    "AND deleted_at IS NULL FOR UPDATE";
+	    "SELECT id, is_active, is_verified FROM users WHERE "
+	    "lower(email) = lower($1) AND deleted_at IS NULL FOR UPDATE";
+	/*
+	 * Google proves the address.  An account that never did was not
+	 * necessarily made by its owner (anyone can register any address):
+	 * linking it drops its password and its sessions, so that whoever
+	 * registered it keeps no way in.
+	 */
 	static const char link[] =
 	    "UPDATE users SET google_sub = $2, is_verified = true, "
+	    "password_hash = CASE WHEN is_verified THEN password_hash END, "
 	    "updated_at = now() WHERE id = $1";
 	static const char create[] =
 	    "INSERT INTO users (id, username, email, full_name, avatar_url, "
@@ -598,8 +605,11 @@ auth_google(struct dp_req *req, struct dp_res *res)
 		r = dp_db_exec(req->db, by_email, 1,
 		    (const char *const[]){ c.email });
 		if (dp_db_ok(r) && PQntuples(r) == 1 &&
-		    dp_db_run(req->db, link, 2, (const char *const[]){
-		    PQgetvalue(r, 0, 0), c.sub }) < 0) {
+		    (dp_db_run(req->db, link, 2, (const char *const[]){
+		    PQgetvalue(r, 0, 0), c.sub }) < 0 ||
+		    (PQgetvalue(r, 0, 2)[0] != 't' &&
+		    dp_auth_revoke_user(req->db, PQgetvalue(r, 0, 0),
+		    NULL) < 0))) {
 			PQclear(r);
 			goto db;
 		}
@@ -783,12 +793,14 @@ static const struct dp_field reset_fields[] = {
 static int
 auth_reset(struct dp_req *req, struct dp_res *res)
 {
+	/* Not for an account disabled (or deleted) since the mail. */
 	static const char sql[] =
 	    "UPDATE users SET password_hash = $2, is_verified = true, "
 	    "failed_logins = 0, locked_until = NULL, updated_at = now() "
-	    "WHERE id = $1";
-	char	 hash[128], *uid;
-	int	 rc;
+	    "WHERE id = $1 AND is_active AND deleted_at IS NULL";
+	PGresult	*r;
+	char		 hash[128], *uid;
+	int		 rc;
 
 	if (hash_password(DP_IN(req, 1)->s, hash, sizeof(hash)) < 0)
 		return dp_fail_internal(req, res, "password hashing failed");
@@ -797,8 +809,12 @@ auth_reset(struct dp_req *req, struct dp_res *res)
 		return dp_fail_db(req, res);
 	if (uid == NULL)
 		return dp_fail(res, 400, "Invalid or expired reset token");
-	rc = dp_db_run(req->db, sql, 2, (const char *const[]){ uid, hash });
+	r = dp_db_exec(req->db, sql, 2, (const char *const[]){ uid, hash });
 	explicit_bzero(hash, sizeof(hash));
+	rc = dp_db_ok(r) ? (strcmp(PQcmdTuples(r), "1") == 0 ? 0 : 1) : -1;
+	PQclear(r);
+	if (rc == 1)
+		return dp_fail(res, 400, "Invalid or expired reset token");
 	if (rc < 0 || dp_auth_revoke_user(req->db, uid, NULL) < 0 ||
 	    queue_changed(req->db, uid) < 0 || dp_db_commit(req->db) < 0)
 		return dp_fail_db(req, res);

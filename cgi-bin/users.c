@@ -106,6 +106,10 @@ users_delete(struct dp_req *req, struct dp_res *res)
 	    "avatar_url = NULL, google_sub = NULL, password_hash = NULL, "
 	    "is_active = false, deleted_at = now(), updated_at = now() "
 	    "WHERE id = $1";
+	/* Mailed links die with the account (a reset would give it a
+	 * password again). */
+	static const char tokens[] =
+	    "DELETE FROM email_tokens WHERE user_id = $1";
 	const struct dp_value	*pw = DP_IN(req, 0);
 	struct json_object	*o;
 	PGresult		*r;
@@ -130,7 +134,9 @@ users_delete(struct dp_req *req, struct dp_res *res)
 			return dp_fail(res, 403, "Please confirm your password");
 	}
 	if (dp_db_run(req->db, anon, 1, (const char *const[]){ req->user->id })
-	    < 0 || dp_auth_revoke_user(req->db, req->user->id, NULL) < 0 ||
+	    < 0 || dp_db_run(req->db, tokens, 1,
+	    (const char *const[]){ req->user->id }) < 0 ||
+	    dp_auth_revoke_user(req->db, req->user->id, NULL) < 0 ||
 	    dp_envs_terminate_user(req->db, req->user->id) < 0 ||
 	    dp_db_commit(req->db) < 0)
 		return dp_fail_db(req, res);

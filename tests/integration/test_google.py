@@ -85,6 +85,35 @@ def test_google_links_existing_account_by_email():
     assert st == 201 and reg["is_verified"] is False
     st, _, _, js = google({"id_token": token(claims(email=email.upper()))})
     assert st == 200 and js["user"]["id"] == reg["id"] and js["user"]["is_verified"] is True
+    # Nobody had proved the address: whoever registered it (anyone can
+    # register any address) keeps neither its password nor its sessions.
+    st, _, _, _ = http("GET", "/api/v1/auth/me",
+                       headers={"Authorization": "Bearer " + reg["access_token"]})
+    assert st == 401, st
+    st, _, _, js2 = http("POST", "/api/v1/auth/login",
+                         body={"username_or_email": email, "password": "Passw0rdX"})
+    assert st == 401, (st, js2)
+    st, _, _, me = http("GET", "/api/v1/auth/me",
+                        headers={"Authorization": "Bearer " + js["access_token"]})
+    assert st == 200 and me["id"] == reg["id"], st
+
+
+def test_google_links_verified_account_keeps_password():
+    start_jwks()
+    n = uuid.uuid4().hex[:8]
+    email = "linkv_%s@example.com" % n
+    st, _, _, reg = http("POST", "/api/v1/auth/register",
+                         body={"username": "linkv_" + n, "email": email, "password": "Passw0rdX"})
+    assert st == 201
+    sql("UPDATE users SET is_verified = true WHERE id = :'p1'", reg["id"])
+    st, _, _, js = google({"id_token": token(claims(email=email))})
+    assert st == 200 and js["user"]["id"] == reg["id"]
+    st, _, _, _ = http("GET", "/api/v1/auth/me",
+                       headers={"Authorization": "Bearer " + reg["access_token"]})
+    assert st == 200, st
+    st, _, _, _ = http("POST", "/api/v1/auth/login",
+                       body={"username_or_email": email, "password": "Passw0rdX"})
+    assert st == 200, st
 
 
 def test_google_username_collisions():

@@ -97,3 +97,22 @@ def test_users_delete_terminates_environments():
     assert rows == [["terminated"]], rows
     rows = sql("SELECT count(*) FROM jobs WHERE kind = 'env.destroy' AND payload->>'id' = :'p1'", env["id"])
     assert rows[0][0] != "0", rows
+
+
+def test_delete_account_voids_mailed_reset_link():
+    """A reset link mailed before the account was deleted must not give
+    the deleted account a password again (or queue mail to it)."""
+    import re
+    from test_auth import read_mail
+    body, reg = new_user()
+    email = body["email"].lower()
+    st, _, _, _ = post("/auth/forgot-password", {"email": email})
+    assert st == 200
+    m = re.search(r"/reset-password\?token=([A-Za-z0-9_-]{43})",
+                  read_mail(email, subject="Reset your DevPocket password"))
+    assert m
+    st, _, _, js = delete("/users/me", {"password": PW}, reg["access_token"])
+    assert st == 200, (st, js)
+    st, _, _, js = post("/auth/reset-password", {"token": m.group(1), "new_password": "N3wPassword"})
+    assert st == 400 and js["detail"] == "Invalid or expired reset token", (st, js)
+    assert sql("SELECT password_hash IS NULL FROM users WHERE id = :'p1'", reg["id"]) == [["t"]]
