@@ -576,7 +576,7 @@ auth_google(struct dp_req *req, struct dp_res *res)
 	char				 id[25], *username;
 	bool				 active = true, found = false;
 	PGresult			*r;
-	int				 rc;
+	int				 tries = 0;
 
 	if (dp_cfg.google_client_ids == NULL || *dp_cfg.google_client_ids == 0)
 		return dp_fail(res, 503, "Google sign-in is not configured");
@@ -596,7 +596,7 @@ auth_google(struct dp_req *req, struct dp_res *res)
 		dp_google_claims_release(&c);
 		return dp_fail(res, 401, "Invalid Google token");
 	}
-	rc = -1;
+again:
 	if (dp_db_begin(req->db) < 0)
 		goto db;
 	r = dp_db_exec(req->db, by_sub, 1, (const char *const[]){ c.sub });
@@ -628,9 +628,20 @@ auth_google(struct dp_req *req, struct dp_res *res)
 		if (google_username(req, c.email, &username) < 0)
 			goto db;
 		dp_new_id(id);
-		if (dp_db_run(req->db, create, 6, (const char *const[]){ id,
-		    username, c.email, c.name, c.picture, c.sub }) < 0)
+		r = dp_db_exec(req->db, create, 6, (const char *const[]){ id,
+		    username, c.email, c.name, c.picture, c.sub });
+		if (!dp_db_ok(r)) {
+			/* A sign-in of the same new account (or a username
+			 * taken) committed meanwhile: once more, it finds it. */
+			bool dup = strcmp(dp_db_sqlstate(r), "23505") == 0;
+
+			PQclear(r);
+			dp_db_rollback(req->db);
+			if (dup && tries++ == 0)
+				goto again;
 			goto db;
+		}
+		PQclear(r);
 	}
 	dp_google_claims_release(&c);
 	if (!active) {
@@ -642,7 +653,6 @@ auth_google(struct dp_req *req, struct dp_res *res)
 	return issue_tokens(req, res, id, 200, NULL);
 db:
 	dp_google_claims_release(&c);
-	(void)rc;
 	return dp_fail_db(req, res);
 }
 

@@ -189,3 +189,21 @@ def _stop_jwks():
     if _server is not None:
         _server.kill()
         _server.wait()
+
+
+def test_google_first_sign_in_twice_at_once():
+    """Two first sign-ins of one new Google account at the same moment:
+    both get the one account (the second's insert meets the first's)."""
+    from test_environments import Held, wait_backends, in_threads
+    start_jwks()
+    n = uuid.uuid4().hex[:8]
+    tok = token(claims(sub="race-" + n, email="race_%s@example.com" % n))
+    h = Held("LOCK TABLE login_sessions IN EXCLUSIVE MODE;")
+    ts, out = in_threads(lambda: google({"id_token": tok}), lambda: google({"id_token": tok}))
+    wait_backends("wait_event_type = 'Lock' AND application_name <> 'dp-test-held'", 2)
+    h.end()
+    for t in ts:
+        t.join(30)
+    got = [(o[0], o[3].get("user", {}).get("id")) for o in out]
+    assert [g[0] for g in got] == [200, 200], got
+    assert got[0][1] == got[1][1], got
