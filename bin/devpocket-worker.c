@@ -13,6 +13,7 @@
 #include "config.h"
 #include "db.h"
 #include "jobs.h"
+#include "auth.h"
 #include "lifecycle.h"
 #include "log.h"
 #include "util.h"
@@ -29,6 +30,7 @@
 /* Every kind of job this worker runs. */
 static const struct dp_job_kind kinds[] = {
 	{ "mail",	dp_job_mail },
+	{ "auth.reset",	dp_job_auth_reset },
 	DP_LIFECYCLE_KINDS,
 };
 

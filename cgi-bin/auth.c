@@ -8,6 +8,7 @@
 #include "crypto.h"
 #include "google.h"
 #include "http.h"
+#include "jobs.h"
 #include "jwt.h"
 #include "log.h"
 #include "outbox.h"
@@ -65,43 +66,6 @@ limit_identifier(struct dp_req *req, struct dp_res *res, const char *route,
 	return rc;
 }
 
-/* New email token of kind for user; earlier unused ones die.  out[44]. */
-static int
-email_token(struct dp_db *db, const char *user_id, const char *kind,
-    int64_t ttl_seconds, char out[44])
-{
-	static const char kill[] =
-	    "UPDATE email_tokens SET used_at = now() WHERE user_id = $1 "
-	    "AND kind = $2 AND used_at IS NULL";
-	static const char ins[] =
-	    "INSERT INTO email_tokens (token_hash, user_id, kind, expires_at) "
-	    "VALUES ($1, $2, $3, now() + make_interval(secs => $4::bigint))";
-	char		 hash[65], ttl[24];
-	const char	*p[4] = { hash, user_id, kind, ttl };
-
-	if (dp_db_run(db, kill, 2, (const char *const[]){ user_id, kind }) < 0)
-		return -1;
-	dp_token_new(out);
-	dp_sha256_hex(out, strlen(out), hash);
-	snprintf(ttl, sizeof(ttl), "%lld", (long long)ttl_seconds);
-	return dp_db_run(db, ins, 4, p);
-}
-
-static int
-queue_link_mail(struct dp_db *db, const char *tmpl, const char *to,
-    const char *username, const char *path, const char *token)
-{
-	struct dp_buf	 link = { 0 };
-	int		 rc;
-
-	dp_buf_printf(&link, "%s/%s?token=%s", dp_cfg.mail_frontend_url, path,
-	    token);
-	rc = dp_outbox_queue(db, tmpl, to, (const char *const[]){
-	    "link", link.s, "username", username, NULL });
-	dp_buf_wipe(&link);
-	return rc;
-}
-
 static int
 queue_verification(struct dp_db *db, const char *user_id, const char *email,
     const char *username)
@@ -109,10 +73,10 @@ queue_verification(struct dp_db *db, const char *user_id, const char *email,
 	char	 tok[44];
 	int	 rc;
 
-	if (email_token(db, user_id, "verify",
+	if (dp_auth_email_token(db, user_id, "verify",
 	    dp_cfg.auth_verify_ttl_hours * 3600, tok) < 0)
 		return -1;
-	rc = queue_link_mail(db, "verify", email, username, "verify-email",
+	rc = dp_auth_link_mail(db, "verify", email, username, "verify-email",
 	    tok);
 	explicit_bzero(tok, sizeof(tok));
 	return rc;
@@ -742,37 +706,25 @@ static const struct dp_field forgot_fields[] = {
 static int
 auth_forgot(struct dp_req *req, struct dp_res *res)
 {
-	static const char find[] =
-	    "SELECT id, username, email FROM users WHERE lower(email) = $1 "
-	    "AND is_active AND deleted_at IS NULL";
 	const struct dp_value	*em = DP_IN(req, 0);
-	PGresult		*r;
-	char			 tok[44];
+	struct json_object	*o;
 	int			 rc;
 
 	if ((rc = limit_identifier(req, res, "forgot", em->s)) != 0)
 		return rc;
-	if (dp_db_begin(req->db) < 0)
+	/*
+	 * The same work whether the address is an account's or not (§7 row
+	 * 26: not even the time may tell): the worker looks it up and mails
+	 * (dp_job_auth_reset).
+	 */
+	o = json_object_new_object();
+	dp_json_str(o, "email", em->s);
+	rc = dp_db_begin(req->db) < 0 || dp_job_enqueue(req->db, "auth.reset",
+	    json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN), 0) < 0 ||
+	    dp_db_commit(req->db) < 0;
+	json_object_put(o);
+	if (rc)
 		return dp_fail_db(req, res);
-	r = dp_db_exec(req->db, find, 1, (const char *const[]){ em->s });
-	if (!dp_db_ok(r)) {
-		PQclear(r);
-		return dp_fail_db(req, res);
-	}
-	if (PQntuples(r) == 1) {
-		rc = email_token(req->db, PQgetvalue(r, 0, 0), "reset",
-		    dp_cfg.auth_reset_ttl_minutes * 60, tok);
-		if (rc == 0)
-			rc = queue_link_mail(req->db, "reset",
-			    PQgetvalue(r, 0, 2), PQgetvalue(r, 0, 1),
-			    "reset-password", tok);
-		explicit_bzero(tok, sizeof(tok));
-		if (rc < 0 || dp_db_commit(req->db) < 0) {
-			PQclear(r);
-			return dp_fail_db(req, res);
-		}
-	}
-	PQclear(r);
 	return message(res,
 	    "If that email is registered, a reset link has been sent");
 }

@@ -7,8 +7,10 @@
 #include "config.h"
 #include "crypto.h"
 #include "http.h"
+#include "jobs.h"
 #include "jwt.h"
 #include "log.h"
+#include "outbox.h"
 
 int
 dp_auth_bearer(struct dp_req *req, const char *token, bool count,
@@ -174,4 +176,89 @@ dp_auth_revoke_user(struct dp_db *db, const char *user_id, const char *keep)
 	const char	*p[2] = { user_id, keep };
 
 	return dp_db_run(db, sql, 2, p);
+}
+
+/* ---- email links ---------------------------------------------------------- */
+
+int
+dp_auth_email_token(struct dp_db *db, const char *user_id, const char *kind,
+    int64_t ttl_seconds, char out[44])
+{
+	static const char kill[] =
+	    "UPDATE email_tokens SET used_at = now() WHERE user_id = $1 "
+	    "AND kind = $2 AND used_at IS NULL";
+	static const char ins[] =
+	    "INSERT INTO email_tokens (token_hash, user_id, kind, expires_at) "
+	    "VALUES ($1, $2, $3, now() + make_interval(secs => $4::bigint))";
+	char		 hash[65], ttl[24];
+	const char	*p[4] = { hash, user_id, kind, ttl };
+
+	if (dp_db_run(db, kill, 2, (const char *const[]){ user_id, kind }) < 0)
+		return -1;
+	dp_token_new(out);
+	dp_sha256_hex(out, strlen(out), hash);
+	snprintf(ttl, sizeof(ttl), "%lld", (long long)ttl_seconds);
+	return dp_db_run(db, ins, 4, p);
+}
+
+int
+dp_auth_link_mail(struct dp_db *db, const char *tmpl, const char *to,
+    const char *username, const char *path, const char *token)
+{
+	struct dp_buf	 link = { 0 };
+	int		 rc;
+
+	dp_buf_printf(&link, "%s/%s?token=%s", dp_cfg.mail_frontend_url, path,
+	    token);
+	rc = dp_outbox_queue(db, tmpl, to, (const char *const[]){
+	    "link", link.s, "username", username, NULL });
+	dp_buf_wipe(&link);
+	return rc;
+}
+
+int
+dp_job_auth_reset(struct dp_db *db, const char *payload, struct dp_err *err)
+{
+	static const char find[] =
+	    "SELECT id, username, email FROM users WHERE lower(email) = $1 "
+	    "AND is_active AND deleted_at IS NULL";
+	struct json_object	*o, *v;
+	PGresult		*r = NULL;
+	const char		*email;
+	char			 tok[44];
+	int			 rc = DP_JOB_RETRY;
+
+	if ((o = dp_json_parse(payload, strlen(payload), 4)) == NULL ||
+	    !json_object_object_get_ex(o, "email", &v) ||
+	    !json_object_is_type(v, json_type_string)) {
+		json_object_put(o);
+		dp_err_set(err, 0, "malformed payload");
+		return DP_JOB_PERMANENT;
+	}
+	email = json_object_get_string(v);
+	if (dp_db_begin(db) < 0)
+		goto out;
+	r = dp_db_exec(db, find, 1, &email);
+	if (!dp_db_ok(r))
+		goto out;
+	if (PQntuples(r) == 1) {
+		if (dp_auth_email_token(db, PQgetvalue(r, 0, 0), "reset",
+		    dp_cfg.auth_reset_ttl_minutes * 60, tok) < 0 ||
+		    dp_auth_link_mail(db, "reset", PQgetvalue(r, 0, 2),
+		    PQgetvalue(r, 0, 1), "reset-password", tok) < 0) {
+			explicit_bzero(tok, sizeof(tok));
+			goto out;
+		}
+		explicit_bzero(tok, sizeof(tok));
+	}
+	if (dp_db_commit(db) == 0)
+		rc = DP_JOB_OK;
+out:
+	if (rc != DP_JOB_OK) {
+		dp_db_rollback(db);
+		dp_err_set(err, 0, "database error");
+	}
+	PQclear(r);
+	json_object_put(o);
+	return rc;
 }

@@ -282,3 +282,29 @@ def test_login_identifier_rate_limit():
     # Another identifier from the same address is still allowed.
     st, _, _, js = post("/auth/login", {"username": body["username"], "password": PW}, addr=addr)
     assert st == 200
+
+
+def test_forgot_password_same_work_either_way():
+    """Known or unknown address, the request does the same thing: it
+    queues one auth.reset job (the worker looks the address up and mails),
+    so neither the answer nor its time tells whether an account exists."""
+    body, reg = new_user()
+    known = body["email"].lower()
+    unknown = "nobody_%s@example.com" % uuid.uuid4().hex[:8]
+    for email in (known, unknown):
+        st, _, _, js = post("/auth/forgot-password", {"email": email})
+        assert st == 200 and js["message"] == "If that email is registered, a reset link has been sent"
+        rows = sql("SELECT count(*) FROM jobs WHERE kind = 'auth.reset' "
+                   "AND payload->>'email' = :'p1'", email)
+        assert rows == [["1"]], (email, rows)
+    assert "/reset-password?token=" in read_mail(known, subject="Reset your DevPocket password")
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        st = sql("SELECT state FROM jobs WHERE kind = 'auth.reset' AND payload->>'email' = :'p1'",
+                 unknown)
+        if st == [["done"]]:
+            break
+        time.sleep(0.1)
+    assert st == [["done"]], st
+    assert sql("SELECT count(*) FROM jobs WHERE kind = 'mail' AND payload->>'to' = :'p1'",
+               unknown) == [["0"]]
