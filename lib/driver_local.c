@@ -64,6 +64,7 @@
 #define LPATH		1024
 #define SUN_PATH_MAX	108		/* sizeof(sockaddr_un.sun_path) */
 #define CMD_TIMEOUT_MS	10000		/* one tmux client call */
+#define PROBE_GRACE_MS	500	/* a dropped has-session probe may end */
 #define LAUNCH_TIMEOUT_MS 20000		/* starting the server */
 #define KILL_WAIT_MS	3000
 #define OUT_MAX		65536		/* captured stdout of a child */
@@ -113,6 +114,8 @@ struct spawn {
 	bool		 limits;	/* apply the rlimits */
 	bool		 root;		/* keep the worker's identity */
 	bool		 keep_stdio;	/* pty child: 0-2 are the pty */
+	bool		 pdeath;	/* killed when its parent dies */
+	bool		 pgrp;		/* leads a process group of its own */
 	int		 out, err;	/* fds for 1 and 2; -1 = /dev/null */
 	int		 info;		/* fd that becomes 3, or -1 */
 };
@@ -581,6 +584,12 @@ child(const struct lenv *e, const struct spawn *sp)
 	sigprocmask(SIG_SETMASK, &none, NULL);
 	for (i = 1; i < NSIG; i++)
 		signal(i, SIG_DFL);
+	/* A client's sandbox goes with whoever started it (a stopped
+	 * stack's worker or terminal). */
+	if (sp->pdeath)
+		(void)prctl(PR_SET_PDEATHSIG, SIGKILL);
+	if (sp->pgrp)
+		(void)setpgid(0, 0);
 	if (sp->cgroup && e->cgprocs[0] != '\0' && exists(e->cg))
 		(void)write_knob(e->cgprocs, "0");
 	if (sp->limits) {
@@ -856,6 +865,7 @@ tmux_call(const struct lenv *e, char **envp, struct dp_buf *out,
 	argv[n] = NULL;
 	sp.argv = client_argv(e, argv, envp, false, &sv);
 	sp.envp = sp.argv == argv ? envp : (char **)min_env;
+	sp.pdeath = true;
 	sp.cwd = "/";
 	sp.out = sp.err = sp.info = -1;
 	n = run(e, &sp, out, CMD_TIMEOUT_MS, &st, err);
@@ -2226,9 +2236,20 @@ static struct {
 void
 dp_local_probe_drop(void)
 {
+	int64_t	 deadline = dp_mono_ms() + PROBE_GRACE_MS;
+
 	if (probe.pid > 0) {
-		(void)kill(probe.pid, SIGKILL);
-		(void)waitpid(probe.pid, NULL, 0);
+		/* has-session ends in milliseconds: a bwrap killed while
+		 * it sets its sandbox up can leave the sandbox's init
+		 * behind, so let it end, then kill its whole group. */
+		while (waitpid(probe.pid, NULL, WNOHANG) == 0) {
+			if (dp_mono_ms() >= deadline) {
+				(void)kill(-probe.pid, SIGKILL);
+				(void)waitpid(probe.pid, NULL, 0);
+				break;
+			}
+			usleep(500);
+		}
 	}
 	probe.pid = 0;
 	probe.id[0] = '\0';
@@ -2247,6 +2268,8 @@ probe_start(const struct lenv *e, struct dp_err *err)
 	dp_local_probe_drop();
 	sp.argv = client_argv(e, argv, min_env, false, &sv);
 	sp.envp = (char **)min_env;
+	sp.pdeath = true;
+	sp.pgrp = true;
 	sp.cwd = "/";
 	sp.out = sp.err = sp.info = -1;
 	if ((pid = fork()) == -1) {
@@ -2327,6 +2350,7 @@ client_spawn(const struct lenv *e, char **argv, char **envp, int cols,
 	wsz.ws_row = (unsigned short)(rows >= 1 && rows <= 1000 ? rows : 24);
 	sp.argv = client_argv(e, argv, envp, true, &sv);
 	sp.envp = sp.argv == argv ? envp : (char **)min_env;
+	sp.pdeath = true;
 	sp.cwd = exists(e->ws) ? e->ws : e->home;
 	sp.keep_stdio = true;
 	sp.out = sp.err = sp.info = -1;

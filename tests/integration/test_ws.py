@@ -914,18 +914,20 @@ def test_ws_slot_claimed_through_web_server():
 
 def test_ws_dead_socket_rows_dropped():
     """A socket whose program died without cleaning up (kill -9) leaves
-    its slot row behind; the user's next socket on this host drops it and
-    ends its session row with 1006."""
+    its slot row behind; the user's next socket on this host (or the
+    worker's sweep, whichever comes first) drops it and ends its session
+    row with 1006."""
     u, env = env_user()
     p = subprocess.Popen(["true"])
     p.wait()                    # a pid that no longer runs
     slot, session = unique_id(), unique_id()
+    # The session first: the worker's sweep may drop the row at once.
+    sql("INSERT INTO terminal_sessions (id, user_id, type, environment_id) "
+        "VALUES (:'p1', :'p2', 'environment', :'p3')", session, u["id"], env)
     sql("INSERT INTO ws_connections (id, user_id, kind, environment_id, pid, "
         "host, session_id) VALUES (:'p1', :'p2', 'terminal', :'p3', :'p4', "
         ":'p5', :'p6')", slot, u["id"], env, str(p.pid), socket.gethostname(),
         session)
-    sql("INSERT INTO terminal_sessions (id, user_id, type, environment_id) "
-        "VALUES (:'p1', :'p2', 'environment', :'p3')", session, u["id"], env)
     ws, _ = open_term(u, env)
     deadline = time.time() + 5
     while time.time() < deadline and slot_pid(slot) is not None:
