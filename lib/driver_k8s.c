@@ -1598,7 +1598,7 @@ bridge(const struct dp_cluster_conn *cc, const struct dp_env_spec *s,
 		cfmakeraw(&tio);
 		(void)tcsetattr(slave, TCSANOW, &tio);
 	}
-	(void)fcntl(slave, F_SETFL, fcntl(slave, F_GETFL) | O_NONBLOCK);
+	(void)dp_fd_nonblock(slave);
 	if (ctx_open(&c, cc, s->user_id, s->id, &err) == -1)
 		goto fail;
 	argv[4] = c.session;

@@ -64,7 +64,7 @@
 #define LPATH		1024
 #define SUN_PATH_MAX	108		/* sizeof(sockaddr_un.sun_path) */
 #define CMD_TIMEOUT_MS	10000		/* one tmux client call */
-#define PROBE_GRACE_MS	500	/* a dropped has-session probe may end */
+#define PROBE_GRACE_MS	500		/* a dropped has-session probe may end */
 #define LAUNCH_TIMEOUT_MS 20000		/* starting the server */
 #define KILL_WAIT_MS	3000
 #define OUT_MAX		65536		/* captured stdout of a child */
@@ -765,18 +765,6 @@ out:
 	return rc;
 }
 
-/* A terminal's tmux client's environment (allocated, strv_free). */
-static char **
-client_env(void)
-{
-	struct strv	 sv = { 0 };
-
-	strv_add(&sv, "PATH=" ENV_PATH);
-	strv_add(&sv, "LANG=C.UTF-8");
-	strv_add(&sv, "TERM=xterm-256color");
-	return sv.v;
-}
-
 /* The environment variables of every process of the environment. */
 static char **
 build_env(const struct lenv *e, const struct dp_env_spec *spec,
@@ -834,8 +822,11 @@ build_env(const struct lenv *e, const struct dp_env_spec *spec,
 }
 
 static char *const min_env[] = { "PATH=" ENV_PATH, "LANG=C.UTF-8", NULL };
-static char	**client_argv(const struct lenv *, char **, char *const *,
-		    bool, struct strv *);
+/* A terminal's tmux client: the user's variables are its server's. */
+static char *const term_env[] = { "PATH=" ENV_PATH, "LANG=C.UTF-8",
+    "TERM=xterm-256color", NULL };
+static void	 client_prepare(const struct lenv *, struct spawn *, char **,
+		    char *const *, bool, struct strv *);
 
 /* A tmux client call as the environment user; exit code or -1. */
 static int
@@ -863,9 +854,7 @@ tmux_call(const struct lenv *e, char **envp, struct dp_buf *out,
 	if (a4 != NULL)
 		argv[n++] = (char *)a4;
 	argv[n] = NULL;
-	sp.argv = client_argv(e, argv, envp, false, &sv);
-	sp.envp = sp.argv == argv ? envp : (char **)min_env;
-	sp.pdeath = true;
+	client_prepare(e, &sp, argv, envp, false, &sv);
 	sp.cwd = "/";
 	sp.out = sp.err = sp.info = -1;
 	n = run(e, &sp, out, CMD_TIMEOUT_MS, &st, err);
@@ -1651,6 +1640,21 @@ client_argv(const struct lenv *e, char **argv, char *const *envp,
 	return sv->v;
 }
 
+/*
+ * A tmux client's spawn: argv in its sandbox (client_argv, built in sv:
+ * strv_free(sv->v) after the fork), envp its environment when unconfined
+ * (else the sandbox sets it and bwrap gets min_env), gone with whoever
+ * starts it.
+ */
+static void
+client_prepare(const struct lenv *e, struct spawn *sp, char **argv,
+    char *const *envp, bool terminal, struct strv *sv)
+{
+	sp->argv = client_argv(e, argv, envp, terminal, sv);
+	sp->envp = sp->argv == argv ? envp : min_env;
+	sp->pdeath = true;
+}
+
 static void
 add_sandbox(struct strv *sv, const struct lenv *e, char *const *envp)
 {
@@ -2266,9 +2270,7 @@ probe_start(const struct lenv *e, struct dp_err *err)
 	pid_t		 pid;
 
 	dp_local_probe_drop();
-	sp.argv = client_argv(e, argv, min_env, false, &sv);
-	sp.envp = (char **)min_env;
-	sp.pdeath = true;
+	client_prepare(e, &sp, argv, min_env, false, &sv);
 	sp.pgrp = true;
 	sp.cwd = "/";
 	sp.out = sp.err = sp.info = -1;
@@ -2335,8 +2337,8 @@ probe_take(const char *id)
  * with the pty's master in *master; -1 with err.
  */
 static pid_t
-client_spawn(const struct lenv *e, char **argv, char **envp, int cols,
-    int rows, int *master, struct dp_err *err)
+client_spawn(const struct lenv *e, char **argv, int cols, int rows,
+    int *master, struct dp_err *err)
 {
 	struct winsize	 wsz = { 0 };
 	struct spawn	 sp = { 0 };
@@ -2348,9 +2350,7 @@ client_spawn(const struct lenv *e, char **argv, char **envp, int cols,
 	*master = -1;
 	wsz.ws_col = (unsigned short)(cols >= 1 && cols <= 1000 ? cols : 80);
 	wsz.ws_row = (unsigned short)(rows >= 1 && rows <= 1000 ? rows : 24);
-	sp.argv = client_argv(e, argv, envp, true, &sv);
-	sp.envp = sp.argv == argv ? envp : (char **)min_env;
-	sp.pdeath = true;
+	client_prepare(e, &sp, argv, term_env, true, &sv);
 	sp.cwd = exists(e->ws) ? e->ws : e->home;
 	sp.keep_stdio = true;
 	sp.out = sp.err = sp.info = -1;
@@ -2429,7 +2429,6 @@ local_attach(const struct dp_cluster_conn *c, const struct dp_env_spec *spec,
 	struct lenv	 e;
 	struct stat	 st;
 	struct dp_err	 cerr = { 0 };
-	char		**envp = NULL;
 	char		 target[64];
 	/* -N: never a server of their own (one outside the sandbox). */
 	char		*join[] = { host.tmux, "-N", "-S", e.sock,
@@ -2467,8 +2466,7 @@ local_attach(const struct dp_cluster_conn *c, const struct dp_env_spec *spec,
 	}
 	/* The user's variables are the server's (its start set them); a
 	 * client on the host must not run with them (LD_PRELOAD…). */
-	envp = client_env();
-	pid = client_spawn(&e, join, envp, cols, rows, &master, err);
+	pid = client_spawn(&e, join, cols, rows, &master, err);
 	if ((r = probe_take(e.id)) == -2)
 		r = pid > 0 ? (first_output(master, a) ? 0 : 1) :
 		    tmux_call(&e, (char **)min_env, NULL, &cerr,
@@ -2486,8 +2484,7 @@ local_attach(const struct dp_cluster_conn *c, const struct dp_env_spec *spec,
 		dp_err_set(err, ESRCH, "environment is not running");
 		goto out;
 	}
-	if ((pid = client_spawn(&e, make, envp, cols, rows, &master,
-	    err)) == -1)
+	if ((pid = client_spawn(&e, make, cols, rows, &master, err)) == -1)
 		goto out;
 done:
 	a->fd = master;
@@ -2497,7 +2494,6 @@ done:
 out:
 	if (master != -1)
 		close(master);
-	strv_free(envp);
 	return rc;
 }
 

@@ -698,16 +698,16 @@ read_input(struct dp_req *req, struct dp_res *res)
 
 	if (rt->fields == NULL && !(rt->flags & DP_BODY))
 		return 0;
-	if ((rt->flags & DP_FORM) && is_form_type(ct))
-		o = form_to_json(req);
-	else if (!is_json_type(ct))
+	if ((rt->flags & DP_FORM) && is_form_type(ct)) {
+		if ((o = form_to_json(req)) == NULL)
+			return dp_fail(res, 400,
+			    "Invalid JSON in request body");
+	} else if (!is_json_type(ct))
 		return dp_fail(res, 415, "Unsupported Media Type");
 	else if (req->body_len == 0)
 		o = json_object_new_object();
 	else if (dp_json_parse_value(req->body_raw, req->body_len,
 	    (int)dp_cfg.limits_json_depth, &o) < 0)
-		return dp_fail(res, 400, "Invalid JSON in request body");
-	if (o == NULL && (rt->flags & DP_FORM) && is_form_type(ct))
 		return dp_fail(res, 400, "Invalid JSON in request body");
 	if (!json_object_is_type(o, json_type_object)) {
 		json_object_put(o);

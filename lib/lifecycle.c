@@ -874,10 +874,10 @@ purge_pass(struct dp_db *db)
 
 /*
  * creating for a minute with no provision, start or restart job left to
- * move it: the job failed for good without the driver saying so (its cluster could
- * not be loaded, the database failed, the worker died on every attempt).
- * §4.2: provisioning failed → error, with its log entry; compute that
- * may be up is stopped.
+ * move it: the job failed for good without the driver saying so (its
+ * cluster could not be loaded, the database failed, the worker died on
+ * every attempt).  §4.2: provisioning failed → error, with its log
+ * entry; compute that may be up is stopped.
  */
 static void
 stuck_pass(struct dp_db *db)

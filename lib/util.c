@@ -1,5 +1,6 @@
 /* lib/util.c: allocation, growable buffers, errors, arenas, small helpers */
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -535,4 +536,12 @@ dp_fnv1a(const void *s, size_t n)
 		h *= 1099511628211ULL;
 	}
 	return h;
+}
+
+int
+dp_fd_nonblock(int fd)
+{
+	int	 fl = fcntl(fd, F_GETFL);
+
+	return fl == -1 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) == -1 ? -1 : 0;
 }

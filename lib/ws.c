@@ -1,6 +1,5 @@
 /* lib/ws.c: RFC 6455 WebSocket framing, and a client over a socket or libcurl */
 #include <errno.h>
-#include <fcntl.h>
 #include <netdb.h>
 #include <poll.h>
 #include <stdio.h>
@@ -812,10 +811,10 @@ static int
 connect_timeout(int fd, const struct sockaddr *sa, socklen_t len,
     int timeout_ms)
 {
-	int		 fl = fcntl(fd, F_GETFL), e = 0;
+	int		 e = 0;
 	socklen_t	 el = sizeof(e);
 
-	if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
+	if (dp_fd_nonblock(fd) < 0)
 		return -1;
 	if (connect(fd, sa, len) < 0) {
 		if (errno != EINPROGRESS)

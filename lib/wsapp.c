@@ -358,36 +358,28 @@ pid_alive(const char *s)
 
 
 /*
- * This host's rows of the user whose process is gone, as an array
- * literal in dead ("{id,...}"); a reservation (pid 0) is alive for
- * DP_WS_RESERVE_S seconds.  The count of dead rows, or -1.
+ * Rows of this host, with what says whether their process is gone:
+ * columns id, pid, reserved (a reservation, pid 0, is alive for
+ * DP_WS_RESERVE_S seconds), user_id.
+ */
+#define HOST_ROWS \
+	"SELECT id, pid, pid = 0 AND started_at > now() - " \
+	"make_interval(secs => $2::int), user_id FROM ws_connections " \
+	"WHERE host = $1"
+
+/*
+ * Rows from..to-1 of r (HOST_ROWS) whose process is gone, as an array
+ * literal in dead ("{id,...}"); their count.
  */
 static int
-dead_rows(struct dp_db *db, bool prepared, const char *user_id,
-    struct dp_buf *dead)
+dead_of(const PGresult *r, int from, int to, struct dp_buf *dead)
 {
-	static const char mine[] =
-	    "SELECT id, pid, pid = 0 AND started_at > now() - "
-	    "make_interval(secs => $3::int) FROM ws_connections "
-	    "WHERE user_id = $1 AND host = $2";
-	char		 ttl[24];
-	const char	*p[3];
-	PGresult	*r;
-	int		 i, n = 0;
+	int	 i, n = 0;
 
-	snprintf(ttl, sizeof(ttl), "%d", DP_WS_RESERVE_S);
-	p[0] = user_id;
-	p[1] = hostname();
-	p[2] = ttl;
-	r = prepared ? dp_db_exec(db, mine, 3, p) : exec_once(db, mine, 3, p);
-	if (!dp_db_ok(r)) {
-		PQclear(r);
-		return -1;
-	}
 	/* Ids are [0-9a-f]: an array literal without quoting. */
 	dp_buf_reset(dead);
 	dp_buf_addc(dead, '{');
-	for (i = 0; i < PQntuples(r); i++) {
+	for (i = from; i < to; i++) {
 		if (!dp_is_id(PQgetvalue(r, i, 0)) ||
 		    PQgetvalue(r, i, 2)[0] == 't' ||
 		    pid_alive(PQgetvalue(r, i, 1)))
@@ -397,6 +389,27 @@ dead_rows(struct dp_db *db, bool prepared, const char *user_id,
 		dp_buf_adds(dead, PQgetvalue(r, i, 0));
 	}
 	dp_buf_addc(dead, '}');
+	return n;
+}
+
+/* This host's rows of the user whose process is gone (dead_of); -1. */
+static int
+dead_rows(struct dp_db *db, bool prepared, const char *user_id,
+    struct dp_buf *dead)
+{
+	static const char mine[] = HOST_ROWS " AND user_id = $3";
+	char		 ttl[24];
+	const char	*p[3];
+	PGresult	*r;
+	int		 n = -1;
+
+	snprintf(ttl, sizeof(ttl), "%d", DP_WS_RESERVE_S);
+	p[0] = hostname();
+	p[1] = ttl;
+	p[2] = user_id;
+	r = prepared ? dp_db_exec(db, mine, 3, p) : exec_once(db, mine, 3, p);
+	if (dp_db_ok(r))
+		n = dead_of(r, 0, PQntuples(r), dead);
 	PQclear(r);
 	return n;
 }
@@ -553,26 +566,31 @@ dp_wsapp_slot_free(struct dp_db *db, const char *slot)
 int
 dp_wsapp_sweep(struct dp_db *db)
 {
-	static const char users[] =
-	    "SELECT DISTINCT user_id FROM ws_connections WHERE host = $1 "
-	    "ORDER BY 1 LIMIT 1000";
+	static const char rows[] = HOST_ROWS " ORDER BY user_id";
 	static const char drop[] =
 	    "SELECT devpocket_ws_drop($1, $2::text[])";
 	struct dp_buf	 dead = { 0 };
 	const char	*p[2];
+	char		 ttl[24];
 	PGresult	*r;
-	int		 i, n, total = 0;
+	int		 i, j, n, total = 0;
 
+	snprintf(ttl, sizeof(ttl), "%d", DP_WS_RESERVE_S);
 	p[0] = hostname();
-	r = dp_db_exec(db, users, 1, p);
+	p[1] = ttl;
+	r = dp_db_exec(db, rows, 2, p);
 	if (!dp_db_ok(r)) {
 		PQclear(r);
 		return -1;
 	}
-	for (i = 0; i < PQntuples(r); i++) {
-		p[0] = PQgetvalue(r, i, 0);
-		if ((n = dead_rows(db, true, p[0], &dead)) <= 0)
+	/* One statement for every user's rows; a drop per user with dead. */
+	for (i = 0; i < PQntuples(r); i = j) {
+		for (j = i + 1; j < PQntuples(r) && strcmp(PQgetvalue(r, j,
+		    3), PQgetvalue(r, i, 3)) == 0; j++)
+			;
+		if ((n = dead_of(r, i, j, &dead)) == 0)
 			continue;
+		p[0] = PQgetvalue(r, i, 3);
 		p[1] = dead.s;
 		if (dp_db_run(db, drop, 2, p) == 0)
 			total += n;

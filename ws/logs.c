@@ -1,6 +1,5 @@
 /* ws/logs.c: websocketd program for /api/v1/ws/logs/{id}: replay and follow an environment's log */
 #include <errno.h>
-#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -501,8 +500,7 @@ main(void)
 	sigdelset(&waitmask, SIGINT);
 	sigdelset(&waitmask, SIGHUP);
 	/* Never blocked by a client that stops reading (flush_out). */
-	if ((r = fcntl(STDOUT_FILENO, F_GETFL)) != -1)
-		(void)fcntl(STDOUT_FILENO, F_SETFL, r | O_NONBLOCK);
+	(void)dp_fd_nonblock(STDOUT_FILENO);
 
 	l.ping_ms = dp_wsapp_env_ms("DP_WS_PING_MS", 25000);
 	l.idle_ms = dp_wsapp_env_ms("DP_WS_IDLE_MS", 120000);

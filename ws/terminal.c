@@ -791,7 +791,7 @@ attach(struct term *t, struct dp_err *err)
 		dp_err_set(err, 0, "attach gave no terminal descriptor");
 		goto out;
 	}
-	(void)fcntl(t->att.fd, F_SETFL, fcntl(t->att.fd, F_GETFL) | O_NONBLOCK);
+	(void)dp_fd_nonblock(t->att.fd);
 	if (t->att.pre != NULL) {
 		/* Output the driver read already: it goes after the welcome. */
 		dp_buf_add(&t->raw, t->att.pre, t->att.npre);
@@ -873,10 +873,9 @@ pump(struct term *t, const sigset_t *waitmask)
 	struct timespec	 ts;
 	int64_t		 now, us;
 	bool		 ended = false;
-	int		 r, fl;
+	int		 r;
 
-	if ((fl = fcntl(STDOUT_FILENO, F_GETFL)) != -1)
-		(void)fcntl(STDOUT_FILENO, F_SETFL, fl | O_NONBLOCK);
+	(void)dp_fd_nonblock(STDOUT_FILENO);
 	fds[2].fd = -1;
 	fds[2].events = POLLIN;
 	fds[3].fd = STDOUT_FILENO;
