@@ -41,6 +41,7 @@
 #include <grp.h>
 #include <limits.h>
 #include <poll.h>
+#include <sched.h>
 #include <pty.h>
 #include <pwd.h>
 #include <signal.h>
@@ -96,6 +97,10 @@ struct lenv {
 	char	 cgprocs[LPATH];
 	char	 user[64];
 	const char *shell;
+	/* A tmux client's environment (HOME and SHELL spare it the
+	 * user's lookup through NSS); with TERM for a terminal's. */
+	char	 chome[LPATH + 8], cshell[32];
+	char	*cenv[5], *tenv[6];
 	uid_t	 uid;
 	gid_t	 gid;
 	bool	 drop;			/* setuid to uid in children */
@@ -118,6 +123,11 @@ struct spawn {
 	bool		 pgrp;		/* leads a process group of its own */
 	int		 out, err;	/* fds for 1 and 2; -1 = /dev/null */
 	int		 info;		/* fd that becomes 3, or -1 */
+	pid_t		 parent;	/* (pdeath) who forks it */
+	/* Join the running sandbox (join_open) instead of making one. */
+	bool		 join;
+	bool		 newsid;	/* (join) a session of its own */
+	int		 jpid, jroot;	/* (join) its pidfd and root folder */
 };
 
 /* Process-wide facts found once. */
@@ -559,6 +569,13 @@ lenv_init(struct lenv *e, const struct dp_env_spec *spec, struct dp_err *err)
 		return -1;
 	}
 	e->shell = access("/bin/bash", X_OK) == 0 ? "/bin/bash" : "/bin/sh";
+	dp_sfmt(e->chome, sizeof(e->chome), "HOME=%s", e->home);
+	dp_sfmt(e->cshell, sizeof(e->cshell), "SHELL=%s", e->shell);
+	e->cenv[0] = e->tenv[0] = "PATH=" ENV_PATH;
+	e->cenv[1] = e->tenv[1] = "LANG=C.UTF-8";
+	e->cenv[2] = e->tenv[2] = e->chome;
+	e->cenv[3] = e->tenv[3] = e->cshell;
+	e->tenv[4] = "TERM=xterm-256color";
 	return resolve_user(e, err);
 }
 
@@ -573,6 +590,80 @@ child_fail(const char *what, const char *arg)
 	_exit(126);
 }
 
+/* (join_sandbox) the joined process, to pass signals on to. */
+static volatile sig_atomic_t joined;
+
+static void
+pass_on(int sig)
+{
+	if (joined > 0)
+		(void)kill((pid_t)joined, sig);
+}
+
+/*
+ * In a child with its identity dropped, 3 a pidfd of a process of the
+ * sandbox and 4 that process's root folder: join its user, mount, pid,
+ * ipc and uts namespaces (as the user who owns the user namespace, so
+ * with no privilege outside it), make its root ours, and fork the
+ * process that goes on, which returns; the one that forked it stays
+ * outside as its parent, passes signals on, and exits as it does.  The
+ * pid namespace only takes children, hence the fork: the program then
+ * runs in the sandbox's pid namespace, where it can name no process of
+ * the host or of another environment.  Only system calls: the caller
+ * may be the child of a bare clone3.  The one that goes on dies with
+ * its parent (a pipe tells whether that parent is already gone: outside
+ * the pid namespace, getppid says 0).
+ */
+static void
+join_sandbox(const struct spawn *sp)
+{
+	struct sigaction	 sa;
+	struct pollfd		 pfd;
+	siginfo_t		 si;
+	int			 p[2];
+	long			 pid;
+
+	if (setns(3, CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID |
+	    CLONE_NEWIPC | CLONE_NEWUTS) == -1)
+		child_fail("joining", "the sandbox");
+	if (fchdir(4) == -1 || chroot(".") == -1)
+		child_fail("entering", "the sandbox's root");
+	close(3);
+	close(4);
+	if (pipe2(p, O_CLOEXEC) == -1)
+		child_fail("pipe", NULL);
+	if ((pid = syscall(SYS_clone, SIGCHLD, 0, 0, 0, 0)) == -1)
+		child_fail("fork", NULL);
+	if (pid == 0) {
+		close(p[1]);
+		(void)prctl(PR_SET_PDEATHSIG, SIGKILL);
+		pfd.fd = p[0];
+		pfd.events = POLLIN;
+		if (poll(&pfd, 1, 0) != 0)
+			_exit(126);
+		close(p[0]);
+		if (sp->newsid)
+			(void)setsid();
+		return;
+	}
+	close(p[0]);
+	joined = (sig_atomic_t)pid;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = pass_on;
+	sa.sa_flags = SA_RESTART;
+	sigaction(SIGHUP, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	/* Seen exited but not reaped: no signal goes to a pid reused. */
+	memset(&si, 0, sizeof(si));
+	while (waitid(P_PID, (id_t)pid, &si, WEXITED | WNOWAIT) == -1)
+		if (errno != EINTR)
+			_exit(126);
+	joined = 0;
+	(void)waitid(P_PID, (id_t)pid, &si, WEXITED);
+	_exit(si.si_code == CLD_EXITED ? si.si_status : 128 + si.si_status);
+}
+
 static void __attribute__((noreturn))
 child(const struct lenv *e, const struct spawn *sp)
 {
@@ -584,10 +675,6 @@ child(const struct lenv *e, const struct spawn *sp)
 	sigprocmask(SIG_SETMASK, &none, NULL);
 	for (i = 1; i < NSIG; i++)
 		signal(i, SIG_DFL);
-	/* A client's sandbox goes with whoever started it (a stopped
-	 * stack's worker or terminal). */
-	if (sp->pdeath)
-		(void)prctl(PR_SET_PDEATHSIG, SIGKILL);
 	if (sp->pgrp)
 		(void)setpgid(0, 0);
 	if (sp->cgroup && e->cgprocs[0] != '\0' && exists(e->cg))
@@ -615,9 +702,16 @@ child(const struct lenv *e, const struct spawn *sp)
 		dup2(sp->out >= 0 ? sp->out : fd, 1);
 		dup2(sp->err >= 0 ? sp->err : fd, 2);
 	}
-	if (sp->info >= 0)
+	if (sp->join) {
+		/* Out of the way of 3 and 4 first: either may be 3 or 4. */
+		fd = fcntl(sp->jpid, F_DUPFD, 16);
+		i = fcntl(sp->jroot, F_DUPFD, 16);
+		if (fd == -1 || i == -1 || dup2(fd, 3) == -1 ||
+		    dup2(i, 4) == -1)
+			child_fail("dup", NULL);
+	} else if (sp->info >= 0)
 		dup2(sp->info, 3);
-	close_range(sp->info >= 0 ? 4 : 3, ~0U, 0);
+	close_range(sp->join ? 5 : sp->info >= 0 ? 4 : 3, ~0U, 0);
 	if (e->drop && !sp->root) {
 		if (setgroups((size_t)e->ngroups, e->groups) == -1 ||
 		    setgid(e->gid) == -1 || setuid(e->uid) == -1)
@@ -628,6 +722,16 @@ child(const struct lenv *e, const struct spawn *sp)
 	}
 	if (!sp->root)
 		prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+	/* A client goes with whoever started it (a stopped stack's worker
+	 * or terminal).  Set after the change of identity, which clears
+	 * it; a parent already gone is not waited for. */
+	if (sp->pdeath) {
+		(void)prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (getppid() != sp->parent)
+			_exit(126);
+	}
+	if (sp->join)
+		join_sandbox(sp);
 	if (sp->cwd != NULL && chdir(sp->cwd) == -1)
 		child_fail("chdir", sp->cwd);
 	execve(sp->argv[0], sp->argv, sp->envp);
@@ -822,15 +926,13 @@ build_env(const struct lenv *e, const struct dp_env_spec *spec,
 }
 
 static char *const min_env[] = { "PATH=" ENV_PATH, "LANG=C.UTF-8", NULL };
-/* A terminal's tmux client: the user's variables are its server's. */
-static char *const term_env[] = { "PATH=" ENV_PATH, "LANG=C.UTF-8",
-    "TERM=xterm-256color", NULL };
 static void	 client_prepare(const struct lenv *, struct spawn *, char **,
-		    char *const *, bool, struct strv *);
+		    bool, struct strv *);
+static void	 client_done(struct spawn *, struct strv *);
 
 /* A tmux client call as the environment user; exit code or -1. */
 static int
-tmux_call(const struct lenv *e, char **envp, struct dp_buf *out,
+tmux_call(const struct lenv *e, struct dp_buf *out,
     struct dp_err *err, const char *a1, const char *a2, const char *a3,
     const char *a4)
 {
@@ -854,11 +956,11 @@ tmux_call(const struct lenv *e, char **envp, struct dp_buf *out,
 	if (a4 != NULL)
 		argv[n++] = (char *)a4;
 	argv[n] = NULL;
-	client_prepare(e, &sp, argv, envp, false, &sv);
+	client_prepare(e, &sp, argv, false, &sv);
 	sp.cwd = "/";
 	sp.out = sp.err = sp.info = -1;
 	n = run(e, &sp, out, CMD_TIMEOUT_MS, &st, err);
-	strv_free(sv.v);
+	client_done(&sp, &sv);
 	if (n == -1)
 		return -1;
 	return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
@@ -874,7 +976,7 @@ server_up(const struct lenv *e)
 
 	if (lstat(e->sock, &st) == -1 || !S_ISSOCK(st.st_mode))
 		return false;
-	return tmux_call(e, (char **)min_env, NULL, &err, "list-sessions",
+	return tmux_call(e, NULL, &err, "list-sessions",
 	    "-F", "#{session_name}", NULL) == 0;
 }
 
@@ -1617,12 +1719,8 @@ static char **
 client_argv(const struct lenv *e, char **argv, char *const *envp,
     bool terminal, struct strv *sv)
 {
-	char	 info[8];
 	size_t	 i;
 
-	if (host.bwrap[0] == '\0' || !dp_cfg.drivers_local_sandbox ||
-	    read_small(e->launchinfo, info, sizeof(info)) <= 0)
-		return argv;
 	strv_add(sv, host.bwrap);
 	if (!terminal)
 		strv_add(sv, "--new-session");
@@ -1640,19 +1738,93 @@ client_argv(const struct lenv *e, char **argv, char *const *envp,
 	return sv->v;
 }
 
+/* Whether e was launched in a sandbox (its launch left bwrap's info). */
+static bool
+sandboxed(const struct lenv *e)
+{
+	char	 info[8];
+
+	return host.bwrap[0] != '\0' && dp_cfg.drivers_local_sandbox &&
+	    read_small(e->launchinfo, info, sizeof(info)) > 0;
+}
+
 /*
- * A tmux client's spawn: argv in its sandbox (client_argv, built in sv:
- * strv_free(sv->v) after the fork), envp its environment when unconfined
- * (else the sandbox sets it and bwrap gets min_env), gone with whoever
- * starts it.
+ * The running sandbox of e, to join: a pidfd of its first process (the
+ * recorded root, checked again once the descriptors are open, so not a
+ * process that took a reused pid) and that process's root folder; 0, or
+ * -1 when there is none (the caller then makes a sandbox of its own).
+ * A process in our own mount namespace is no sandbox.
+ */
+static int
+join_open(const struct lenv *e, int *pidfd, int *rootfd)
+{
+	char			 path[64];
+	struct stat		 ours, its;
+	unsigned long long	 st;
+	pid_t			 pid;
+
+	*pidfd = *rootfd = -1;
+	if ((pid = server_root(e)) <= 0 || (st = pid_starttime(pid)) == 0 ||
+	    (*pidfd = pidfd_of(pid)) == -1)
+		goto fail;
+	if (dp_sfmt(path, sizeof(path), "/proc/%d/root", (int)pid) == -1 ||
+	    (*rootfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) == -1)
+		goto fail;
+	if (dp_sfmt(path, sizeof(path), "/proc/%d/ns/mnt", (int)pid) == -1 ||
+	    stat(path, &its) == -1 || stat("/proc/self/ns/mnt", &ours) == -1 ||
+	    (its.st_dev == ours.st_dev && its.st_ino == ours.st_ino) ||
+	    pid_starttime(pid) != st)
+		goto fail;
+	return 0;
+fail:
+	if (*pidfd != -1)
+		close(*pidfd);
+	if (*rootfd != -1)
+		close(*rootfd);
+	*pidfd = *rootfd = -1;
+	return -1;
+}
+
+/*
+ * A tmux client's spawn, gone with whoever starts it, with the client
+ * environment (the user's variables are its server's, and must not be a
+ * program's on the host: LD_PRELOAD…).  Unconfined: argv.  Sandboxed:
+ * argv in the running sandbox, joined (join_sandbox); when that sandbox
+ * cannot be found, argv in a sandbox of its own (client_argv, built in
+ * sv; bwrap gets min_env and sets the client's).  client_done after the
+ * fork.
  */
 static void
 client_prepare(const struct lenv *e, struct spawn *sp, char **argv,
-    char *const *envp, bool terminal, struct strv *sv)
+    bool terminal, struct strv *sv)
 {
-	sp->argv = client_argv(e, argv, envp, terminal, sv);
-	sp->envp = sp->argv == argv ? envp : min_env;
+	char *const	*envp = terminal ? e->tenv : e->cenv;
+
 	sp->pdeath = true;
+	sp->parent = getpid();
+	sp->argv = argv;
+	sp->envp = envp;
+	if (!sandboxed(e))
+		return;
+	if (join_open(e, &sp->jpid, &sp->jroot) == 0) {
+		sp->join = true;
+		sp->newsid = !terminal;
+		return;
+	}
+	sp->argv = client_argv(e, argv, envp, terminal, sv);
+	sp->envp = min_env;
+}
+
+static void
+client_done(struct spawn *sp, struct strv *sv)
+{
+	strv_free(sv->v);
+	sv->v = NULL;
+	if (sp->join) {
+		close(sp->jpid);
+		close(sp->jroot);
+		sp->join = false;
+	}
 }
 
 static void
@@ -1700,7 +1872,7 @@ launch(struct lenv *e, const struct dp_env_spec *spec, struct dp_err *err)
 	if (exists(e->sock) && server_up(e)) {
 		struct dp_err	 ignore = { 0 };
 
-		tmux_call(e, (char **)min_env, NULL, &ignore, "kill-server",
+		tmux_call(e, NULL, &ignore, "kill-server",
 		    NULL, NULL, NULL);
 	}
 	kill_leftovers(e);
@@ -1882,7 +2054,7 @@ stop_locked(struct lenv *e, struct dp_err *err)
 	struct dp_err	 ignore = { 0 };
 
 	if (server_up(e))
-		tmux_call(e, (char **)min_env, NULL, &ignore, "kill-server",
+		tmux_call(e, NULL, &ignore, "kill-server",
 		    NULL, NULL, NULL);
 	kill_leftovers(e);
 	cg_prune();
@@ -2270,18 +2442,18 @@ probe_start(const struct lenv *e, struct dp_err *err)
 	pid_t		 pid;
 
 	dp_local_probe_drop();
-	client_prepare(e, &sp, argv, min_env, false, &sv);
+	client_prepare(e, &sp, argv, false, &sv);
 	sp.pgrp = true;
 	sp.cwd = "/";
 	sp.out = sp.err = sp.info = -1;
 	if ((pid = fork()) == -1) {
 		dp_err_set(err, errno, "fork: %s", strerror(errno));
-		strv_free(sv.v);
+		client_done(&sp, &sv);
 		return -1;
 	}
 	if (pid == 0)
 		child(e, &sp);
-	strv_free(sv.v);
+	client_done(&sp, &sv);
 	memcpy(probe.id, e->id, sizeof(probe.id));
 	probe.pid = pid;
 	return 0;
@@ -2350,13 +2522,13 @@ client_spawn(const struct lenv *e, char **argv, int cols, int rows,
 	*master = -1;
 	wsz.ws_col = (unsigned short)(cols >= 1 && cols <= 1000 ? cols : 80);
 	wsz.ws_row = (unsigned short)(rows >= 1 && rows <= 1000 ? rows : 24);
-	client_prepare(e, &sp, argv, term_env, true, &sv);
+	client_prepare(e, &sp, argv, true, &sv);
 	sp.cwd = exists(e->ws) ? e->ws : e->home;
 	sp.keep_stdio = true;
 	sp.out = sp.err = sp.info = -1;
 	if (openpty(master, &slave, NULL, NULL, &wsz) == -1) {
 		dp_err_set(err, errno, "openpty: %s", strerror(errno));
-		strv_free(sv.v);
+		client_done(&sp, &sv);
 		return -1;
 	}
 	(void)fcntl(*master, F_SETFD, FD_CLOEXEC);
@@ -2373,7 +2545,7 @@ client_spawn(const struct lenv *e, char **argv, int cols, int rows,
 		child(e, &sp);
 	}
 	close(slave);
-	strv_free(sv.v);
+	client_done(&sp, &sv);
 	return pid;
 }
 
@@ -2469,7 +2641,7 @@ local_attach(const struct dp_cluster_conn *c, const struct dp_env_spec *spec,
 	pid = client_spawn(&e, join, cols, rows, &master, err);
 	if ((r = probe_take(e.id)) == -2)
 		r = pid > 0 ? (first_output(master, a) ? 0 : 1) :
-		    tmux_call(&e, (char **)min_env, NULL, &cerr,
+		    tmux_call(&e, NULL, &cerr,
 		    "has-session", "-t", e.session, NULL);
 	a->existed = r == 0;
 	if (a->existed && pid > 0)

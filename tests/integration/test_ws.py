@@ -489,6 +489,65 @@ def test_ws_killed_clients_leave_session():
     ws.close()
 
 
+def proc_children():
+    """{pid: [child pids]} of every process right now."""
+    kids = {}
+    for p in os.listdir("/proc"):
+        if not p.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % p) as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        kids.setdefault(ppid, []).append(int(p))
+    return kids
+
+
+def descendants(pid):
+    kids, out, todo = proc_children(), [], [pid]
+    while todo:
+        for c in kids.get(todo.pop(), []):
+            out.append(c)
+            todo.append(c)
+    return out
+
+
+def alive(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_ws_killed_program_takes_its_client():
+    """A terminal program killed outright (SIGKILL: no detach) takes its
+    tmux client with it, the one in the environment's sandbox included,
+    and the session lives on."""
+    u, env = env_user()
+    before = set(websocketd_children())
+    ws, _ = open_term(u, env)
+    progs = [p for p in websocketd_children() if p not in before]
+    eq(len(progs), 1, "the new terminal program")
+    tree = descendants(progs[0])
+    check(tree, "the terminal program has its tmux client")
+    if sandboxed(env):
+        inside = [p for p in tree if alive(p) and
+                  os.readlink("/proc/%d/ns/pid" % p) == sandbox_pid_ns(env)]
+        check(inside, "a process of the client is in the sandbox: %r" % tree)
+    os.kill(progs[0], signal.SIGKILL)
+    deadline = time.time() + 5
+    while time.time() < deadline and any(alive(p) for p in tree):
+        time.sleep(0.05)
+    eq([p for p in tree if alive(p)], [], "the program's processes left")
+    ws.kill()
+    ws, _ = open_term(u, env)
+    eq(ws.recv(10), {"type": "info",
+                     "message": "Reattached to existing session"}, "info")
+    ws.close()
+
+
 def test_ws_pump_not_frozen_by_stalled_client():
     """ws/terminal-pump (what every terminal socket's program pumps with)
     whose pty floods while its stdout is never read, as when a client
@@ -549,16 +608,11 @@ def sandboxed(env):
         return False
 
 
-def test_ws_tmux_client_stays_sandboxed():
-    """The tmux server is the user's, and a server can make its client run
-    any program (detach-client -E).  The client of a sandboxed environment
-    must therefore run in the sandbox's view too: the program sees only its
-    own environment's folder, in a pid namespace of its own, not the host's
-    (where every environment of the same uid would be open to it)."""
-    u, env = env_user()
-    if not sandboxed(env):
-        fail("this test needs the stack's environments in bubblewrap")
-    seen = os.path.join(env_dir(env), "home", "escape.txt")
+def detached_program_view(u, env):
+    """What a program that the tmux server makes the terminal's client run
+    (detach-client -E) sees: (the folders under local_root, its pid
+    namespace)."""
+    seen = os.path.join(env_dir(env), "home", "escape-%s.txt" % uuid_hex())
     root = os.path.dirname(env_dir(env))
     ws, _ = open_term(u, env)
     ws.send({"type": "input", "data": "tmux detach-client -E 'ls %s > %s; "
@@ -570,9 +624,54 @@ def test_ws_tmux_client_stays_sandboxed():
     ws.kill()
     with open(seen) as f:
         lines = f.read().split()
-    eq(lines[:-1], [env], "the environments the detached client's program sees")
-    check(lines[-1] != os.readlink("/proc/self/ns/pid"),
-          "its pid namespace is not the host's: %r" % lines[-1])
+    return lines[:-1], lines[-1]
+
+
+def sandbox_pid_ns(env):
+    """The pid namespace of the environment's recorded root process."""
+    with open(os.path.join(env_dir(env), "server.pid")) as f:
+        return os.readlink("/proc/%s/ns/pid" % f.read().split()[0])
+
+
+def test_ws_tmux_client_stays_sandboxed():
+    """The tmux server is the user's, and a server can make its client run
+    any program (detach-client -E).  The client of a sandboxed environment
+    must therefore run in the sandbox: it joins the running sandbox's
+    namespaces, so the program sees only its own environment's folder, in
+    the environment's pid namespace, not the host's (where every
+    environment of the same uid would be open to it)."""
+    u, env = env_user()
+    if not sandboxed(env):
+        fail("this test needs the stack's environments in bubblewrap")
+    folders, ns = detached_program_view(u, env)
+    eq(folders, [env], "the environments the detached client's program sees")
+    check(ns != os.readlink("/proc/self/ns/pid"),
+          "its pid namespace is not the host's: %r" % ns)
+    eq(ns, sandbox_pid_ns(env), "it is in the environment's pid namespace")
+
+
+def test_ws_tmux_client_sandbox_without_root_record():
+    """When the running sandbox cannot be joined (its recorded root process
+    is not the one recorded: here the start time is wrong, as for a pid
+    taken by another process), the client gets a sandbox of its own with
+    the same view instead of running on the host."""
+    u, env = env_user()
+    if not sandboxed(env):
+        fail("this test needs the stack's environments in bubblewrap")
+    rec = os.path.join(env_dir(env), "server.pid")
+    with open(rec) as f:
+        saved = f.read()
+    pid, start = saved.split()
+    with open(rec, "w") as f:
+        f.write("%s %d\n" % (pid, int(start) + 1))
+    try:
+        folders, ns = detached_program_view(u, env)
+    finally:
+        with open(rec, "w") as f:
+            f.write(saved)
+    eq(folders, [env], "the environments the detached client's program sees")
+    check(ns not in (os.readlink("/proc/self/ns/pid"), sandbox_pid_ns(env)),
+          "its pid namespace is its own: %r" % ns)
 
 
 PRELOAD_C = r"""
