@@ -750,8 +750,11 @@ read_body(struct dp_req *req)
 	size_t		 got = 0;
 	int		 n;
 
-	if (cl != NULL && *cl && dp_parse_int64(cl, 0, INT64_MAX, &want) < 0)
-		want = max + 1;
+	if (cl != NULL && *cl && dp_parse_int64(cl, 0, INT64_MAX, &want) < 0) {
+		if (cl[strspn(cl, "0123456789")] != '\0')
+			return 400;	/* not a number: the body is unknown */
+		want = max + 1;		/* beyond 64 bits */
+	}
 	if (want > max) {
 		/* Drain what the web server sends so it reads our answer. */
 		while (want > 0) {
@@ -954,8 +957,12 @@ dp_http_dispatch(struct dp_req *req, struct dp_res *res,
 	    &req->arena);
 
 	/* 4. body size */
-	if (read_body(req) == 413) {
+	switch (read_body(req)) {
+	case 413:
 		dp_fail(res, 413, "Request body too large");
+		return;
+	case 400:
+		dp_fail(res, 400, "Invalid Content-Length header");
 		return;
 	}
 	req->db = dp_http_db();

@@ -73,6 +73,38 @@ tree_ok(struct json_object *o)
 	}
 }
 
+/*
+ * Whether an object key of the (valid) JSON text s holds an escaped NUL:
+ * json-c keeps keys as C strings, so "name\u0000x" would be read as
+ * "name".  A string is a key when a ':' follows it.
+ */
+static bool
+key_nul(const char *s, size_t len)
+{
+	size_t	 i = 0;
+	bool	 nul;
+
+	if (memmem(s, len, "\\u0000", 6) == NULL)
+		return false;
+	while (i < len) {
+		if (s[i++] != '"')
+			continue;
+		for (nul = false; i < len && s[i] != '"'; i++)
+			if (s[i] == '\\' && ++i < len && s[i] == 'u' &&
+			    i + 4 < len && memcmp(s + i + 1, "0000", 4) == 0) {
+				nul = true;
+				i += 4;
+			}
+		i++;
+		while (i < len && (s[i] == ' ' || s[i] == '\t' ||
+		    s[i] == '\n' || s[i] == '\r'))
+			i++;
+		if (nul && i < len && s[i] == ':')
+			return true;
+	}
+	return false;
+}
+
 int
 dp_json_parse_value(const char *s, size_t len, int depth,
     struct json_object **out)
@@ -93,7 +125,8 @@ dp_json_parse_value(const char *s, size_t len, int depth,
 	    JSON_TOKENER_VALIDATE_UTF8);
 	o = json_tokener_parse_ex(t, s, (int)len + 1);
 	if (json_tokener_get_error(t) == json_tokener_success &&
-	    json_tokener_get_parse_end(t) >= len && tree_ok(o)) {
+	    json_tokener_get_parse_end(t) >= len && tree_ok(o) &&
+	    !key_nul(s, len)) {
 		*out = o;
 		rc = 0;
 	} else

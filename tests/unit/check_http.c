@@ -74,6 +74,8 @@ teardown(void)
 }
 
 /* Run one request; body (may be NULL) goes through stdin. */
+static const char	*clen;	/* run's Content-Length, NULL = the body's */
+
 static void
 run(const char *method, const char *uri, const char *ctype, const char *body,
     size_t blen)
@@ -102,7 +104,7 @@ run(const char *method, const char *uri, const char *ctype, const char *body,
 		ck_assert_ptr_nonnull(freopen(bodyfile, "r", stdin));
 		unlink(bodyfile);
 		snprintf(n, sizeof(n), "%zu", blen);
-		setenv("CONTENT_LENGTH", n, 1);
+		setenv("CONTENT_LENGTH", clen != NULL ? clen : n, 1);
 	} else
 		unsetenv("CONTENT_LENGTH");
 	dp_http_dispatch(&req, &res, routes, DP_NITEMS(routes));
@@ -259,6 +261,22 @@ START_TEST(test_http_bodies)
 	ck_assert_int_eq(res.status, 200);
 	done();
 	free(big);
+	/* A length that is no number is a bad request; a number too big for
+	 * 64 bits is still a body too large. */
+	clen = "12abc";
+	run("POST", "/api/v1/x", NULL, "{\"name\":\"abc\"}", 14);
+	ck_assert_int_eq(res.status, 400);
+	ck_assert_str_eq(jstr("detail"), "Invalid Content-Length header");
+	done();
+	clen = "-1";
+	run("POST", "/api/v1/x", NULL, "{\"name\":\"abc\"}", 14);
+	ck_assert_int_eq(res.status, 400);
+	done();
+	clen = "99999999999999999999999";
+	run("POST", "/api/v1/x", NULL, "{\"name\":\"abc\"}", 14);
+	ck_assert_int_eq(res.status, 413);
+	done();
+	clen = NULL;
 	run("POST", "/api/v1/x", "application/x-www-form-urlencoded",
 	    "name=a%20b&name=zz", 18);
 	ck_assert_int_eq(res.status, 200);
@@ -283,11 +301,16 @@ START_TEST(test_http_strict_json)
 		"{\"name\":\"abc\",\"x\":1.}",
 		"{\"name\":\"abc\",\"x\":1.e5}",
 		"{\"name\":\"abc\",\"x\":{\"y\":[2.5,-1.}]}",
+		/* json-c would read these keys as "name" and "a" */
+		"{\"name\\u0000x\":\"abc\"}",
+		"{\"name\":\"abc\",\"x\":{\"a\\u0000\" : 1}}",
 	};
 	static const char *const good[] = {
 		"{\"name\":\"\xf0\x9f\x98\x80\"}",	/* U+1F600 */
 		"{\"name\":\"\xef\xbf\xbd\\ud800\"}",	/* lone \\u: U+FFFD */
 		"{\"name\":\"abc\",\"x\":[1.5,-0.5e-3,1E+2,0.0,-0,2e9]}",
+		/* a backslash, then "u0000"; a NUL in a value is the field's */
+		"{\"name\":\"abc\",\"\\\\u0000k\":\"\\u0000\"}",
 	};
 	size_t	 i;
 
