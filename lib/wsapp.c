@@ -415,10 +415,11 @@ dead_rows(struct dp_db *db, bool prepared, const char *user_id,
 }
 
 /*
- * devpocket_ws_slot (sql/005_ws_slot.sql) in one round trip: under the
- * user's lock it drops the dead rows, ends their sessions, counts in a
- * statement of its own (its snapshot sees every slot committed under the
- * lock) and inserts.  1 taken, 0 at the limit, -1.
+ * devpocket_ws_slot (sql/005_ws_slot.sql, replaced by 006_ws_drop.sql)
+ * in one round trip: under the user's lock it drops the dead rows, ends
+ * their sessions, counts in a statement of its own (its snapshot sees
+ * every slot committed under the lock) and inserts.  1 taken, 0 at the
+ * limit, -1.
  */
 static int
 slot_call(struct dp_db *db, bool prepared, const char *const p[10])

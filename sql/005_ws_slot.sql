@@ -10,17 +10,6 @@
 -- sessions end with 1006.  pid 0 is a reservation (authorize-ws, which
 -- also starts the session row: session and device non-NULL).  True when
 -- the slot was taken, false at the limit.
--- Drop the user's dead rows (ids the caller found dead) and end their
--- sessions with 1006; the slot take and a reservation's claim both do.
-CREATE FUNCTION devpocket_ws_drop(uid text, dead text[]) RETURNS void
-LANGUAGE sql VOLATILE AS $$
-	WITH d AS (DELETE FROM ws_connections c WHERE c.user_id = uid
-	    AND c.id = ANY (dead) RETURNING c.session_id)
-	UPDATE terminal_sessions s SET active = false, ended_at = now(),
-	    close_code = 1006 WHERE s.id IN (SELECT session_id FROM d)
-	    AND s.active;
-$$;
-
 CREATE FUNCTION devpocket_ws_slot(slot text, uid text, kind text,
     env text, pid integer, host text, lim bigint, dead text[],
     session text, device text) RETURNS boolean
@@ -29,7 +18,11 @@ BEGIN
 	PERFORM pg_advisory_xact_lock(hashtextextended('devpocket_ws:' || uid,
 	    0));
 	IF cardinality(dead) > 0 THEN
-		PERFORM devpocket_ws_drop(uid, dead);
+		WITH d AS (DELETE FROM ws_connections c WHERE c.user_id = uid
+		    AND c.id = ANY (dead) RETURNING c.session_id)
+		UPDATE terminal_sessions s SET active = false,
+		    ended_at = now(), close_code = 1006
+		    WHERE s.id IN (SELECT session_id FROM d) AND s.active;
 	END IF;
 	IF (SELECT count(*) FROM ws_connections c WHERE c.user_id = uid)
 	    >= lim THEN

@@ -1,11 +1,13 @@
 """bin/devpocketctl against the running stack: migrate, users, doctor, config."""
+import hashlib
 import os
 import re
+import shutil
 import subprocess
 import tempfile
 
-from harness import (CONF, ROOT, bearer, check, ctl, eq, expect, fail, http,
-                     login, unique)
+from harness import (CONF, PG_SOCK, ROOT, _psql, bearer, check, ctl, eq,
+                     expect, fail, http, login, unique)
 
 CTL = os.path.join(ROOT, "bin", "devpocketctl")
 PW = "Passw0rd-ctl"
@@ -79,6 +81,66 @@ def test_ctl_migrate_failure_rolls_back():
         check(re.search(r"^FAIL schema: 1 migration\(s\) pending: "
                         r"900_probe_ok", p.stdout, re.M), p.stdout)
     eq(ctl("migrate").stdout.strip(), "database is up to date", "migrate")
+
+
+def test_ctl_migrations_never_edited():
+    """devpocketctl migrate applies each file of sql/ once per database, so
+    a migration edited after it shipped never reaches the databases that
+    already ran it.  tests/migrations.sha256 holds the hash of every
+    migration as applied: a change to the schema is a new file, whose
+    line is added there."""
+    with open(os.path.join(ROOT, "tests", "migrations.sha256")) as f:
+        want = dict(reversed(line.split()) for line in f if line.strip())
+    files = sorted(n for n in os.listdir(os.path.join(ROOT, "sql"))
+                   if n.endswith(".sql"))
+    eq(files, sorted(want), "the migrations listed in tests/migrations.sha256")
+    for n in files:
+        with open(os.path.join(ROOT, "sql", n), "rb") as f:
+            eq(hashlib.sha256(f.read()).hexdigest(), want[n],
+               "sha256 of sql/%s (edited after it shipped?)" % n)
+
+
+def test_ctl_migrate_upgrades_an_older_database():
+    """A database migrated by an earlier build (here up to 005, before
+    devpocket_ws_drop existed) migrates to the current schema, and the
+    slot take works there."""
+    db = "ctl_up_" + unique("d").lower()
+    sock = PG_SOCK
+    su = ["runuser", "-u", "postgres", "--", _psql(), "-X", "-q", "-At",
+          "-v", "ON_ERROR_STOP=1", "-h", sock, "-d", "postgres", "-c"]
+    subprocess.run(su + ["CREATE DATABASE %s OWNER devpocket" % db],
+                   check=True, capture_output=True)
+    url = "host=%s dbname=%s user=devpocket" % (sock, db)
+    try:
+        with tempfile.TemporaryDirectory() as d:
+            os.mkdir(os.path.join(d, "sql"))
+            for n in sorted(os.listdir(os.path.join(ROOT, "sql"))):
+                if n.endswith(".sql") and n < "006":
+                    shutil.copy(os.path.join(ROOT, "sql", n),
+                                os.path.join(d, "sql", n))
+            env = {"DEVPOCKET_WEB_DATA_DIR": d, "DEVPOCKET_DATABASE_URL": url}
+            p = raw_ctl("migrate", conf=CONF, env_extra=env)
+            eq(p.returncode, 0, "migrate to 005: %s" % p.stderr)
+        env = {"DEVPOCKET_DATABASE_URL": url}
+        p = raw_ctl("migrate", conf=CONF, env_extra=env)
+        eq(p.returncode, 0, "migrate to the current schema: %s" % p.stderr)
+        check("006_ws_drop" in p.stdout, p.stdout)
+        q = ["runuser", "-u", "postgres", "--", _psql(), "-X", "-q", "-At",
+             "-v", "ON_ERROR_STOP=1", "-h", sock, "-d", db, "-c"]
+        subprocess.run(q + ["INSERT INTO users (id, username, email, "
+                            "password_hash) VALUES ('%s', 'up', "
+                            "'up@example.com', 'x')" % ("a" * 24)],
+                       check=True, capture_output=True)
+        # A dead row listed: the take calls devpocket_ws_drop.
+        p = subprocess.run(q + ["SELECT devpocket_ws_slot('%s', '%s', "
+                                "'terminal', NULL, 1, 'h', 10, '{%s}', NULL, "
+                                "NULL)" % ("b" * 24, "a" * 24, "c" * 24)],
+                           capture_output=True, text=True)
+        eq((p.returncode, p.stdout.strip()), (0, "t"),
+           "a slot taken: %s" % p.stderr)
+    finally:
+        subprocess.run(su + ["DROP DATABASE IF EXISTS %s" % db],
+                       capture_output=True)
 
 
 def test_ctl_user_create_and_login():
