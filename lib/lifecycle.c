@@ -279,6 +279,25 @@ drive(struct dp_env_ctx *ctx, enum op op, struct dp_err *err)
 	return rc;
 }
 
+bool
+dp_env_lock_held(struct dp_db *db, const char *id)
+{
+	/* A bigint key is classid (high half) and objid, objsubid 1. */
+	static const char held[] =
+	    "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' "
+	    "AND pid = pg_backend_pid() AND granted AND objsubid = 1 AND "
+	    "(classid::bigint << 32 | objid::bigint) = "
+	    "hashtextextended('devpocket-env:' || $1, 0))";
+	PGresult	*r;
+	bool		 yes;
+
+	r = dp_db_exec(db, held, 1, (const char *const[]){ id });
+	yes = dp_db_ok(r) && PQntuples(r) == 1 &&
+	    PQgetvalue(r, 0, 0)[0] == 't';
+	PQclear(r);
+	return yes;
+}
+
 static int
 env_job(struct dp_db *db, const char *payload, enum op op, struct dp_err *err)
 {
@@ -291,7 +310,7 @@ env_job(struct dp_db *db, const char *payload, enum op op, struct dp_err *err)
 	char			 id[25];
 	int64_t			 gen;
 	bool			 locked = false, prov;
-	int			 rc = DP_JOB_RETRY, found;
+	int			 rc = DP_JOB_RETRY, found, r;
 
 	memset(&ctx, 0, sizeof(ctx));
 	prov = op == OP_PROVISION || op == OP_START || op == OP_RESTART;
@@ -328,7 +347,17 @@ env_job(struct dp_db *db, const char *payload, enum op op, struct dp_err *err)
 		rc = DP_JOB_PERMANENT;
 		goto out;
 	}
-	if (drive(&ctx, op, &derr) < 0) {
+	r = drive(&ctx, op, &derr);
+	/* A connection lost while the driver worked took the lock with it:
+	 * another worker may be at this environment now.  Write nothing;
+	 * the job runs again under the lock. */
+	if (!dp_env_lock_held(db, id)) {
+		dp_err_set(err, 0, "the environment lock was lost (database "
+		    "connection dropped) during the driver's work");
+		locked = false;
+		goto out;
+	}
+	if (r < 0) {
 		dp_err_set(err, derr.code, "driver %s: %s", ctx.drv->name,
 		    derr.msg);
 		if (prov && last_attempt(db, op_kinds[op], id, gen))

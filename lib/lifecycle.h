@@ -29,13 +29,22 @@
  * A driver error is DP_JOB_RETRY; on the job's last attempt a
  * provisioning kind also moves the environment to error with a system
  * log entry.  A malformed payload is DP_JOB_PERMANENT; an environment
- * that no longer exists is done.
+ * that no longer exists is done.  A job whose lock was lost while the
+ * driver worked (the database connection dropped) writes nothing and is
+ * DP_JOB_RETRY.
  */
 int	 dp_job_env_provision(struct dp_db *, const char *, struct dp_err *);
 int	 dp_job_env_start(struct dp_db *, const char *, struct dp_err *);
 int	 dp_job_env_restart(struct dp_db *, const char *, struct dp_err *);
 int	 dp_job_env_stop(struct dp_db *, const char *, struct dp_err *);
 int	 dp_job_env_destroy(struct dp_db *, const char *, struct dp_err *);
+
+/*
+ * Whether this connection holds environment id's job lock (a lost
+ * connection takes its advisory locks with it; the statement that asks
+ * reconnects, so the answer is then false).
+ */
+bool	 dp_env_lock_held(struct dp_db *, const char *id);
 
 /* The five kinds, for a worker's kind table. */
 #define DP_LIFECYCLE_KINDS					\

@@ -23,6 +23,7 @@
 #include "config.h"
 #include "db.h"
 #include "jobs.h"
+#include "lifecycle.h"
 #include "log.h"
 #include "util.h"
 #include "pgschema.h"
@@ -269,6 +270,61 @@ START_TEST(test_jobs_db_ping_failed_txn)
 	ck_assert(dp_db_ping(db));
 	dp_db_rollback(db);
 	ck_assert(dp_db_ping(db));
+}
+END_TEST
+
+/*
+ * The environment job lock as pg_locks shows it (keys of either sign),
+ * and gone with a connection that dropped: the check that asks
+ * reconnects and says so, and the connection works again.
+ */
+START_TEST(test_jobs_env_lock_lost)
+{
+	static const char lock[] =
+	    "SELECT pg_advisory_lock(hashtextextended('devpocket-env:' || $1, 0))";
+	static const char unlock[] =
+	    "SELECT pg_advisory_unlock(hashtextextended('devpocket-env:' || $1, 0))";
+	static const char *const ids[] = { "000000000000000000000000",
+	    "0123456789abcdef01234567", "ffffffffffffffffffffffff",
+	    "5a5a5a5a5a5a5a5a5a5a5a5a", "c0ffeec0ffeec0ffeec0ffee" };
+	struct dp_db	*d = connect_schema();
+	char		 pid[24];
+	const char	*p[1];
+	size_t		 i;
+	int		 neg = 0;
+
+	for (i = 0; i < DP_NITEMS(ids); i++) {
+		p[0] = ids[i];
+		ck_assert(!dp_env_lock_held(d, ids[i]));
+		ck_assert_int_eq(dp_db_run(d, lock, 1, p), 0);
+		ck_assert_msg(dp_env_lock_held(d, ids[i]), "%s", ids[i]);
+		ck_assert(!dp_env_lock_held(db, ids[i]));	/* not ours */
+		ck_assert(!dp_env_lock_held(d, ids[(i + 1) %
+		    DP_NITEMS(ids)]));
+		ck_assert_int_eq(dp_db_run(d, unlock, 1, p), 0);
+		ck_assert(!dp_env_lock_held(d, ids[i]));
+	}
+	/* Both signs of key were seen. */
+	for (i = 0; i < DP_NITEMS(ids); i++) {
+		char	 q[160];
+
+		snprintf(q, sizeof(q), "SELECT (hashtextextended("
+		    "'devpocket-env:%s', 0) < 0)::int", ids[i]);
+		neg += (int)qi(d, q);
+	}
+	ck_assert(neg > 0 && neg < (int)DP_NITEMS(ids));
+
+	p[0] = ids[1];
+	ck_assert_int_eq(dp_db_run(d, lock, 1, p), 0);
+	ck_assert(dp_env_lock_held(d, ids[1]));
+	snprintf(pid, sizeof(pid), "%lld",
+	    (long long)qi(d, "SELECT pg_backend_pid()"));
+	p[0] = pid;
+	ck_assert_int_eq(dp_db_run(db, "SELECT pg_terminate_backend($1::int, "
+	    "5000)", 1, p), 0);
+	ck_assert(!dp_env_lock_held(d, ids[1]));
+	ck_assert_int_eq(qi(d, "SELECT 1"), 1);
+	dp_db_free(d);
 }
 END_TEST
 
@@ -838,6 +894,7 @@ jobs_suite(void)
 	tcase_add_test(tc, test_jobs_##name);				\
 	suite_add_tcase(s, tc);						\
 } while (0)
+	M(env_lock_lost);
 	M(mail_delivers);
 	M(mail_hostile_payload);
 	M(mail_delivery_fails);
