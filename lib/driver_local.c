@@ -32,6 +32,7 @@
 #include <sys/un.h>
 #include <sys/wait.h>
 
+#include <linux/capability.h>
 #include <linux/sched.h>
 
 #include <dirent.h>
@@ -79,6 +80,7 @@
 #define NGROUPS_CAP	64
 #define PIDS_MAX	512
 #define NPROC_MAX	4096
+#define JOIN_FD_MIN	16		/* join_open's descriptors, above 0-4 */
 #define WALK_MS		2000		/* storage walk cap */
 #define WALK_ENTRIES	2000000
 #define ENV_PATH	"/usr/local/bin:/usr/bin:/bin"
@@ -128,6 +130,11 @@ struct spawn {
 	bool		 join;
 	bool		 newsid;	/* (join) a session of its own */
 	int		 jpid, jroot;	/* (join) its pidfd and root folder */
+	char *const	*alt_argv;	/* (join) argv in a sandbox of its own */
+	/* A tmux client: the running environment's limits (0: none), not
+	 * its RLIMIT_NPROC. */
+	bool		 client;
+	rlim_t		 as, fsize;
 };
 
 /* Process-wide facts found once. */
@@ -581,6 +588,9 @@ lenv_init(struct lenv *e, const struct dp_env_spec *spec, struct dp_err *err)
 
 /* --- children ------------------------------------------------------------ */
 
+/* What the driver's programs on the host run with (bwrap, tmux calls). */
+static char *const min_env[] = { "PATH=" ENV_PATH, "LANG=C.UTF-8", NULL };
+
 /* In a child: say why it cannot run (on its stderr) and exit 126. */
 static void __attribute__((noreturn))
 child_fail(const char *what, const char *arg)
@@ -600,21 +610,55 @@ pass_on(int sig)
 		(void)kill((pid_t)joined, sig);
 }
 
+/* fork() by a bare system call: the caller may be a bare clone3's child. */
+static long
+bare_fork(void)
+{
+#if defined(__s390__) || defined(__CRIS__)
+	return syscall(SYS_clone, 0, SIGCHLD, 0, 0, 0);
+#else
+	return syscall(SYS_clone, SIGCHLD, 0, 0, 0, 0);
+#endif
+}
+
+/*
+ * No capabilities (those the join gave in the sandbox's user namespace)
+ * and no ptrace by the processes of the sandbox until exec.
+ */
+static void
+drop_caps(void)
+{
+	struct __user_cap_header_struct	 h;
+	struct __user_cap_data_struct	 d[2];
+
+	memset(&h, 0, sizeof(h));
+	memset(d, 0, sizeof(d));
+	h.version = _LINUX_CAPABILITY_VERSION_3;
+	(void)prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+	if (syscall(SYS_capset, &h, d) == -1)
+		child_fail("dropping", "capabilities");
+}
+
 /*
  * In a child with its identity dropped, 3 a pidfd of a process of the
  * sandbox and 4 that process's root folder: join its user, mount, pid,
  * ipc and uts namespaces (as the user who owns the user namespace, so
  * with no privilege outside it), make its root ours, and fork the
- * process that goes on, which returns; the one that forked it stays
+ * process that goes on, which returns 0; the one that forked it stays
  * outside as its parent, passes signals on, and exits as it does.  The
  * pid namespace only takes children, hence the fork: the program then
  * runs in the sandbox's pid namespace, where it can name no process of
- * the host or of another environment.  Only system calls: the caller
- * may be the child of a bare clone3.  The one that goes on dies with
- * its parent (a pipe tells whether that parent is already gone: outside
- * the pid namespace, getppid says 0).
+ * the host or of another environment, and ends with the sandbox.  The
+ * caller placed it in the environment's cgroup and limits: whatever the
+ * user's tmux server makes a client run is one more process of the
+ * environment.  -1 when this kernel cannot join (setns on a pidfd:
+ * Linux 5.8) or may not: nothing has changed, the caller makes a
+ * sandbox instead.  Only system calls: the caller may be the child of a
+ * bare clone3.  The one that goes on dies with its parent (a pipe tells
+ * whether that parent is already gone: outside the pid namespace,
+ * getppid says 0).
  */
-static void
+static int
 join_sandbox(const struct spawn *sp)
 {
 	struct sigaction	 sa;
@@ -624,18 +668,24 @@ join_sandbox(const struct spawn *sp)
 	long			 pid;
 
 	if (setns(3, CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID |
-	    CLONE_NEWIPC | CLONE_NEWUTS) == -1)
-		child_fail("joining", "the sandbox");
+	    CLONE_NEWIPC | CLONE_NEWUTS) == -1) {
+		if (errno != EINVAL && errno != ENOSYS && errno != EPERM)
+			child_fail("joining", "the sandbox");
+		close(3);
+		close(4);
+		return -1;
+	}
 	if (fchdir(4) == -1 || chroot(".") == -1)
 		child_fail("entering", "the sandbox's root");
 	close(3);
 	close(4);
 	if (pipe2(p, O_CLOEXEC) == -1)
 		child_fail("pipe", NULL);
-	if ((pid = syscall(SYS_clone, SIGCHLD, 0, 0, 0, 0)) == -1)
+	if ((pid = bare_fork()) == -1)
 		child_fail("fork", NULL);
 	if (pid == 0) {
 		close(p[1]);
+		drop_caps();
 		(void)prctl(PR_SET_PDEATHSIG, SIGKILL);
 		pfd.fd = p[0];
 		pfd.events = POLLIN;
@@ -644,9 +694,10 @@ join_sandbox(const struct spawn *sp)
 		close(p[0]);
 		if (sp->newsid)
 			(void)setsid();
-		return;
+		return 0;
 	}
 	close(p[0]);
+	drop_caps();
 	joined = (sig_atomic_t)pid;
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = pass_on;
@@ -669,6 +720,7 @@ child(const struct lenv *e, const struct spawn *sp)
 {
 	struct rlimit	 rl;
 	sigset_t	 none;
+	char *const	*argv = sp->argv, *const *envp = sp->envp;
 	int		 fd, i;
 
 	sigemptyset(&none);
@@ -682,15 +734,17 @@ child(const struct lenv *e, const struct spawn *sp)
 	if (sp->limits) {
 		rl.rlim_cur = rl.rlim_max = 0;
 		setrlimit(RLIMIT_CORE, &rl);
-		if (e->as != 0) {
-			rl.rlim_cur = rl.rlim_max = e->as;
+		if ((rl.rlim_max = sp->client ? sp->as : e->as) != 0) {
+			rl.rlim_cur = rl.rlim_max;
 			setrlimit(RLIMIT_AS, &rl);
 		}
-		if (e->fsize != 0) {
-			rl.rlim_cur = rl.rlim_max = e->fsize;
+		if ((rl.rlim_max = sp->client ? sp->fsize : e->fsize) != 0) {
+			rl.rlim_cur = rl.rlim_max;
 			setrlimit(RLIMIT_FSIZE, &rl);
 		}
-		if (e->nproc != 0) {
+		/* Not a client's: per uid, and the worker's stop and
+		 * status must not fail when the environments are full. */
+		if (e->nproc != 0 && !sp->client) {
 			rl.rlim_cur = rl.rlim_max = e->nproc;
 			setrlimit(RLIMIT_NPROC, &rl);
 		}
@@ -703,11 +757,8 @@ child(const struct lenv *e, const struct spawn *sp)
 		dup2(sp->err >= 0 ? sp->err : fd, 2);
 	}
 	if (sp->join) {
-		/* Out of the way of 3 and 4 first: either may be 3 or 4. */
-		fd = fcntl(sp->jpid, F_DUPFD, 16);
-		i = fcntl(sp->jroot, F_DUPFD, 16);
-		if (fd == -1 || i == -1 || dup2(fd, 3) == -1 ||
-		    dup2(i, 4) == -1)
+		/* (join_open put them above JOIN_FD_MIN.) */
+		if (dup2(sp->jpid, 3) == -1 || dup2(sp->jroot, 4) == -1)
 			child_fail("dup", NULL);
 	} else if (sp->info >= 0)
 		dup2(sp->info, 3);
@@ -730,12 +781,15 @@ child(const struct lenv *e, const struct spawn *sp)
 		if (getppid() != sp->parent)
 			_exit(126);
 	}
-	if (sp->join)
-		join_sandbox(sp);
+	if (sp->join && join_sandbox(sp) == -1) {
+		/* Cannot join: a sandbox of its own (client_prepare). */
+		argv = sp->alt_argv;
+		envp = min_env;
+	}
 	if (sp->cwd != NULL && chdir(sp->cwd) == -1)
 		child_fail("chdir", sp->cwd);
-	execve(sp->argv[0], sp->argv, sp->envp);
-	dprintf(2, "devpocket: exec %s: %s\n", sp->argv[0], strerror(errno));
+	execve(argv[0], argv, envp);
+	dprintf(2, "devpocket: exec %s: %s\n", argv[0], strerror(errno));
 	_exit(127);
 }
 
@@ -750,6 +804,45 @@ pidfd_of(pid_t pid)
 	errno = ENOSYS;
 	return -1;
 #endif
+}
+
+/*
+ * fork(), the child born in the environment's cgroup when there is one
+ * (clone3 CLONE_INTO_CGROUP, Linux 5.7): moving a process there later by
+ * cgroup.procs waits for an RCU grace period, ~10 ms of every attach.
+ * *placed says whether the child is in the group already; when clone3
+ * or the group is not there it is a plain fork and the child joins
+ * through cgroup.procs as before.  The child of clone3 has not run
+ * glibc's fork handlers: it must only make system calls and exec (as
+ * child() does) — the callers are single-threaded.
+ */
+static pid_t
+fork_into(const struct lenv *e, bool *placed)
+{
+#if defined(SYS_clone3) && defined(CLONE_INTO_CGROUP)
+	struct clone_args	 ca;
+	int			 cg = -1;
+#endif
+	pid_t			 pid = -1;
+
+	*placed = false;
+#if defined(SYS_clone3) && defined(CLONE_INTO_CGROUP)
+	if (e->cg[0] != '\0' &&
+	    (cg = open(e->cg, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) != -1) {
+		memset(&ca, 0, sizeof(ca));
+		ca.flags = CLONE_INTO_CGROUP;
+		ca.exit_signal = SIGCHLD;
+		ca.cgroup = (uint64_t)cg;
+		pid = (pid_t)syscall(SYS_clone3, &ca, sizeof(ca));
+		if (pid != -1)
+			*placed = true;
+		if (pid != 0)
+			close(cg);
+	}
+#endif
+	if (!*placed)
+		pid = fork();
+	return pid;
 }
 
 /*
@@ -770,7 +863,7 @@ run(const struct lenv *e, struct spawn *sp, struct dp_buf *out,
 	int64_t		 deadline, left;
 	pid_t		 pid, w;
 	ssize_t		 r;
-	bool		 exited = false;
+	bool		 exited = false, placed = false;
 
 	if (out != NULL) {
 		if (pipe2(p, O_CLOEXEC) == -1) {
@@ -779,12 +872,14 @@ run(const struct lenv *e, struct spawn *sp, struct dp_buf *out,
 		}
 		sp->out = p[1];
 	}
-	if ((pid = fork()) == -1) {
+	if ((pid = sp->cgroup ? fork_into(e, &placed) : fork()) == -1) {
 		dp_err_set(err, errno, "fork: %s", strerror(errno));
 		goto out;
 	}
-	if (pid == 0)
+	if (pid == 0) {
+		sp->cgroup = sp->cgroup && !placed;
 		child(e, sp);
+	}
 	if (p[1] != -1) {
 		close(p[1]);
 		p[1] = -1;
@@ -925,7 +1020,6 @@ build_env(const struct lenv *e, const struct dp_env_spec *spec,
 	return sv.v;
 }
 
-static char *const min_env[] = { "PATH=" ENV_PATH, "LANG=C.UTF-8", NULL };
 static void	 client_prepare(const struct lenv *, struct spawn *, char **,
 		    bool, struct strv *);
 static void	 client_done(struct spawn *, struct strv *);
@@ -1748,6 +1842,70 @@ sandboxed(const struct lenv *e)
 	    read_small(e->launchinfo, info, sizeof(info)) > 0;
 }
 
+/* The hard limit on the line of /proc/<pid>/limits named name; 0 for
+ * none (unlimited, or no such line). */
+static rlim_t
+limit_of(const char *buf, const char *name)
+{
+	const char		*p = buf;
+	char			*end;
+	unsigned long long	 v;
+	size_t			 n = strlen(name);
+
+	while (p != NULL && strncmp(p, name, n) != 0)
+		if ((p = strchr(p, '\n')) != NULL)
+			p++;
+	if (p == NULL)
+		return 0;
+	p += n;
+	p += strspn(p, " ");
+	p += strcspn(p, " \n");	/* the soft limit */
+	p += strspn(p, " ");
+	v = strtoull(p, &end, 10);
+	return end == p || v == 0 ? 0 : (rlim_t)v;
+}
+
+/*
+ * The address-space and file-size limits of e's recorded root process
+ * (launch gave them to everything of the environment) for a client;
+ * none when there is no such process.
+ */
+static void
+root_limits(const struct lenv *e, struct spawn *sp)
+{
+	char			 path[64], buf[4096];
+	unsigned long long	 st;
+	pid_t			 pid;
+	rlim_t			 as, fs;
+
+	sp->as = sp->fsize = 0;
+	/* /proc/<pid>/limits, not prlimit: that one wants CAP_SYS_RESOURCE
+	 * over the sandbox, which a container's root may lack. */
+	if ((pid = server_root(e)) <= 0 || (st = pid_starttime(pid)) == 0 ||
+	    dp_sfmt(path, sizeof(path), "/proc/%d/limits", (int)pid) == -1 ||
+	    read_small(path, buf, sizeof(buf)) <= 0)
+		return;
+	as = limit_of(buf, "Max address space");
+	fs = limit_of(buf, "Max file size");
+	if (pid_starttime(pid) != st)
+		return;
+	sp->as = as;
+	sp->fsize = fs;
+}
+
+/* fd moved to JOIN_FD_MIN or above (clear of stdio and 3-4), or -1. */
+static int
+fd_high(int fd)
+{
+	int	 hi;
+
+	if (fd == -1 || fd >= JOIN_FD_MIN)
+		return fd;
+	hi = fcntl(fd, F_DUPFD_CLOEXEC, JOIN_FD_MIN);
+	close(fd);
+	return hi;
+}
+
 /*
  * The running sandbox of e, to join: a pidfd of its first process (the
  * recorded root, checked again once the descriptors are open, so not a
@@ -1765,10 +1923,11 @@ join_open(const struct lenv *e, int *pidfd, int *rootfd)
 
 	*pidfd = *rootfd = -1;
 	if ((pid = server_root(e)) <= 0 || (st = pid_starttime(pid)) == 0 ||
-	    (*pidfd = pidfd_of(pid)) == -1)
+	    (*pidfd = fd_high(pidfd_of(pid))) == -1)
 		goto fail;
 	if (dp_sfmt(path, sizeof(path), "/proc/%d/root", (int)pid) == -1 ||
-	    (*rootfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) == -1)
+	    (*rootfd = fd_high(open(path, O_RDONLY | O_DIRECTORY |
+	    O_CLOEXEC))) == -1)
 		goto fail;
 	if (dp_sfmt(path, sizeof(path), "/proc/%d/ns/mnt", (int)pid) == -1 ||
 	    stat(path, &its) == -1 || stat("/proc/self/ns/mnt", &ours) == -1 ||
@@ -1804,11 +1963,16 @@ client_prepare(const struct lenv *e, struct spawn *sp, char **argv,
 	sp->parent = getpid();
 	sp->argv = argv;
 	sp->envp = envp;
+	sp->cgroup = true;
+	sp->limits = true;
+	sp->client = true;
+	root_limits(e, sp);
 	if (!sandboxed(e))
 		return;
 	if (join_open(e, &sp->jpid, &sp->jroot) == 0) {
 		sp->join = true;
 		sp->newsid = !terminal;
+		sp->alt_argv = client_argv(e, argv, envp, terminal, sv);
 		return;
 	}
 	sp->argv = client_argv(e, argv, envp, terminal, sv);
@@ -2361,45 +2525,6 @@ out:
 }
 
 /*
- * fork(), the child born in the environment's cgroup when there is one
- * (clone3 CLONE_INTO_CGROUP, Linux 5.7): moving a process there later by
- * cgroup.procs waits for an RCU grace period, ~10 ms of every attach.
- * *placed says whether the child is in the group already; when clone3
- * or the group is not there it is a plain fork and the child joins
- * through cgroup.procs as before.  The child of clone3 has not run
- * glibc's fork handlers: it must only make system calls and exec (as
- * child() does) — the callers are single-threaded.
- */
-static pid_t
-fork_into(const struct lenv *e, bool *placed)
-{
-#if defined(SYS_clone3) && defined(CLONE_INTO_CGROUP)
-	struct clone_args	 ca;
-	int			 cg = -1;
-#endif
-	pid_t			 pid = -1;
-
-	*placed = false;
-#if defined(SYS_clone3) && defined(CLONE_INTO_CGROUP)
-	if (e->cg[0] != '\0' &&
-	    (cg = open(e->cg, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) != -1) {
-		memset(&ca, 0, sizeof(ca));
-		ca.flags = CLONE_INTO_CGROUP;
-		ca.exit_signal = SIGCHLD;
-		ca.cgroup = (uint64_t)cg;
-		pid = (pid_t)syscall(SYS_clone3, &ca, sizeof(ca));
-		if (pid != -1)
-			*placed = true;
-		if (pid != 0)
-			close(cg);
-	}
-#endif
-	if (!*placed)
-		pid = fork();
-	return pid;
-}
-
-/*
  * attach_probe: has-session started now, its answer taken by the attach
  * of the same environment (a tmux client that only asks: the session's
  * clients see nothing).  One pending per process.
@@ -2440,19 +2565,22 @@ probe_start(const struct lenv *e, struct dp_err *err)
 	    "has-session", "-t", (char *)e->session, NULL };
 	struct strv	 sv = { 0 };
 	pid_t		 pid;
+	bool		 placed;
 
 	dp_local_probe_drop();
 	client_prepare(e, &sp, argv, false, &sv);
 	sp.pgrp = true;
 	sp.cwd = "/";
 	sp.out = sp.err = sp.info = -1;
-	if ((pid = fork()) == -1) {
+	if ((pid = fork_into(e, &placed)) == -1) {
 		dp_err_set(err, errno, "fork: %s", strerror(errno));
 		client_done(&sp, &sv);
 		return -1;
 	}
-	if (pid == 0)
+	if (pid == 0) {
+		sp.cgroup = !placed;
 		child(e, &sp);
+	}
 	client_done(&sp, &sv);
 	memcpy(probe.id, e->id, sizeof(probe.id));
 	probe.pid = pid;

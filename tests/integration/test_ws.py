@@ -650,20 +650,15 @@ def test_ws_tmux_client_stays_sandboxed():
     eq(ns, sandbox_pid_ns(env), "it is in the environment's pid namespace")
 
 
-def test_ws_tmux_client_sandbox_without_root_record():
-    """When the running sandbox cannot be joined (its recorded root process
-    is not the one recorded: here the start time is wrong, as for a pid
-    taken by another process), the client gets a sandbox of its own with
+def own_sandbox_when(env, u, record):
+    """With server.pid rewritten to record (restored after), the client
+    cannot join the running sandbox; it must get a sandbox of its own with
     the same view instead of running on the host."""
-    u, env = env_user()
-    if not sandboxed(env):
-        fail("this test needs the stack's environments in bubblewrap")
     rec = os.path.join(env_dir(env), "server.pid")
     with open(rec) as f:
         saved = f.read()
-    pid, start = saved.split()
     with open(rec, "w") as f:
-        f.write("%s %d\n" % (pid, int(start) + 1))
+        f.write(record)
     try:
         folders, ns = detached_program_view(u, env)
     finally:
@@ -672,6 +667,149 @@ def test_ws_tmux_client_sandbox_without_root_record():
     eq(folders, [env], "the environments the detached client's program sees")
     check(ns not in (os.readlink("/proc/self/ns/pid"), sandbox_pid_ns(env)),
           "its pid namespace is its own: %r" % ns)
+
+
+def test_ws_tmux_client_sandbox_without_root_record():
+    """The recorded root process is not the one recorded (a wrong start
+    time, as for a pid taken by another process): no join."""
+    u, env = env_user()
+    if not sandboxed(env):
+        fail("this test needs the stack's environments in bubblewrap")
+    with open(os.path.join(env_dir(env), "server.pid")) as f:
+        pid, start = f.read().split()
+    own_sandbox_when(env, u, "%s %d\n" % (pid, int(start) + 1))
+
+
+def test_ws_tmux_client_sandbox_when_join_refused():
+    """The recorded process is no sandbox the environment user may join
+    (here root's, in a mount namespace of its own: setns is refused, as on
+    a kernel without setns on a pidfd): a sandbox of its own."""
+    u, env = env_user()
+    if not sandboxed(env):
+        fail("this test needs the stack's environments in bubblewrap")
+    other = subprocess.Popen(["unshare", "--mount", "sleep", "60"])
+    try:
+        deadline = time.time() + 5
+        while (time.time() < deadline and os.readlink(
+                "/proc/%d/ns/mnt" % other.pid) == os.readlink(
+                "/proc/self/ns/mnt")):
+            time.sleep(0.02)
+        with open("/proc/%d/stat" % other.pid) as f:
+            start = f.read().rsplit(")", 1)[1].split()[19]
+        own_sandbox_when(env, u, "%d %s\n" % (other.pid, start))
+    finally:
+        other.kill()
+        other.wait()
+
+
+FAKE_TMUX = r"""
+import os, socket, struct, sys
+# A tmux server in name only: it tells every client that connects to
+# exec a program (MSG_SHELL, 209, protocol version 8).
+path, prog = sys.argv[1], sys.argv[2]
+os.unlink(path)
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.bind(path)
+s.listen(8)
+open(sys.argv[3], "w").close()
+while True:
+    c, _ = s.accept()
+    data = prog.encode() + b"\0"
+    c.settimeout(0.5)
+    try:  # (the driver's bare probes of the socket close at once)
+        c.sendall(struct.pack("=IHHII", 209, 16 + len(data), 0, 8,
+                              os.getpid()) + data)
+        c.recv(65536)
+    except OSError:
+        pass
+    c.close()
+"""
+
+
+def proc_line(pid, name, prefix):
+    with open("/proc/%d/%s" % (pid, name)) as f:
+        return [l for l in f.read().splitlines() if l.startswith(prefix)]
+
+
+def test_ws_fake_server_programs_stay_in_environment():
+    """The socket is the user's: a server on it can make any of the
+    driver's clients run a program of the user's choice (MSG_SHELL).  What
+    that program leaves behind must be one more process of the
+    environment: in its pid namespace, its cgroup and its limits (the
+    has-session probe of a terminal's attach included), and gone when the
+    environment stops."""
+    u, env = env_user()
+    if not sandboxed(env):
+        fail("this test needs the stack's environments in bubblewrap")
+    home = os.path.join(env_dir(env), "home")
+    mark = "299.%d" % (int(uuid_hex()[:8], 16) % 1000000)
+    st = os.stat(home)
+    for name, text, mode in (
+            ("fake.py", FAKE_TMUX, 0o644),
+            ("left.sh", "#!/bin/sh\nsetsid sleep %s </dev/null >/dev/null "
+             "2>&1 &\necho \"$$ $*\" >> %s/ran.log\n" % (mark, home),
+             0o755)):
+        with open(os.path.join(home, name), "w") as f:
+            f.write(text)
+        os.chown(os.path.join(home, name), st.st_uid, st.st_gid)
+        os.chmod(os.path.join(home, name), mode)
+    root = int(open(os.path.join(env_dir(env), "server.pid")).read().split()[0])
+    server = [p for p in descendants(root) if alive(p)]
+    check(server, "the environment's processes")
+    ws, _ = open_term(u, env)
+    ready = os.path.join(home, "fake.ready")
+    ws.send({"type": "input", "data": "python3 %s/fake.py %s/run/tmux.sock "
+             "%s/left.sh %s 2>%s/fake.err &\r" % (home, env_dir(env), home,
+                                                  ready, home)})
+    deadline = time.time() + 15
+    while time.time() < deadline and not os.path.exists(ready):
+        time.sleep(0.05)
+    check(os.path.exists(ready), "the fake server listens")
+    ws.kill()
+    # A new socket: its probe and its attach client both meet the fake.
+    r = wsclient.connect(term_path(env, u["access_token"]))
+    if not isinstance(r, wsclient.Refused):
+        r.recv(5)
+        r.kill()
+
+    def left():
+        out = []
+        for p in os.listdir("/proc"):
+            try:
+                with open("/proc/%s/cmdline" % p, "rb") as f:
+                    if f.read().split(b"\0")[:2] == [b"sleep", mark.encode()]:
+                        out.append(int(p))
+            except OSError:
+                pass
+        return out
+    # The probe's program runs to its end; the attach client's may be
+    # killed first (it printed nothing, so the attach gave up on it).
+    ran = os.path.join(home, "ran.log")
+    deadline = time.time() + 10
+    while time.time() < deadline and not (left() and os.path.exists(ran) and
+                                           len(open(ran).readlines()) >= 2):
+        time.sleep(0.05)
+    found = left()
+    check(found and len(open(ran).readlines()) >= 2,
+          "the programs of both clients ran: %r (%s)" % (
+              found, open(ran).read() if os.path.exists(ran) else "none"))
+    want_cg = proc_line(server[0], "cgroup", "0::")
+    want_as = proc_line(server[0], "limits", "Max address space")
+    for p in found:
+        eq(os.readlink("/proc/%d/ns/pid" % p), sandbox_pid_ns(env),
+           "pid namespace of a left-over program %s" % proc_line(
+               p, "status", "NSpid"))
+        eq(proc_line(p, "cgroup", "0::"), want_cg,
+           "cgroup of a left-over program")
+        eq(proc_line(p, "limits", "Max address space"), want_as,
+           "address-space limit of a left-over program")
+    r = post_empty("/api/v1/environments/%s/stop" % env, u)
+    eq(r.status, 200, "stop: %s" % r.body[:200])
+    wait_status(u, env, "stopped")
+    deadline = time.time() + 10
+    while time.time() < deadline and any(alive(p) for p in found):
+        time.sleep(0.05)
+    eq([p for p in found if alive(p)], [], "left-over programs after the stop")
 
 
 PRELOAD_C = r"""
