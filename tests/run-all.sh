@@ -252,9 +252,36 @@ else
 			lfail=$((lfail + 1))
 		fi
 	fi
+	# The stop must run no tmux client on an environment's socket: it
+	# is the user's, and a server there makes a client run any program
+	# (here: as root, on the host).
+	mkdir -p "$LVAR/envs/fa4efa4efa4efa4efa4efa4e/run"
+	printf '#!/bin/sh\ntouch %s\n' "$tmp/stop-ran-it" >"$tmp/stop-prog"
+	chmod 0755 "$tmp/stop-prog"
+	python3 tests/fake_tmux.py \
+	    "$LVAR/envs/fa4efa4efa4efa4efa4efa4e/run/tmux.sock" \
+	    "$tmp/stop-prog" "$tmp/fake-ready" &
+	fakepid=$!
+	i=0
+	while [ ! -f "$tmp/fake-ready" ] && [ $i -lt 50 ]; do
+		sleep 0.1
+		i=$((i + 1))
+	done
 	$STACK stop --var "$LVAR" >"$tmp/lstop.log" 2>&1 || true
 	cat "$tmp/lstop.log"
 	lstack_up=0
+	kill "$fakepid" 2>/dev/null || true
+	wait "$fakepid" 2>/dev/null || true
+	if [ ! -f "$tmp/fake-ready" ]; then
+		echo "FAIL lighttpd: the fake tmux server did not start"
+		lfail=$((lfail + 1))
+	elif [ -e "$tmp/stop-ran-it" ]; then
+		echo "FAIL lighttpd: the stack's stop ran a tmux client on an environment's socket (it ran the server's program)"
+		lfail=$((lfail + 1))
+	else
+		echo "PASS lighttpd: the stack's stop runs no tmux client on an environment's socket"
+		lpass=$((lpass + 1))
+	fi
 	# No orphans: nothing that runs from the stack's var (environment
 	# sandboxes and their tmux servers included) outlives its stop.
 	i=0

@@ -702,30 +702,6 @@ def test_ws_tmux_client_sandbox_when_join_refused():
         other.wait()
 
 
-FAKE_TMUX = r"""
-import os, socket, struct, sys
-# A tmux server in name only: it tells every client that connects to
-# exec a program (MSG_SHELL, 209, protocol version 8).
-path, prog = sys.argv[1], sys.argv[2]
-os.unlink(path)
-s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-s.bind(path)
-s.listen(8)
-open(sys.argv[3], "w").close()
-while True:
-    c, _ = s.accept()
-    data = prog.encode() + b"\0"
-    c.settimeout(0.5)
-    try:  # (the driver's bare probes of the socket close at once)
-        c.sendall(struct.pack("=IHHII", 209, 16 + len(data), 0, 8,
-                              os.getpid()) + data)
-        c.recv(65536)
-    except OSError:
-        pass
-    c.close()
-"""
-
-
 def proc_line(pid, name, prefix):
     with open("/proc/%d/%s" % (pid, name)) as f:
         return [l for l in f.read().splitlines() if l.startswith(prefix)]
@@ -744,23 +720,21 @@ def test_ws_fake_server_programs_stay_in_environment():
     home = os.path.join(env_dir(env), "home")
     mark = "299.%d" % (int(uuid_hex()[:8], 16) % 1000000)
     st = os.stat(home)
-    for name, text, mode in (
-            ("fake.py", FAKE_TMUX, 0o644),
-            ("left.sh", "#!/bin/sh\nsetsid sleep %s </dev/null >/dev/null "
-             "2>&1 &\necho \"$$ $*\" >> %s/ran.log\n" % (mark, home),
-             0o755)):
-        with open(os.path.join(home, name), "w") as f:
-            f.write(text)
-        os.chown(os.path.join(home, name), st.st_uid, st.st_gid)
-        os.chmod(os.path.join(home, name), mode)
+    prog = os.path.join(home, "left.sh")
+    with open(prog, "w") as f:
+        f.write("#!/bin/sh\nsetsid sleep %s </dev/null >/dev/null 2>&1 &\n"
+                "echo \"$$ $*\" >> %s/ran.log\n" % (mark, home))
+    os.chown(prog, st.st_uid, st.st_gid)
+    os.chmod(prog, 0o755)
     root = int(open(os.path.join(env_dir(env), "server.pid")).read().split()[0])
     server = [p for p in descendants(root) if alive(p)]
     check(server, "the environment's processes")
     ws, _ = open_term(u, env)
     ready = os.path.join(home, "fake.ready")
-    ws.send({"type": "input", "data": "python3 %s/fake.py %s/run/tmux.sock "
-             "%s/left.sh %s 2>%s/fake.err &\r" % (home, env_dir(env), home,
-                                                  ready, home)})
+    ws.send({"type": "input", "data": "python3 %s %s/run/tmux.sock "
+             "%s/left.sh %s 2>%s/fake.err &\r" % (
+                 os.path.join(harness.ROOT, "tests", "fake_tmux.py"),
+                 env_dir(env), home, ready, home)})
     deadline = time.time() + 15
     while time.time() < deadline and not os.path.exists(ready):
         time.sleep(0.05)
