@@ -68,7 +68,12 @@ http {
 	}
 }
 NGX
-	sleep 0.3
+	i=0
+	while [ $i -lt 100 ] && ! { [ -S "$TMP/trivial.sock" ] &&
+	    [ -S "$TMP/trivial-fast.sock" ] && [ -S "$TMP/trivial-pg.sock" ]; }; do
+		sleep 0.05
+		i=$((i + 1))
+	done
 	chmod 0666 "$TMP/trivial.sock" "$TMP/trivial-fast.sock" \
 	    "$TMP/trivial-pg.sock"
 	nginx -p "$TMP" -c "$TMP/nginx.conf" -e "$TMP/error.log"
