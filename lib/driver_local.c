@@ -92,7 +92,7 @@ struct lenv {
 	char	 dir[LPATH];
 	char	 home[LPATH], ws[LPATH], run[LPATH], sock[LPATH];
 	char	 log[LPATH], conf[LPATH], steps[LPATH], script[LPATH];
-	char	 state[LPATH], pidfile[LPATH], mstate[LPATH];
+	char	 state[LPATH], pidfile[LPATH], mstate[LPATH], limfile[LPATH];
 	char	 launchlog[LPATH], launchinfo[LPATH], lock[LPATH];
 	char	 session[48];
 	char	 cg[LPATH];		/* cgroup folder, "" = none */
@@ -134,7 +134,8 @@ struct spawn {
 	/* A tmux client: the running environment's limits (0: none), not
 	 * its RLIMIT_NPROC. */
 	bool		 client;
-	rlim_t		 as, fsize;
+	bool		 cgwant;	/* (client) launched in a cgroup */
+	rlim_t		 as, fsize, nproc;
 };
 
 /* Process-wide facts found once. */
@@ -559,6 +560,7 @@ lenv_init(struct lenv *e, const struct dp_env_spec *spec, struct dp_err *err)
 	r |= dp_sfmt(e->script, LPATH, "%s/install.sh", d);
 	r |= dp_sfmt(e->state, LPATH, "%s/state", d);
 	r |= dp_sfmt(e->pidfile, LPATH, "%s/server.pid", d);
+	r |= dp_sfmt(e->limfile, LPATH, "%s/limits", d);
 	r |= dp_sfmt(e->mstate, LPATH, "%s/metrics.state", d);
 	r |= dp_sfmt(e->launchlog, LPATH, "%s/launch.log", d);
 	r |= dp_sfmt(e->launchinfo, LPATH, "%s/launch.info", d);
@@ -729,8 +731,11 @@ child(const struct lenv *e, const struct spawn *sp)
 		signal(i, SIG_DFL);
 	if (sp->pgrp)
 		(void)setpgid(0, 0);
-	if (sp->cgroup && e->cgprocs[0] != '\0' && exists(e->cg))
-		(void)write_knob(e->cgprocs, "0");
+	/* A client of an environment launched in a cgroup is in it, or
+	 * does not run (the group is gone: the environment is not). */
+	if (sp->cgroup && (sp->client ? sp->cgwant : e->cgprocs[0] != '\0' &&
+	    exists(e->cg)) && write_knob(e->cgprocs, "0") == -1)
+		child_fail("joining", e->cg);
 	if (sp->limits) {
 		rl.rlim_cur = rl.rlim_max = 0;
 		setrlimit(RLIMIT_CORE, &rl);
@@ -788,6 +793,11 @@ child(const struct lenv *e, const struct spawn *sp)
 	}
 	if (sp->cwd != NULL && chdir(sp->cwd) == -1)
 		child_fail("chdir", sp->cwd);
+	/* A client's process limit last: the join forks past it. */
+	if (sp->client && sp->nproc != 0) {
+		rl.rlim_cur = rl.rlim_max = sp->nproc;
+		setrlimit(RLIMIT_NPROC, &rl);
+	}
 	execve(argv[0], argv, envp);
 	dprintf(2, "devpocket: exec %s: %s\n", argv[0], strerror(errno));
 	_exit(127);
@@ -1020,8 +1030,8 @@ build_env(const struct lenv *e, const struct dp_env_spec *spec,
 	return sv.v;
 }
 
-static void	 client_prepare(const struct lenv *, struct spawn *, char **,
-		    bool, struct strv *);
+static int	 client_prepare(const struct lenv *, struct spawn *, char **,
+		    bool, struct strv *, struct dp_err *);
 static void	 client_done(struct spawn *, struct strv *);
 
 /* A tmux client call as the environment user; exit code or -1. */
@@ -1050,7 +1060,8 @@ tmux_call(const struct lenv *e, struct dp_buf *out,
 	if (a4 != NULL)
 		argv[n++] = (char *)a4;
 	argv[n] = NULL;
-	client_prepare(e, &sp, argv, false, &sv);
+	if (client_prepare(e, &sp, argv, false, &sv, err) == -1)
+		return -1;
 	sp.cwd = "/";
 	sp.out = sp.err = sp.info = -1;
 	n = run(e, &sp, out, CMD_TIMEOUT_MS, &st, err);
@@ -1061,17 +1072,21 @@ tmux_call(const struct lenv *e, struct dp_buf *out,
 }
 
 
+static pid_t	 server_root(const struct lenv *);
+static bool	 sock_listening(const struct lenv *);
+
 /* True when the environment's tmux server answers. */
 static bool
 server_up(const struct lenv *e)
 {
-	struct dp_err	 err = { 0 };
 	struct stat	 st;
 
-	if (lstat(e->sock, &st) == -1 || !S_ISSOCK(st.st_mode))
+	/* No tmux client (the socket is the user's): the recorded first
+	 * process is alive and the socket takes connections. */
+	if (lstat(e->sock, &st) == -1 || !S_ISSOCK(st.st_mode) ||
+	    server_root(e) <= 0)
 		return false;
-	return tmux_call(e, NULL, &err, "list-sessions",
-	    "-F", "#{session_name}", NULL) == 0;
+	return sock_listening(e);
 }
 
 /* --- bubblewrap -------------------------------------------------------- */
@@ -1709,6 +1724,37 @@ write_state(const struct lenv *e, const char *s, struct dp_err *err)
 	return write_file(e->state, s, strlen(s), 0644, err);
 }
 
+/*
+ * Whether pid is a process of e: the environment user's (its real uid,
+ * when the worker runs them as another user) and in its cgroup when it
+ * has one.  Unconfined, the pid comes from the user's tmux server.
+ */
+static bool
+pid_of_env(const struct lenv *e, pid_t pid)
+{
+	char		 path[64], buf[4096], want[64], *p;
+	unsigned long	 uid;
+
+	if (e->drop) {
+		if (dp_sfmt(path, sizeof(path), "/proc/%d/status", (int)pid) ==
+		    -1 || read_small(path, buf, sizeof(buf)) <= 0 ||
+		    (p = strstr(buf, "\nUid:")) == NULL)
+			return false;
+		uid = strtoul(p + 5, NULL, 10);
+		if (uid != (unsigned long)e->uid)
+			return false;
+	}
+	if (e->cg[0] != '\0' && exists(e->cg)) {
+		snprintf(want, sizeof(want), "/devpocket/%s\n", e->id);
+		if (dp_sfmt(path, sizeof(path), "/proc/%d/cgroup", (int)pid) ==
+		    -1 || read_small(path, buf, sizeof(buf)) <= 0 ||
+		    (p = strstr(buf, "0::")) == NULL ||
+		    strstr(p, want) == NULL)
+			return false;
+	}
+	return true;
+}
+
 static void
 record_root(const struct lenv *e, pid_t pid)
 {
@@ -1716,8 +1762,12 @@ record_root(const struct lenv *e, pid_t pid)
 	struct dp_err		 err = { 0 };
 	unsigned long long	 st;
 
-	if (pid <= 1 || (st = pid_starttime(pid)) == 0)
+	if (pid <= 1 || (st = pid_starttime(pid)) == 0 ||
+	    !pid_of_env(e, pid)) {
+		dp_warn("environment %s: no process of it to record (%d)",
+		    e->id, (int)pid);
 		return;
+	}
 	snprintf(buf, sizeof(buf), "%d %llu\n", (int)pid, st);
 	(void)write_file(e->pidfile, buf, strlen(buf), 0644, &err);
 }
@@ -1838,59 +1888,49 @@ sandboxed(const struct lenv *e)
 {
 	char	 info[8];
 
-	return host.bwrap[0] != '\0' && dp_cfg.drivers_local_sandbox &&
-	    read_small(e->launchinfo, info, sizeof(info)) > 0;
-}
-
-/* The hard limit on the line of /proc/<pid>/limits named name; 0 for
- * none (unlimited, or no such line). */
-static rlim_t
-limit_of(const char *buf, const char *name)
-{
-	const char		*p = buf;
-	char			*end;
-	unsigned long long	 v;
-	size_t			 n = strlen(name);
-
-	while (p != NULL && strncmp(p, name, n) != 0)
-		if ((p = strchr(p, '\n')) != NULL)
-			p++;
-	if (p == NULL)
-		return 0;
-	p += n;
-	p += strspn(p, " ");
-	p += strcspn(p, " \n");	/* the soft limit */
-	p += strspn(p, " ");
-	v = strtoull(p, &end, 10);
-	return end == p || v == 0 ? 0 : (rlim_t)v;
+	/* Not the configuration of now: it may have changed since. */
+	return read_small(e->launchinfo, info, sizeof(info)) > 0;
 }
 
 /*
- * The address-space and file-size limits of e's recorded root process
- * (launch gave them to everything of the environment) for a client;
- * none when there is no such process.
+ * The launch record (limits, root-owned in the environment's folder):
+ * "AS FSIZE NPROC CGROUP", the rlimits launch gave the environment (0:
+ * none) and whether it runs in its cgroup.  A client gets the same.
  */
 static void
-root_limits(const struct lenv *e, struct spawn *sp)
+write_launch_record(const struct lenv *e)
 {
-	char			 path[64], buf[4096];
-	unsigned long long	 st;
-	pid_t			 pid;
-	rlim_t			 as, fs;
+	char		 buf[128];
+	struct dp_err	 err = { 0 };
 
-	sp->as = sp->fsize = 0;
-	/* /proc/<pid>/limits, not prlimit: that one wants CAP_SYS_RESOURCE
-	 * over the sandbox, which a container's root may lack. */
-	if ((pid = server_root(e)) <= 0 || (st = pid_starttime(pid)) == 0 ||
-	    dp_sfmt(path, sizeof(path), "/proc/%d/limits", (int)pid) == -1 ||
-	    read_small(path, buf, sizeof(buf)) <= 0)
-		return;
-	as = limit_of(buf, "Max address space");
-	fs = limit_of(buf, "Max file size");
-	if (pid_starttime(pid) != st)
-		return;
-	sp->as = as;
-	sp->fsize = fs;
+	snprintf(buf, sizeof(buf), "%llu %llu %llu %d\n",
+	    (unsigned long long)e->as, (unsigned long long)e->fsize,
+	    (unsigned long long)e->nproc, e->cg[0] != '\0' && exists(e->cg));
+	if (write_file(e->limfile, buf, strlen(buf), 0644, &err) == -1)
+		dp_warn("environment %s: %s", e->id, err.msg);
+}
+
+/* A client's limits and cgroup from the launch record; -1 for a bad one. */
+static int
+client_limits(const struct lenv *e, struct spawn *sp)
+{
+	char			 buf[128];
+	unsigned long long	 as, fs, np;
+	int			 cg;
+
+	if (read_small(e->limfile, buf, sizeof(buf)) <= 0) {
+		/* Launched before there were records: as it was then. */
+		sp->as = sp->fsize = sp->nproc = 0;
+		sp->cgwant = e->cgprocs[0] != '\0' && exists(e->cg);
+		return 0;
+	}
+	if (sscanf(buf, "%llu %llu %llu %d", &as, &fs, &np, &cg) != 4)
+		return -1;
+	sp->as = (rlim_t)as;
+	sp->fsize = (rlim_t)fs;
+	sp->nproc = (rlim_t)np;
+	sp->cgwant = cg == 1 && e->cgprocs[0] != '\0';
+	return 0;
 }
 
 /* fd moved to JOIN_FD_MIN or above (clear of stdio and 3-4), or -1. */
@@ -1953,9 +1993,9 @@ fail:
  * sv; bwrap gets min_env and sets the client's).  client_done after the
  * fork.
  */
-static void
+static int
 client_prepare(const struct lenv *e, struct spawn *sp, char **argv,
-    bool terminal, struct strv *sv)
+    bool terminal, struct strv *sv, struct dp_err *err)
 {
 	char *const	*envp = terminal ? e->tenv : e->cenv;
 
@@ -1966,17 +2006,20 @@ client_prepare(const struct lenv *e, struct spawn *sp, char **argv,
 	sp->cgroup = true;
 	sp->limits = true;
 	sp->client = true;
-	root_limits(e, sp);
-	if (!sandboxed(e))
-		return;
-	if (join_open(e, &sp->jpid, &sp->jroot) == 0) {
+	/* A bad launch record, or a sandbox whose first process is gone
+	 * (the socket may still answer: another environment's server,
+	 * passed on): the environment is not running; no client starts. */
+	if (client_limits(e, sp) == -1 || (sandboxed(e) &&
+	    join_open(e, &sp->jpid, &sp->jroot) == -1)) {
+		dp_err_set(err, ESRCH, "environment is not running");
+		return -1;
+	}
+	if (sandboxed(e)) {
 		sp->join = true;
 		sp->newsid = !terminal;
 		sp->alt_argv = client_argv(e, argv, envp, terminal, sv);
-		return;
 	}
-	sp->argv = client_argv(e, argv, envp, terminal, sv);
-	sp->envp = min_env;
+	return 0;
 }
 
 static void
@@ -2069,6 +2112,7 @@ launch(struct lenv *e, const struct dp_env_spec *spec, struct dp_err *err)
 		    "writable home) as %s\n", e->user);
 	}
 	set_limits(e, spec, &notes);
+	write_launch_record(e);
 	envp = build_env(e, spec, &notes);
 	if (write_conf(e, err) == -1 || write_install(e, spec, err) == -1 ||
 	    reset_log(e, notes.s, err) == -1)
@@ -2139,15 +2183,17 @@ launch(struct lenv *e, const struct dp_env_spec *spec, struct dp_err *err)
 		    "display-message", "-p", "-t", (char *)e->session,
 		    "#{pid}", NULL };
 		struct spawn	 sp2 = { 0 };
+		struct strv	 sv2 = { 0 };
 
 		dp_buf_reset(&out);
-		sp2.argv = argv;
-		sp2.envp = envp;
-		sp2.cwd = "/";
-		sp2.out = sp2.err = sp2.info = -1;
-		if (run(e, &sp2, &out, CMD_TIMEOUT_MS, &st, err) == 0 &&
-		    out.s != NULL)
-			root = (pid_t)strtol(out.s, NULL, 10);
+		if (client_prepare(e, &sp2, argv, false, &sv2, err) == 0) {
+			sp2.cwd = "/";
+			sp2.out = sp2.err = sp2.info = -1;
+			if (run(e, &sp2, &out, CMD_TIMEOUT_MS, &st, err) == 0 &&
+			    out.s != NULL)
+				root = (pid_t)strtol(out.s, NULL, 10);
+			client_done(&sp2, &sv2);
+		}
 	}
 	record_root(e, root);
 	if (write_state(e, "running\n", err) == -1)
@@ -2568,7 +2614,8 @@ probe_start(const struct lenv *e, struct dp_err *err)
 	bool		 placed;
 
 	dp_local_probe_drop();
-	client_prepare(e, &sp, argv, false, &sv);
+	if (client_prepare(e, &sp, argv, false, &sv, err) == -1)
+		return -1;
 	sp.pgrp = true;
 	sp.cwd = "/";
 	sp.out = sp.err = sp.info = -1;
@@ -2650,7 +2697,8 @@ client_spawn(const struct lenv *e, char **argv, int cols, int rows,
 	*master = -1;
 	wsz.ws_col = (unsigned short)(cols >= 1 && cols <= 1000 ? cols : 80);
 	wsz.ws_row = (unsigned short)(rows >= 1 && rows <= 1000 ? rows : 24);
-	client_prepare(e, &sp, argv, true, &sv);
+	if (client_prepare(e, &sp, argv, true, &sv, err) == -1)
+		return -1;
 	sp.cwd = exists(e->ws) ? e->ws : e->home;
 	sp.keep_stdio = true;
 	sp.out = sp.err = sp.info = -1;

@@ -21,14 +21,20 @@
  *	install.sh, steps/<i>.sh, steps/<i>.line, tmux.conf
  *			written by the driver at each start
  *	state		"running" or "stopped": what the driver last did
- *	server.pid	"<pid> <starttime>" of the sandbox (or tmux server)
+ *	server.pid	"<pid> <starttime>" of the sandbox (or tmux server),
+ *			recorded only when it is the environment user's and in
+ *			its cgroup
+ *	limits		"<as> <fsize> <nproc> <cgroup 0|1>": the rlimits and
+ *			cgroup of the launch, which every tmux client gets too
  *	metrics.state	"<time> <cpu usec>" of the previous metrics call
  *	launch.log	stderr of the last server launch
  * The tmux session is devpocket_<id>.  The server keeps running when its
  * last session ends (exit-empty off): the environment stays RUNNING and
  * the next attach creates a new session.  Status is ABSENT without the
- * folder, RUNNING while the server answers, FAILED when the state file
- * says running but the server is gone (crash, kill, OOM), else STOPPED.
+ * folder, RUNNING while the recorded process lives and the socket takes
+ * connections (no tmux client is started to ask), FAILED when the state
+ * file says running but that is not so (crash, kill, OOM), else STOPPED.
+ * No client starts for an environment whose recorded sandbox is gone.
  */
 #define DP_LOCAL_SESSION_PREFIX	"devpocket_"
 
