@@ -297,6 +297,21 @@ else
 		echo "PASS lighttpd: no process of the stack is left after its stop"
 		lpass=$((lpass + 1))
 	fi
+	# make run keeps its data: the stack starts again on it (the
+	# environments' records of the killed sandboxes included).
+	lstack_up=1
+	if $STACK start --var "$LVAR" --port "$LPORT" --web lighttpd \
+	    >"$tmp/lrestart.log" 2>&1 &&
+	    curl -sf -o /dev/null "http://127.0.0.1:$LPORT/health"; then
+		echo "PASS lighttpd: the stack starts again on its kept data"
+		lpass=$((lpass + 1))
+	else
+		cat "$tmp/lrestart.log"
+		echo "FAIL lighttpd: the stack did not start again on its kept data"
+		lfail=$((lfail + 1))
+	fi
+	$STACK stop --var "$LVAR" >/dev/null 2>&1 || true
+	lstack_up=0
 fi
 
 # ------------------------------------------------------------- package
