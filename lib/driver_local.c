@@ -1894,42 +1894,52 @@ sandboxed(const struct lenv *e)
 
 /*
  * The launch record (limits, root-owned in the environment's folder):
- * "AS FSIZE NPROC CGROUP", the rlimits launch gave the environment (0:
- * none) and whether it runs in its cgroup.  A client gets the same.
+ * "AS FSIZE NPROC CGROUP SANDBOX", the rlimits launch gave the
+ * environment (0: none), whether it runs in its cgroup and in a sandbox.
+ * A client gets the same.
  */
 static void
-write_launch_record(const struct lenv *e)
+write_launch_record(const struct lenv *e, bool sandbox)
 {
 	char		 buf[128];
 	struct dp_err	 err = { 0 };
 
-	snprintf(buf, sizeof(buf), "%llu %llu %llu %d\n",
+	snprintf(buf, sizeof(buf), "%llu %llu %llu %d %d\n",
 	    (unsigned long long)e->as, (unsigned long long)e->fsize,
-	    (unsigned long long)e->nproc, e->cg[0] != '\0' && exists(e->cg));
+	    (unsigned long long)e->nproc, e->cg[0] != '\0' && exists(e->cg),
+	    sandbox);
 	if (write_file(e->limfile, buf, strlen(buf), 0644, &err) == -1)
 		dp_warn("environment %s: %s", e->id, err.msg);
 }
 
-/* A client's limits and cgroup from the launch record; -1 for a bad one. */
+/*
+ * A client's limits, cgroup and whether it must join a sandbox, from the
+ * launch record; -1 for a bad one.
+ */
 static int
-client_limits(const struct lenv *e, struct spawn *sp)
+client_limits(const struct lenv *e, struct spawn *sp, bool *sandbox)
 {
 	char			 buf[128];
 	unsigned long long	 as, fs, np;
-	int			 cg;
+	int			 cg, sb;
 
 	if (read_small(e->limfile, buf, sizeof(buf)) <= 0) {
 		/* Launched before there were records: as it was then. */
 		sp->as = sp->fsize = sp->nproc = 0;
 		sp->cgwant = e->cgprocs[0] != '\0' && exists(e->cg);
+		*sandbox = sandboxed(e);
 		return 0;
 	}
-	if (sscanf(buf, "%llu %llu %llu %d", &as, &fs, &np, &cg) != 4)
+	if (sscanf(buf, "%llu %llu %llu %d %d", &as, &fs, &np, &cg, &sb) != 5)
+		return -1;
+	/* In its cgroup, which this process cannot reach: no client. */
+	if (cg == 1 && e->cgprocs[0] == '\0')
 		return -1;
 	sp->as = (rlim_t)as;
 	sp->fsize = (rlim_t)fs;
 	sp->nproc = (rlim_t)np;
-	sp->cgwant = cg == 1 && e->cgprocs[0] != '\0';
+	sp->cgwant = cg == 1;
+	*sandbox = sb == 1;
 	return 0;
 }
 
@@ -1949,9 +1959,10 @@ fd_high(int fd)
 /*
  * The running sandbox of e, to join: a pidfd of its first process (the
  * recorded root, checked again once the descriptors are open, so not a
- * process that took a reused pid) and that process's root folder; 0, or
- * -1 when there is none (the caller then makes a sandbox of its own).
- * A process in our own mount namespace is no sandbox.
+ * process that took a reused pid) and that process's root folder; 0.
+ * -1 when there is none (the environment is not running; a process in
+ * our own mount namespace is no sandbox), -2 when it is there but no
+ * pidfd can be had (the caller makes a sandbox of its own).
  */
 static int
 join_open(const struct lenv *e, int *pidfd, int *rootfd)
@@ -1960,19 +1971,23 @@ join_open(const struct lenv *e, int *pidfd, int *rootfd)
 	struct stat		 ours, its;
 	unsigned long long	 st;
 	pid_t			 pid;
+	int			 rc = -1;
 
 	*pidfd = *rootfd = -1;
-	if ((pid = server_root(e)) <= 0 || (st = pid_starttime(pid)) == 0 ||
-	    (*pidfd = fd_high(pidfd_of(pid))) == -1)
-		goto fail;
-	if (dp_sfmt(path, sizeof(path), "/proc/%d/root", (int)pid) == -1 ||
+	if ((pid = server_root(e)) <= 0 || (st = pid_starttime(pid)) == 0)
+		return -1;
+	if ((*pidfd = fd_high(pidfd_of(pid))) == -1 ||
+	    dp_sfmt(path, sizeof(path), "/proc/%d/root", (int)pid) == -1 ||
 	    (*rootfd = fd_high(open(path, O_RDONLY | O_DIRECTORY |
-	    O_CLOEXEC))) == -1)
+	    O_CLOEXEC))) == -1) {
+		rc = -2;	/* no pidfd here (ENOSYS, a policy) */
 		goto fail;
+	}
 	if (dp_sfmt(path, sizeof(path), "/proc/%d/ns/mnt", (int)pid) == -1 ||
 	    stat(path, &its) == -1 || stat("/proc/self/ns/mnt", &ours) == -1 ||
-	    (its.st_dev == ours.st_dev && its.st_ino == ours.st_ino) ||
-	    pid_starttime(pid) != st)
+	    (its.st_dev == ours.st_dev && its.st_ino == ours.st_ino))
+		goto fail;
+	if (pid_starttime(pid) != st)
 		goto fail;
 	return 0;
 fail:
@@ -1981,7 +1996,8 @@ fail:
 	if (*rootfd != -1)
 		close(*rootfd);
 	*pidfd = *rootfd = -1;
-	return -1;
+	/* Gone meanwhile: not running after all. */
+	return rc == -2 && server_root(e) == pid ? -2 : -1;
 }
 
 /*
@@ -1998,6 +2014,8 @@ client_prepare(const struct lenv *e, struct spawn *sp, char **argv,
     bool terminal, struct strv *sv, struct dp_err *err)
 {
 	char *const	*envp = terminal ? e->tenv : e->cenv;
+	bool		 sandbox;
+	int		 r = 0;
 
 	sp->pdeath = true;
 	sp->parent = getpid();
@@ -2008,17 +2026,24 @@ client_prepare(const struct lenv *e, struct spawn *sp, char **argv,
 	sp->client = true;
 	/* A bad launch record, or a sandbox whose first process is gone
 	 * (the socket may still answer: another environment's server,
-	 * passed on): the environment is not running; no client starts. */
-	if (client_limits(e, sp) == -1 || (sandboxed(e) &&
-	    join_open(e, &sp->jpid, &sp->jroot) == -1)) {
+	 * passed on; or the launch failed before the sandbox was there):
+	 * the environment is not running, and no client starts. */
+	if (client_limits(e, sp, &sandbox) == -1 || (sandbox &&
+	    (!sandboxed(e) || (r = join_open(e, &sp->jpid,
+	    &sp->jroot)) == -1))) {
 		dp_err_set(err, ESRCH, "environment is not running");
 		return -1;
 	}
-	if (sandboxed(e)) {
-		sp->join = true;
-		sp->newsid = !terminal;
-		sp->alt_argv = client_argv(e, argv, envp, terminal, sv);
+	if (!sandbox)
+		return 0;
+	if (r == -2) {		/* alive, but no pidfd: a sandbox of its own */
+		sp->argv = client_argv(e, argv, envp, terminal, sv);
+		sp->envp = min_env;
+		return 0;
 	}
+	sp->join = true;
+	sp->newsid = !terminal;
+	sp->alt_argv = client_argv(e, argv, envp, terminal, sv);
 	return 0;
 }
 
@@ -2112,7 +2137,7 @@ launch(struct lenv *e, const struct dp_env_spec *spec, struct dp_err *err)
 		    "writable home) as %s\n", e->user);
 	}
 	set_limits(e, spec, &notes);
-	write_launch_record(e);
+	write_launch_record(e, sandbox);
 	envp = build_env(e, spec, &notes);
 	if (write_conf(e, err) == -1 || write_install(e, spec, err) == -1 ||
 	    reset_log(e, notes.s, err) == -1)

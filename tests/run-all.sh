@@ -267,19 +267,29 @@ else
 		sleep 0.1
 		i=$((i + 1))
 	done
+	# Its record names a process of root's: the stop must spare it.
+	printf '%s %s\n' "$fakepid" "$(tr '\n' ' ' <"/proc/$fakepid/stat" |
+	    sed 's/.*) //' | awk '{ print $20 }')" \
+	    >"$LVAR/envs/fa4efa4efa4efa4efa4efa4e/server.pid"
 	$STACK stop --var "$LVAR" >"$tmp/lstop.log" 2>&1 || true
 	cat "$tmp/lstop.log"
 	lstack_up=0
+	fakelived=0
+	kill -0 "$fakepid" 2>/dev/null && fakelived=1
 	kill "$fakepid" 2>/dev/null || true
 	wait "$fakepid" 2>/dev/null || true
+	rm -rf "$LVAR/envs/fa4efa4efa4efa4efa4efa4e"
 	if [ ! -f "$tmp/fake-ready" ]; then
 		echo "FAIL lighttpd: the fake tmux server did not start"
+		lfail=$((lfail + 1))
+	elif [ "$fakelived" != 1 ]; then
+		echo "FAIL lighttpd: the stack's stop killed a root process an environment's record named"
 		lfail=$((lfail + 1))
 	elif [ -e "$tmp/stop-ran-it" ]; then
 		echo "FAIL lighttpd: the stack's stop ran a tmux client on an environment's socket (it ran the server's program)"
 		lfail=$((lfail + 1))
 	else
-		echo "PASS lighttpd: the stack's stop runs no tmux client on an environment's socket"
+		echo "PASS lighttpd: the stack's stop runs no tmux client on an environment's socket and kills no root process a record names"
 		lpass=$((lpass + 1))
 	fi
 	# No orphans: nothing that runs from the stack's var (environment

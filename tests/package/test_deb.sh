@@ -336,6 +336,8 @@ layout() {
 check "layout: files, user, directories, keys 0640 root:devpocket" layout
 check "units: responder sockets are 0660 devpocket:www-data" \
     grep -qx SocketMode=0660 "$UNITS/devpocket-health.socket"
+check "units: websocketd may make the sandbox namespaces, no other" sh -c \
+    "grep -qx 'RestrictNamespaces=user mnt pid ipc uts' $UNITS/devpocket-websocketd.service"
 check "units: hardened services" sh -c "grep -qx ProtectSystem=strict $UNITS/devpocket-auth.service &&
     grep -qx NoNewPrivileges=yes $UNITS/devpocket-worker.service &&
     grep -qx StandardInput=socket $UNITS/devpocket-auth.service"
