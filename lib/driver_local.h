@@ -24,8 +24,9 @@
  *	server.pid	"<pid> <starttime>" of the sandbox (or tmux server),
  *			recorded only when it is the environment user's and in
  *			its cgroup
- *	limits		"<as> <fsize> <nproc> <cgroup 0|1>": the rlimits and
- *			cgroup of the launch, which every tmux client gets too
+ *	limits		"<as> <fsize> <nproc> <cgroup 0|1> <sandbox 0|1>":
+ *			the rlimits, cgroup and sandbox of the launch, which
+ *			every tmux client gets too
  *	metrics.state	"<time> <cpu usec>" of the previous metrics call
  *	launch.log	stderr of the last server launch
  * The tmux session is devpocket_<id>.  The server keeps running when its
