@@ -750,10 +750,11 @@ read_body(struct dp_req *req)
 	size_t		 got = 0;
 	int		 n;
 
-	if (cl != NULL && *cl && dp_parse_int64(cl, 0, INT64_MAX, &want) < 0) {
+	if (cl != NULL && *cl) {
 		if (cl[strspn(cl, "0123456789")] != '\0')
 			return 400;	/* not a number: the body is unknown */
-		want = max + 1;		/* beyond 64 bits */
+		if (dp_parse_int64(cl, 0, INT64_MAX, &want) < 0)
+			want = max + 1;	/* beyond 64 bits */
 	}
 	if (want > max) {
 		/* Drain what the web server sends so it reads our answer. */

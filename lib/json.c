@@ -74,19 +74,24 @@ tree_ok(struct json_object *o)
 }
 
 /*
- * Whether an object key of the (valid) JSON text s holds an escaped NUL:
- * json-c keeps keys as C strings, so "name\u0000x" would be read as
- * "name".  A string is a key when a ':' follows it.
+ * What json-c parsed but RFC 8259 or we do not take, from the raw text s:
+ * a single-quoted string (json-c reads them even when strict), and an
+ * object key holding an escaped NUL (json-c keeps keys as C strings, so
+ * "name\u0000x" would be read as "name").  A string is a key when a ':'
+ * follows it.  True when the text is fine.
  */
 static bool
-key_nul(const char *s, size_t len)
+raw_ok(const char *s, size_t len)
 {
 	size_t	 i = 0;
 	bool	 nul;
 
-	if (memmem(s, len, "\\u0000", 6) == NULL)
-		return false;
+	if (memchr(s, '\'', len) == NULL &&
+	    memmem(s, len, "\\u0000", 6) == NULL)
+		return true;
 	while (i < len) {
+		if (s[i] == '\'')
+			return false;
 		if (s[i++] != '"')
 			continue;
 		for (nul = false; i < len && s[i] != '"'; i++)
@@ -100,9 +105,9 @@ key_nul(const char *s, size_t len)
 		    s[i] == '\n' || s[i] == '\r'))
 			i++;
 		if (nul && i < len && s[i] == ':')
-			return true;
+			return false;
 	}
-	return false;
+	return true;
 }
 
 int
@@ -126,7 +131,7 @@ dp_json_parse_value(const char *s, size_t len, int depth,
 	o = json_tokener_parse_ex(t, s, (int)len + 1);
 	if (json_tokener_get_error(t) == json_tokener_success &&
 	    json_tokener_get_parse_end(t) >= len && tree_ok(o) &&
-	    !key_nul(s, len)) {
+	    raw_ok(s, len)) {
 		*out = o;
 		rc = 0;
 	} else

@@ -352,9 +352,10 @@ env_job(struct dp_db *db, const char *payload, enum op op, struct dp_err *err)
 	 * another worker may be at this environment now.  Write nothing;
 	 * the job runs again under the lock. */
 	if (!dp_env_lock_held(db, id)) {
+		/* (The unlock stays: should the lock be held after all, a
+		 * failed question must not leave it.) */
 		dp_err_set(err, 0, "the environment lock was lost (database "
 		    "connection dropped) during the driver's work");
-		locked = false;
 		goto out;
 	}
 	if (r < 0) {

@@ -17,13 +17,11 @@ LANGUAGE plpgsql VOLATILE AS $$
 BEGIN
 	PERFORM pg_advisory_xact_lock(hashtextextended('devpocket_ws:' || uid,
 	    0));
-	IF cardinality(dead) > 0 THEN
-		WITH d AS (DELETE FROM ws_connections c WHERE c.user_id = uid
-		    AND c.id = ANY (dead) RETURNING c.session_id)
-		UPDATE terminal_sessions s SET active = false,
-		    ended_at = now(), close_code = 1006
-		    WHERE s.id IN (SELECT session_id FROM d) AND s.active;
-	END IF;
+	WITH d AS (DELETE FROM ws_connections c WHERE c.user_id = uid
+	    AND c.id = ANY (dead) RETURNING c.session_id)
+	UPDATE terminal_sessions s SET active = false, ended_at = now(),
+	    close_code = 1006 WHERE s.id IN (SELECT session_id FROM d)
+	    AND s.active;
 	IF (SELECT count(*) FROM ws_connections c WHERE c.user_id = uid)
 	    >= lim THEN
 		RETURN false;

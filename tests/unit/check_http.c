@@ -272,6 +272,10 @@ START_TEST(test_http_bodies)
 	run("POST", "/api/v1/x", NULL, "{\"name\":\"abc\"}", 14);
 	ck_assert_int_eq(res.status, 400);
 	done();
+	clen = "-0";
+	run("POST", "/api/v1/x", NULL, "{\"name\":\"abc\"}", 14);
+	ck_assert_int_eq(res.status, 400);
+	done();
 	clen = "99999999999999999999999";
 	run("POST", "/api/v1/x", NULL, "{\"name\":\"abc\"}", 14);
 	ck_assert_int_eq(res.status, 413);
@@ -304,6 +308,11 @@ START_TEST(test_http_strict_json)
 		/* json-c would read these keys as "name" and "a" */
 		"{\"name\\u0000x\":\"abc\"}",
 		"{\"name\":\"abc\",\"x\":{\"a\\u0000\" : 1}}",
+		/* json-c reads single quotes, even when strict */
+		"{'name':\"abc\"}",
+		"{\"name\":'abc'}",
+		"{'name\\u0000x':\"abc\"}",
+		"{'a\"':1,\"name\\u0000\":\"abc\"}",
 	};
 	static const char *const good[] = {
 		"{\"name\":\"\xf0\x9f\x98\x80\"}",	/* U+1F600 */
@@ -311,6 +320,7 @@ START_TEST(test_http_strict_json)
 		"{\"name\":\"abc\",\"x\":[1.5,-0.5e-3,1E+2,0.0,-0,2e9]}",
 		/* a backslash, then "u0000"; a NUL in a value is the field's */
 		"{\"name\":\"abc\",\"\\\\u0000k\":\"\\u0000\"}",
+		"{\"name\":\"it's\"}",	/* a quote inside a string */
 	};
 	size_t	 i;
 
