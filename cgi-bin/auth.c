@@ -70,16 +70,9 @@ static int
 queue_verification(struct dp_db *db, const char *user_id, const char *email,
     const char *username)
 {
-	char	 tok[44];
-	int	 rc;
-
-	if (dp_auth_email_token(db, user_id, "verify",
-	    dp_cfg.auth_verify_ttl_hours * 3600, tok) < 0)
-		return -1;
-	rc = dp_auth_link_mail(db, "verify", email, username, "verify-email",
-	    tok);
-	explicit_bzero(tok, sizeof(tok));
-	return rc;
+	return dp_auth_mail_link(db, user_id, "verify",
+	    dp_cfg.auth_verify_ttl_hours * 3600, email, username,
+	    "verify-email");
 }
 
 /* Session + token pair in one transaction already open; answers. */

@@ -180,8 +180,10 @@ dp_auth_revoke_user(struct dp_db *db, const char *user_id, const char *keep)
 
 /* ---- email links ---------------------------------------------------------- */
 
-int
-dp_auth_email_token(struct dp_db *db, const char *user_id, const char *kind,
+/* A new single-use email token of kind for the user; the earlier unused
+ * ones of that kind die.  out[44]. */
+static int
+email_token(struct dp_db *db, const char *user_id, const char *kind,
     int64_t ttl_seconds, char out[44])
 {
 	static const char kill[] =
@@ -202,15 +204,20 @@ dp_auth_email_token(struct dp_db *db, const char *user_id, const char *kind,
 }
 
 int
-dp_auth_link_mail(struct dp_db *db, const char *tmpl, const char *to,
-    const char *username, const char *path, const char *token)
+dp_auth_mail_link(struct dp_db *db, const char *user_id, const char *kind,
+    int64_t ttl_seconds, const char *to, const char *username,
+    const char *path)
 {
 	struct dp_buf	 link = { 0 };
+	char		 tok[44];
 	int		 rc;
 
+	if (email_token(db, user_id, kind, ttl_seconds, tok) < 0)
+		return -1;
 	dp_buf_printf(&link, "%s/%s?token=%s", dp_cfg.mail_frontend_url, path,
-	    token);
-	rc = dp_outbox_queue(db, tmpl, to, (const char *const[]){
+	    tok);
+	explicit_bzero(tok, sizeof(tok));
+	rc = dp_outbox_queue(db, kind, to, (const char *const[]){
 	    "link", link.s, "username", username, NULL });
 	dp_buf_wipe(&link);
 	return rc;
@@ -225,7 +232,6 @@ dp_job_auth_reset(struct dp_db *db, const char *payload, struct dp_err *err)
 	struct json_object	*o, *v;
 	PGresult		*r = NULL;
 	const char		*email;
-	char			 tok[44];
 	int			 rc = DP_JOB_RETRY;
 
 	if ((o = dp_json_parse(payload, strlen(payload), 4)) == NULL ||
@@ -241,16 +247,10 @@ dp_job_auth_reset(struct dp_db *db, const char *payload, struct dp_err *err)
 	r = dp_db_exec(db, find, 1, &email);
 	if (!dp_db_ok(r))
 		goto out;
-	if (PQntuples(r) == 1) {
-		if (dp_auth_email_token(db, PQgetvalue(r, 0, 0), "reset",
-		    dp_cfg.auth_reset_ttl_minutes * 60, tok) < 0 ||
-		    dp_auth_link_mail(db, "reset", PQgetvalue(r, 0, 2),
-		    PQgetvalue(r, 0, 1), "reset-password", tok) < 0) {
-			explicit_bzero(tok, sizeof(tok));
-			goto out;
-		}
-		explicit_bzero(tok, sizeof(tok));
-	}
+	if (PQntuples(r) == 1 && dp_auth_mail_link(db, PQgetvalue(r, 0, 0),
+	    "reset", dp_cfg.auth_reset_ttl_minutes * 60, PQgetvalue(r, 0, 2),
+	    PQgetvalue(r, 0, 1), "reset-password") < 0)
+		goto out;
 	if (dp_db_commit(db) == 0)
 		rc = DP_JOB_OK;
 out:

@@ -45,13 +45,14 @@ struct json_object *dp_auth_token_pair(struct dp_db *, const char *user_id,
 int	 dp_auth_revoke_user(struct dp_db *, const char *user_id,
 	    const char *keep_sid);
 
-/* A new single-use email token of kind (verify, reset) for the user; the
- * earlier unused ones of that kind die.  out[44]. */
-int	 dp_auth_email_token(struct dp_db *, const char *user_id,
-	    const char *kind, int64_t ttl_seconds, char out[44]);
-/* Queue template tmpl's mail with the link [mail] frontend_url/path?token=. */
-int	 dp_auth_link_mail(struct dp_db *, const char *tmpl, const char *to,
-	    const char *username, const char *path, const char *token);
+/*
+ * Queue the mail of template kind (verify, reset) to the user with the
+ * link [mail] frontend_url/path?token= of a new single-use token of that
+ * kind, valid ttl_seconds; the user's earlier unused ones of it die.
+ */
+int	 dp_auth_mail_link(struct dp_db *, const char *user_id,
+	    const char *kind, int64_t ttl_seconds, const char *to,
+	    const char *username, const char *path);
 /* Job auth.reset {"email"}: the reset mail when the address is an active
  * account's, nothing else (POST /auth/forgot-password queues it). */
 int	 dp_job_auth_reset(struct dp_db *, const char *payload,

@@ -1506,9 +1506,7 @@ bridge_drain(int slave, struct dp_buf *out)
 			return 0;
 		if (w <= 0)
 			return -1;
-		memmove(out->s, out->s + w, out->len - (size_t)w);
-		out->len -= (size_t)w;
-		out->s[out->len] = '\0';
+		dp_buf_drop(out, (size_t)w);
 	}
 	return 0;
 }

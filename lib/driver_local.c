@@ -856,6 +856,27 @@ fork_into(const struct lenv *e, bool *placed)
 }
 
 /*
+ * Fork sp's child and run it: born in the environment's cgroup when
+ * sp->cgroup asks for it (fork_into), else a plain fork; with tty >= 0
+ * that pty is its terminal (a new session, the pty its 0-2).  The pid,
+ * or -1 with errno.
+ */
+static pid_t
+fork_child(const struct lenv *e, struct spawn *sp, int tty)
+{
+	bool	 placed = false;
+	pid_t	 pid = sp->cgroup ? fork_into(e, &placed) : fork();
+
+	if (pid == 0) {
+		if (tty >= 0 && login_tty(tty) == -1)
+			child_fail("login_tty", NULL);
+		sp->cgroup = sp->cgroup && !placed;
+		child(e, sp);
+	}
+	return pid;
+}
+
+/*
  * Run a child to completion within timeout_ms; *status is its wait
  * status.  With out, its stdout is collected (capped); a grandchild that
  * keeps the pipe open does not hold us past the child's exit.  The exit
@@ -873,7 +894,7 @@ run(const struct lenv *e, struct spawn *sp, struct dp_buf *out,
 	int64_t		 deadline, left;
 	pid_t		 pid, w;
 	ssize_t		 r;
-	bool		 exited = false, placed = false;
+	bool		 exited = false;
 
 	if (out != NULL) {
 		if (pipe2(p, O_CLOEXEC) == -1) {
@@ -882,13 +903,9 @@ run(const struct lenv *e, struct spawn *sp, struct dp_buf *out,
 		}
 		sp->out = p[1];
 	}
-	if ((pid = sp->cgroup ? fork_into(e, &placed) : fork()) == -1) {
+	if ((pid = fork_child(e, sp, -1)) == -1) {
 		dp_err_set(err, errno, "fork: %s", strerror(errno));
 		goto out;
-	}
-	if (pid == 0) {
-		sp->cgroup = sp->cgroup && !placed;
-		child(e, sp);
 	}
 	if (p[1] != -1) {
 		close(p[1]);
@@ -1071,11 +1088,10 @@ tmux_call(const struct lenv *e, struct dp_buf *out,
 	return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
 }
 
-
-static pid_t	 server_root(const struct lenv *);
+static pid_t	 server_root(const struct lenv *, unsigned long long *);
 static bool	 sock_listening(const struct lenv *);
 
-/* True when the environment's tmux server answers. */
+/* True when the environment's tmux server is up (as far as we ask). */
 static bool
 server_up(const struct lenv *e)
 {
@@ -1084,7 +1100,7 @@ server_up(const struct lenv *e)
 	/* No tmux client (the socket is the user's): the recorded first
 	 * process is alive and the socket takes connections. */
 	if (lstat(e->sock, &st) == -1 || !S_ISSOCK(st.st_mode) ||
-	    server_root(e) <= 0)
+	    server_root(e, NULL) <= 0)
 		return false;
 	return sock_listening(e);
 }
@@ -1364,9 +1380,12 @@ proc_scan(size_t *np)
 	return v;
 }
 
-/* The recorded root process of the environment, if it still is ours. */
+/*
+ * The recorded root process of the environment, if it still is ours,
+ * with its start time in *start (when not NULL).
+ */
 static pid_t
-server_root(const struct lenv *e)
+server_root(const struct lenv *e, unsigned long long *start)
 {
 	char			 buf[128], *end;
 	long			 pid;
@@ -1380,6 +1399,8 @@ server_root(const struct lenv *e)
 	st = strtoull(end, NULL, 10);
 	if (st == 0 || pid_starttime((pid_t)pid) != st)
 		return 0;
+	if (start != NULL)
+		*start = st;
 	return (pid_t)pid;
 }
 
@@ -1411,7 +1432,7 @@ proc_mark(const struct lenv *e, struct proc *v, size_t n)
 		free(buf);
 		return;
 	}
-	if ((root = server_root(e)) == 0)
+	if ((root = server_root(e, NULL)) == 0)
 		return;
 	for (i = 0; i < n; i++)
 		if (v[i].pid == root)
@@ -1849,15 +1870,15 @@ add_mounts(struct strv *sv, const struct lenv *e)
 }
 
 /*
- * A tmux client of a sandboxed environment runs in a sandbox of its own
- * with the same view.  Its server is the user's: it can make a client
- * run any program (detach-client -E, or a fake server on the socket
+ * argv of a tmux client of a sandboxed environment in a sandbox of its
+ * own with the same view, for when the running sandbox cannot be joined
+ * (client_prepare).  Its server is the user's: it can make a client run
+ * any program (detach-client -E, or a fake server on the socket
  * answering with MSG_SHELL), which on the host would be the user's code
  * outside the sandbox, beside every other environment of the same uid.
  * Its own pid namespace ends whatever that program leaves behind.  A
  * terminal's client keeps its session (its pty is its controlling
- * terminal, for SIGWINCH); other clients get a new one.  argv itself
- * when the environment runs unconfined (its launch left no bwrap info).
+ * terminal, for SIGWINCH); other clients get a new one.  Built in sv.
  */
 static char **
 client_argv(const struct lenv *e, char **argv, char *const *envp,
@@ -1974,7 +1995,7 @@ join_open(const struct lenv *e, int *pidfd, int *rootfd)
 	int			 rc = -1;
 
 	*pidfd = *rootfd = -1;
-	if ((pid = server_root(e)) <= 0 || (st = pid_starttime(pid)) == 0)
+	if ((pid = server_root(e, &st)) <= 0)
 		return -1;
 	if ((*pidfd = fd_high(pidfd_of(pid))) == -1 ||
 	    dp_sfmt(path, sizeof(path), "/proc/%d/root", (int)pid) == -1 ||
@@ -1997,17 +2018,18 @@ fail:
 		close(*rootfd);
 	*pidfd = *rootfd = -1;
 	/* Gone meanwhile: not running after all. */
-	return rc == -2 && server_root(e) == pid ? -2 : -1;
+	return rc == -2 && server_root(e, NULL) == pid ? -2 : -1;
 }
 
 /*
  * A tmux client's spawn, gone with whoever starts it, with the client
  * environment (the user's variables are its server's, and must not be a
- * program's on the host: LD_PRELOAD…).  Unconfined: argv.  Sandboxed:
- * argv in the running sandbox, joined (join_sandbox); when that sandbox
- * cannot be found, argv in a sandbox of its own (client_argv, built in
- * sv; bwrap gets min_env and sets the client's).  client_done after the
- * fork.
+ * program's on the host: LD_PRELOAD…) and the launch's cgroup and
+ * limits.  Unconfined: argv.  Sandboxed: argv in the running sandbox,
+ * joined (join_sandbox); when it is there but cannot be joined, argv in
+ * a sandbox of its own (client_argv, built in sv; bwrap gets min_env and
+ * sets the client's).  -1 (err) when the environment is not running.
+ * client_done after the fork.
  */
 static int
 client_prepare(const struct lenv *e, struct spawn *sp, char **argv,
@@ -2636,7 +2658,6 @@ probe_start(const struct lenv *e, struct dp_err *err)
 	    "has-session", "-t", (char *)e->session, NULL };
 	struct strv	 sv = { 0 };
 	pid_t		 pid;
-	bool		 placed;
 
 	dp_local_probe_drop();
 	if (client_prepare(e, &sp, argv, false, &sv, err) == -1)
@@ -2644,14 +2665,10 @@ probe_start(const struct lenv *e, struct dp_err *err)
 	sp.pgrp = true;
 	sp.cwd = "/";
 	sp.out = sp.err = sp.info = -1;
-	if ((pid = fork_into(e, &placed)) == -1) {
+	if ((pid = fork_child(e, &sp, -1)) == -1) {
 		dp_err_set(err, errno, "fork: %s", strerror(errno));
 		client_done(&sp, &sv);
 		return -1;
-	}
-	if (pid == 0) {
-		sp.cgroup = !placed;
-		child(e, &sp);
 	}
 	client_done(&sp, &sv);
 	memcpy(probe.id, e->id, sizeof(probe.id));
@@ -2717,7 +2734,6 @@ client_spawn(const struct lenv *e, char **argv, int cols, int rows,
 	struct strv	 sv = { 0 };
 	int		 slave = -1;
 	pid_t		 pid;
-	bool		 placed;
 
 	*master = -1;
 	wsz.ws_col = (unsigned short)(cols >= 1 && cols <= 1000 ? cols : 80);
@@ -2734,16 +2750,10 @@ client_spawn(const struct lenv *e, char **argv, int cols, int rows,
 	}
 	(void)fcntl(*master, F_SETFD, FD_CLOEXEC);
 	(void)fcntl(slave, F_SETFD, FD_CLOEXEC);
-	if ((pid = fork_into(e, &placed)) == -1) {
+	if ((pid = fork_child(e, &sp, slave)) == -1) {
 		dp_err_set(err, errno, "fork: %s", strerror(errno));
 		close(*master);
 		*master = -1;
-	} else if (pid == 0) {
-		/* login_tty: a new session, the pty its terminal and 0-2. */
-		if (login_tty(slave) == -1)
-			child_fail("login_tty", NULL);
-		sp.cgroup = !placed;
-		child(e, &sp);
 	}
 	close(slave);
 	client_done(&sp, &sv);

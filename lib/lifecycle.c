@@ -279,6 +279,9 @@ drive(struct dp_env_ctx *ctx, enum op op, struct dp_err *err)
 	return rc;
 }
 
+/* The advisory lock key of environment $1's jobs. */
+#define ENV_LOCK_KEY	"hashtextextended('devpocket-env:' || $1, 0)"
+
 bool
 dp_env_lock_held(struct dp_db *db, const char *id)
 {
@@ -286,8 +289,7 @@ dp_env_lock_held(struct dp_db *db, const char *id)
 	static const char held[] =
 	    "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' "
 	    "AND pid = pg_backend_pid() AND granted AND objsubid = 1 AND "
-	    "(classid::bigint << 32 | objid::bigint) = "
-	    "hashtextextended('devpocket-env:' || $1, 0))";
+	    "(classid::bigint << 32 | objid::bigint) = " ENV_LOCK_KEY ")";
 	PGresult	*r;
 	bool		 yes;
 
@@ -301,10 +303,9 @@ dp_env_lock_held(struct dp_db *db, const char *id)
 static int
 env_job(struct dp_db *db, const char *payload, enum op op, struct dp_err *err)
 {
-	static const char lock[] =
-	    "SELECT pg_advisory_lock(hashtextextended('devpocket-env:' || $1, 0))";
+	static const char lock[] = "SELECT pg_advisory_lock(" ENV_LOCK_KEY ")";
 	static const char unlock[] =
-	    "SELECT pg_advisory_unlock(hashtextextended('devpocket-env:' || $1, 0))";
+	    "SELECT pg_advisory_unlock(" ENV_LOCK_KEY ")";
 	struct dp_env_ctx	 ctx;
 	struct dp_err		 derr = { 0 };
 	char			 id[25];

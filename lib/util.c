@@ -161,6 +161,18 @@ dp_buf_reset(struct dp_buf *b)
 }
 
 void
+dp_buf_drop(struct dp_buf *b, size_t n)
+{
+	if (n >= b->len) {
+		dp_buf_reset(b);
+		return;
+	}
+	memmove(b->s, b->s + n, b->len - n);
+	b->len -= n;
+	b->s[b->len] = '\0';
+}
+
+void
 dp_buf_release(struct dp_buf *b)
 {
 	free(b->s);

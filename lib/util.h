@@ -35,6 +35,8 @@ void	 dp_buf_printf(struct dp_buf *, const char *, ...)
 	    __attribute__((format(printf, 2, 3)));
 void	 dp_buf_vprintf(struct dp_buf *, const char *, va_list);
 void	 dp_buf_reset(struct dp_buf *);
+/* Remove the first n bytes (all of them when n >= len). */
+void	 dp_buf_drop(struct dp_buf *, size_t n);
 void	 dp_buf_release(struct dp_buf *);
 /* Return the string and leave the buffer empty; the caller frees it. */
 char	*dp_buf_detach(struct dp_buf *);

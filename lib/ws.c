@@ -273,9 +273,7 @@ dp_ws_feed(struct dp_ws *ws, const void *p, size_t n)
 {
 	/* Drop what was parsed before growing. */
 	if (ws->inoff > 0 && (ws->inoff == ws->in.len || ws->inoff > 65536)) {
-		memmove(ws->in.s, ws->in.s + ws->inoff, ws->in.len - ws->inoff);
-		ws->in.len -= ws->inoff;
-		ws->in.s[ws->in.len] = '\0';
+		dp_buf_drop(&ws->in, ws->inoff);
 		ws->inoff = 0;
 	}
 	dp_buf_add(&ws->in, p, n);

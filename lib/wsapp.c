@@ -755,13 +755,7 @@ dp_wsapp_flush_some(int fd, struct dp_buf *b)
 			off = b->len;
 		}
 	}
-	if (off == b->len)
-		dp_buf_reset(b);
-	else if (off > 0) {
-		memmove(b->s, b->s + off, b->len - off);
-		b->len -= off;
-		b->s[b->len] = '\0';
-	}
+	dp_buf_drop(b, off);
 	return rc;
 }
 

@@ -187,10 +187,7 @@ send_output(struct term *t, bool final)
 		t->bytes_out += (int64_t)chunk.len;
 	}
 	/* An incomplete UTF-8 tail waits for its next bytes. */
-	memmove(t->raw.s, t->raw.s + off, t->raw.len - off);
-	t->raw.len -= off;
-	if (t->raw.s != NULL)
-		t->raw.s[t->raw.len] = '\0';
+	dp_buf_drop(&t->raw, off);
 	dp_buf_release(&chunk);
 	t->last_send_us = mono_us();
 	t->flush_at_us = 0;
@@ -268,9 +265,7 @@ write_pty(struct term *t)
 			continue;
 		if (w <= 0)
 			break;
-		memmove(t->pin.s, t->pin.s + w, t->pin.len - (size_t)w);
-		t->pin.len -= (size_t)w;
-		t->pin.s[t->pin.len] = '\0';
+		dp_buf_drop(&t->pin, (size_t)w);
 	}
 }
 
