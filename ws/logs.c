@@ -16,7 +16,7 @@
 #define POLL_MS		500	/* new entries are looked for this often */
 #define PENDING_MAX	(1024 * 1024)	/* stdout backlog that stops reading */
 #define FINAL_FLUSH_MS	2000	/* for the backlog once the pump ends */
-/* Entries per query: the LIMIT 500 of poll_entries. */
+#define POLL_BATCH	500	/* entries per poll: its LIMIT 500 */
 #define SESSION_MS	30000	/* login session re-check */
 
 static volatile sig_atomic_t got_term, got_int;
@@ -34,6 +34,9 @@ struct logs {
 	int64_t			 last_client, last_ping, last_poll, last_auth;
 	int64_t			 ping_ms, idle_ms, check_ms;
 	bool			 done;
+	bool			 more;		/* a full batch: poll again */
+	bool			 client_gone;	/* stdin ended or websocketd
+						   stopped reading */
 };
 
 static void
@@ -136,7 +139,8 @@ send_install(struct logs *l, const PGresult *r, int i)
 		send_step(l, m, 100 * (k - 1) / n);
 		return;
 	}
-	if (dp_startswith(m, "Command failed (exit ")) {
+	if (strcmp(dp_db_val(r, i, 2), "warning") == 0 &&
+	    dp_startswith(m, "Command failed (exit ")) {
 		o = env_msg(l, "installation_warning");
 		dp_json_str(o, "warning", m);
 		dp_json_bool(o, "is_critical", false);
@@ -155,8 +159,8 @@ warnings(struct logs *l)
 {
 	static const char sql[] =
 	    "SELECT message FROM environment_logs WHERE environment_id = $1 "
-	    "AND source = 'install' AND message LIKE 'Command failed (exit %' "
-	    "AND id > (SELECT coalesce(max(id), 0) FROM environment_logs "
+	    "AND source = 'install' AND level = 'warning' "
+	    "AND message LIKE 'Command failed (exit %' AND id > (SELECT coalesce(max(id), 0) FROM environment_logs "
 	    "WHERE environment_id = $1 AND source = 'install' "
 	    "AND message LIKE 'Running step 1/%') ORDER BY id";
 	struct json_object	*a = json_object_new_array();
@@ -249,32 +253,41 @@ replay(struct logs *l)
 	static const char sql[] =
 	    "SELECT " ENTRY_COLS " FROM (SELECT " ENTRY_COLS
 	    " FROM environment_logs WHERE environment_id = $1 "
-	    "ORDER BY ts DESC, id DESC LIMIT $2::int) x ORDER BY ts, id";
+	    "AND id <= $3::bigint ORDER BY ts DESC, id DESC LIMIT $2::int) x "
+	    "ORDER BY ts, id";
 	static const char top[] =
 	    "SELECT coalesce(max(id), 0) FROM environment_logs "
 	    "WHERE environment_id = $1";
+	/* The current install's step: after its "Compute allocated". */
 	static const char step[] =
 	    "SELECT message FROM environment_logs WHERE environment_id = $1 "
 	    "AND source = 'install' AND message LIKE 'Running step %' "
-	    "ORDER BY id DESC LIMIT 1";
+	    "AND id > (SELECT coalesce(max(id), 0) FROM environment_logs "
+	    "WHERE environment_id = $1 AND source = 'system' "
+	    "AND message LIKE 'Compute allocated%') ORDER BY id DESC LIMIT 1";
 	char		 n[16];
-	const char	*p[2] = { l->env.id, n };
+	const char	*p[3] = { l->env.id, n, l->last_id };
 	PGresult	*r;
 	int64_t		 k, tot;
 	int		 i, rc = -1;
 
-	snprintf(n, sizeof(n), "%d", l->req.lines);
-	r = dp_db_exec(l->db, sql, 2, p);
-	if (!dp_db_ok(r))
-		goto out;
-	for (i = 0; i < PQntuples(r); i++)
-		send_log(l, r, i);
-	PQclear(r);
-	/* Live entries start after the newest one, replayed or not. */
+	/*
+	 * The newest id first: the replay stops there and the live entries
+	 * start after it, so that one committed in between is not lost
+	 * (entries of an environment commit in id order: their writers
+	 * hold its row).
+	 */
 	r = dp_db_exec(l->db, top, 1, p);
 	if (!dp_db_ok(r) || PQntuples(r) != 1)
 		goto out;
 	snprintf(l->last_id, sizeof(l->last_id), "%s", PQgetvalue(r, 0, 0));
+	PQclear(r);
+	snprintf(n, sizeof(n), "%d", l->req.lines);
+	r = dp_db_exec(l->db, sql, 3, p);
+	if (!dp_db_ok(r))
+		goto out;
+	for (i = 0; i < PQntuples(r); i++)
+		send_log(l, r, i);
 	PQclear(r);
 	r = NULL;
 	if (strcmp(l->env.status, "installing") == 0) {
@@ -292,15 +305,24 @@ out:
 	return rc;
 }
 
-/* New entries and the status; 0, or -1 when the database failed. */
+/*
+ * New entries and the status, in one statement (one snapshot: a status
+ * change and the entries its transaction wrote are seen together); at
+ * least one row, the entry columns null when there is none.  The status
+ * is acted on once the entries are caught up (a batch short of the
+ * limit), so that it never goes ahead of entries written before it.
+ * 1 when a full batch came (poll again at once), 0, or -1 when the
+ * database failed.
+ */
 static int
 poll_entries(struct logs *l)
 {
 	static const char sql[] =
-	    "SELECT " ENTRY_COLS ", (SELECT status FROM environments "
-	    "WHERE id = $1) FROM environment_logs WHERE environment_id = $1 "
-	    "AND id > $2::bigint ORDER BY id LIMIT 500";
-	static const char st[] = "SELECT status FROM environments WHERE id = $1";
+	    "SELECT x.id, x.ts, x.level, x.message, x.source, (SELECT status "
+	    "FROM environments WHERE id = $1) FROM (SELECT 1) one "
+	    "LEFT JOIN LATERAL (SELECT " ENTRY_COLS " FROM environment_logs "
+	    "WHERE environment_id = $1 AND id > $2::bigint ORDER BY id "
+	    "LIMIT 500) x ON true ORDER BY x.id";
 	const char	*p[2] = { l->env.id, l->last_id };
 	const char	*s;
 	PGresult	*r;
@@ -308,9 +330,9 @@ poll_entries(struct logs *l)
 
 	l->last_poll = dp_mono_ms();
 	r = dp_db_exec(l->db, sql, 2, p);
-	if (!dp_db_ok(r))
+	if (!dp_db_ok(r) || PQntuples(r) < 1)
 		goto out;
-	n = PQntuples(r);
+	n = PQgetisnull(r, 0, 0) ? 0 : PQntuples(r);
 	for (i = 0; i < n; i++) {
 		if (strcmp(PQgetvalue(r, i, 4), "install") == 0)
 			send_install(l, r, i);
@@ -320,15 +342,11 @@ poll_entries(struct logs *l)
 	if (n > 0)
 		snprintf(l->last_id, sizeof(l->last_id), "%s",
 		    PQgetvalue(r, n - 1, 0));
-	if (n == 0) {
-		PQclear(r);
-		r = dp_db_exec(l->db, st, 1, p);
-		if (!dp_db_ok(r))
-			goto out;
-		s = PQntuples(r) == 1 ? dp_db_val(r, 0, 0) : NULL;
-	} else
-		s = dp_db_val(r, n - 1, 5);
-	if (s == NULL)
+	if (n >= POLL_BATCH) {
+		rc = 1;
+		goto out;
+	}
+	if ((s = dp_db_val(r, 0, 5)) == NULL)
 		s = "terminated";	/* purged */
 	if (l->status == NULL || strcmp(s, l->status) != 0) {
 		status_changed(l, l->status, s);
@@ -420,14 +438,20 @@ pump(struct logs *l, const sigset_t *waitmask)
 			closing(l, 1001, "Server shutting down");
 			break;
 		}
-		if (got_int)
+		if (got_int) {
+			l->client_gone = true;
 			break;
-		if (r > 0 && (fds[1].revents & (POLLERR | POLLHUP)))
-			return;		/* websocketd stopped reading */
+		}
+		if (r > 0 && (fds[1].revents & (POLLERR | POLLHUP))) {
+			l->client_gone = true;	/* websocketd stopped reading */
+			return;
+		}
 		if (r > 0 && (fds[0].revents & (POLLIN | POLLHUP | POLLERR)) &&
 		    dp_wsapp_read_lines(STDIN_FILENO, &l->lines, on_line,
-		    l) < 0)
+		    l) < 0) {
+			l->client_gone = true;
 			break;
+		}
 		wake = false;
 		if (nfds == 3 && r > 0 && (fds[2].revents & POLLIN)) {
 			(void)PQconsumeInput(c);
@@ -438,9 +462,9 @@ pump(struct logs *l, const sigset_t *waitmask)
 			}
 		}
 		now = dp_mono_ms();
-		if ((wake || now - l->last_poll >= POLL_MS) &&
+		if ((wake || l->more || now - l->last_poll >= POLL_MS) &&
 		    l->out.len < PENDING_MAX)
-			(void)poll_entries(l);
+			l->more = poll_entries(l) == 1;
 		if (!l->done && now - l->last_auth >= l->check_ms) {
 			l->last_auth = now;
 			if (dp_wsapp_session_alive(l->db, &l->user) == 0)
@@ -567,8 +591,11 @@ main(void)
 	rc = 0;
 out:
 	/* The last messages (a close says why): a while for a slow reader,
-	 * not forever for one that stopped. */
-	(void)dp_wsapp_flush_wait(STDOUT_FILENO, &l.out, FINAL_FLUSH_MS);
+	 * not forever for one that stopped, and none for one gone (its
+	 * slot is freed at once). */
+	if (!l.client_gone)
+		(void)dp_wsapp_flush_wait(STDOUT_FILENO, &l.out,
+		    FINAL_FLUSH_MS);
 	if (l.slot[0] != '\0' && l.db != NULL)
 		(void)dp_wsapp_slot_free(l.db, l.slot);
 	dp_db_free(l.db);
