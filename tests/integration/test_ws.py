@@ -978,6 +978,44 @@ def test_ws_logs_replay_and_follow():
     wait_slots(u["id"], 0)
 
 
+
+def test_ws_logs_output_that_looks_like_a_warning():
+    """Only the driver's warning entries (level warning) are
+    installation_warning: a command's own output line with the same words
+    is installation_log, and does not make the install partial."""
+    u, env = env_user()
+    ws = wsclient.connect("/api/v1/ws/logs/%s?token=%s&lines=0"
+                          % (env, u["access_token"]))
+    eq(ws.recv(10)["type"], "welcome", "welcome")
+    add_log(env, "info", "install", "Command failed (exit 1): printed by make")
+    m = ws.until(lambda m: m["type"].startswith("installation_"))[0]
+    eq((m["type"], m.get("data")),
+       ("installation_log", "Command failed (exit 1): printed by make"),
+       "an output line")
+    ws.close()
+    wait_slots(u["id"], 0)
+
+
+def test_ws_logs_status_after_its_entries():
+    """A status change committed with more entries than one poll reads
+    (500) reaches the client after every one of them."""
+    u, env = env_user()
+    ws = wsclient.connect("/api/v1/ws/logs/%s?token=%s&lines=0"
+                          % (env, u["access_token"]))
+    eq(ws.recv(10)["type"], "welcome", "welcome")
+    sql("BEGIN; INSERT INTO environment_logs (environment_id, level, "
+        "message, source) SELECT :'p1', 'info', 'out ' || i, 'install' "
+        "FROM generate_series(1, 700) i ORDER BY i; UPDATE environments "
+        "SET status = 'error' WHERE id = :'p1'; COMMIT", env)
+    m, seen = ws.until(lambda m: m["type"] == "status", timeout=15,
+                       what="status")
+    eq(m["status"], "error", "status")
+    out = [x["data"] for x in seen if x["type"] == "installation_log"]
+    eq(len(out), 700, "install lines before the status")
+    eq(out[-1], "out 700", "the last of them")
+    ws.close()
+    wait_slots(u["id"], 0)
+
 # ---- the admission ticket (lib/wsticket.h) ----------------------------
 
 def jwt_claims(token):
@@ -1185,6 +1223,28 @@ def test_ws_dead_socket_rows_dropped():
            ":'p1'", session), [["f", "1006"]], "its session row")
     ws.close()
     wait_slots(u["id"], 0)
+
+
+def test_ws_dead_terminal_row_counts_as_its_close():
+    """A dead terminal row dropped by the worker's sweep counts as its
+    socket's close (§4.4: activity), so a terminal quiet for long that
+    died is not auto-stopped at once after the drop."""
+    u, env = env_user()
+    p = subprocess.Popen(["true"])
+    p.wait()                    # a pid that no longer runs
+    slot = unique_id()
+    sql("UPDATE environments SET last_activity = now() - interval "
+        "'2 hours' WHERE id = :'p1'", env)
+    sql("INSERT INTO ws_connections (id, user_id, kind, environment_id, pid, "
+        "host) VALUES (:'p1', :'p2', 'terminal', :'p3', :'p4', :'p5')",
+        slot, u["id"], env, str(p.pid), socket.gethostname())
+    deadline = time.time() + 20     # the sweep runs every 10 s
+    while time.time() < deadline and slot_pid(slot) is not None:
+        time.sleep(0.1)
+    eq(slot_pid(slot), None, "the dead row, dropped by the sweep")
+    eq(sql("SELECT last_activity > now() - interval '1 minute' FROM "
+           "environments WHERE id = :'p1'", env), [["t"]],
+       "last_activity is the drop's")
 
 
 def test_ws_no_token_in_websocketd_log():
