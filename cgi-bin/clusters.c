@@ -88,6 +88,20 @@ read_kubeconfig(struct dp_req *req, const struct dp_value *v,
 		    err.msg);
 		return false;
 	}
+	/* Its server may become the endpoint: https:// as that must be
+	 * (the token and keystrokes travel to it). */
+	if (strncasecmp(kc->server, "https://", 8) != 0) {
+		dp_req_invalid(req, "kube_config", DP_V_INVALID_FORMAT,
+		    "kubeconfig: server must be an https:// URL");
+		return false;
+	}
+	/* Both would mean no check at all (kubectl refuses them too). */
+	if (kc->insecure && kc->ca_data != NULL) {
+		dp_req_invalid(req, "kube_config", DP_V_INVALID_FORMAT,
+		    "kubeconfig: insecure-skip-tls-verify and "
+		    "certificate-authority-data exclude each other");
+		return false;
+	}
 	return true;
 }
 
@@ -516,7 +530,9 @@ clusters_update(struct dp_req *req, struct dp_res *res)
 
 /*
  * DELETE /clusters/{id}: 204; 404 Cluster not found; 409 Cluster is in
- * use by environments (any non-terminated environment on it).  The
+ * use by environments (any non-terminated environment on it, or a
+ * terminated one whose destroy has not succeeded: queued, running or
+ * failed, it needs the cluster to release the compute and storage).  The
  * terminated environments still kept for their retention period go with
  * the cluster: they reference it and cannot outlive it.
  */
@@ -525,7 +541,10 @@ clusters_delete(struct dp_req *req, struct dp_res *res)
 {
 	static const char get_sql[] =
 	    "SELECT EXISTS (SELECT 1 FROM environments e WHERE "
-	    "e.cluster_id = c.id AND e.status <> 'terminated') "
+	    "e.cluster_id = c.id AND (e.status <> 'terminated' OR "
+	    "coalesce((SELECT j.state FROM jobs j WHERE j.kind = "
+	    "'env.destroy' AND j.payload->>'id' = e.id ORDER BY j.id DESC "
+	    "LIMIT 1) IN ('queued', 'running', 'failed'), false))) "
 	    "FROM clusters c WHERE c.id = $1 FOR UPDATE OF c";
 	static const char envs_sql[] =
 	    "DELETE FROM environments WHERE cluster_id = $1 "

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include <curl/curl.h>
@@ -153,7 +154,8 @@ set_server(struct dp_k8s *k, const char *url, struct dp_err *err)
 {
 	size_t	 n = strlen(url);
 
-	if (!dp_startswith(url, "https://") && !dp_startswith(url, "http://")) {
+	if (strncasecmp(url, "https://", 8) != 0 &&
+	    strncasecmp(url, "http://", 7) != 0) {
 		dp_err_set(err, DP_K8S_ETRANSPORT,
 		    "API server URL must be http:// or https://");
 		return -1;
@@ -366,8 +368,13 @@ set_tls(const struct dp_k8s *k, CURL *c)
 	if (k->insecure) {
 		curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 0L);
 		curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 0L);
-	} else if (k->ca != NULL)
+	} else if (k->ca != NULL) {
+		/* That CA only: libcurl would also trust its default CA
+		 * folder (/etc/ssl/certs), so any public CA's certificate
+		 * for the server's name. */
 		set_blob(c, CURLOPT_CAINFO_BLOB, k->ca);
+		curl_easy_setopt(c, CURLOPT_CAPATH, NULL);
+	}
 	if (k->cert != NULL) {
 		set_blob(c, CURLOPT_SSLCERT_BLOB, k->cert);
 		curl_easy_setopt(c, CURLOPT_SSLCERTTYPE, "PEM");

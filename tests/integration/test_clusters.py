@@ -264,6 +264,14 @@ def test_clusters_create_validation():
             ({"kube_config": b64(kubeconfig(token='"a\\r\\nX-Evil: 1"'))},
              ("kube_config", "invalid_format")),
             ({"kube_config": b64("[" * 5000)}, ("kube_config", "invalid_format")),
+            # Its server would be the endpoint, which must be https://.
+            ({"kube_config": b64(kubeconfig(server="http://kube.example.com"))},
+             ("kube_config", "invalid_format")),
+            ({"kube_config": b64(kubeconfig(
+                extra="").replace("    certificate-authority-data:",
+                                  "    insecure-skip-tls-verify: true\n"
+                                  "    certificate-authority-data:"))},
+             ("kube_config", "invalid_format")),
         ]
         for extra, want in cases:
             body = {"name": name(), "region": "us-east"}
@@ -510,6 +518,15 @@ def test_clusters_delete_and_usage():
         g = api("GET", "/clusters/" + cid, cs.adm).json
         eq(g["environments_count"], 0, "all terminated")
         eq(g["used_resources"], {"cpu": 0, "memory": 0, "storage": 0}, "nothing used")
+        # A terminated environment whose destroy has not succeeded still
+        # needs the cluster (failed: the worker leaves it alone here).
+        sql("INSERT INTO jobs (kind, payload, state) VALUES ('env.destroy', "
+            "jsonb_build_object('id', :'p1'::text), 'failed')", e1)
+        r = api("DELETE", "/clusters/" + cid, cs.adm)
+        eq((r.status, r.json["detail"]), (409, "Cluster is in use by environments"),
+           "destroy not done")
+        sql("INSERT INTO jobs (kind, payload, state) VALUES ('env.destroy', "
+            "jsonb_build_object('id', :'p1'::text), 'done')", e1)
         r = api("DELETE", "/clusters/" + cid, cs.adm)
         eq((r.status, r.body), (204, b""), "DELETE")
         check("Content-Type" not in r.headers, "204 has no Content-Type")
