@@ -663,11 +663,15 @@ quota_needs(struct kctx *c, const struct dp_env_spec *s, int64_t need[],
 			continue;
 		for (j = 0; j < Q_COUNT; j++) {
 			v = jget_str(it, "metadata", "annotations", anns[j]);
+			/* Saturating: a list from a hostile server must not
+			 * overflow (the quota then asks for the most). */
 			if (v != NULL && dp_parse_int64(v, 0, INT64_MAX / 1024,
 			    &x) == 0)
-				need[j] += x;
+				need[j] = need[j] > INT64_MAX / 1024 - x ?
+				    INT64_MAX / 1024 : need[j] + x;
 		}
-		need[Q_COUNT]++;
+		if (need[Q_COUNT] < INT64_MAX / 1024)
+			need[Q_COUNT]++;
 	}
 	ret = 0;
 out:

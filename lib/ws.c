@@ -300,7 +300,20 @@ dp_ws_fd(const struct dp_ws *ws)
 bool
 dp_ws_buffered(const struct dp_ws *ws)
 {
-	return ws->in.len > ws->inoff;
+	struct dp_ws_frame	 f;
+	struct dp_err		 e = { 0 };
+	size_t			 avail = ws->in.len - ws->inoff;
+	int			 r;
+
+	/* A whole frame (or one that fails: dp_ws_next says so); not the
+	 * start of one, which only the socket can complete. */
+	if (avail == 0)
+		return false;
+	if (ws->done)
+		return true;	/* dp_ws_next fails at once */
+	r = dp_ws_frame_parse(ws->in.s + ws->inoff, avail, ws->server,
+	    ws->max, &f, &e);
+	return r < 0 || (r > 0 && avail - f.hdrlen >= f.len);
 }
 
 static void
@@ -328,7 +341,11 @@ queue_close(struct dp_ws *ws, int code, const char *reason)
 static int
 fail(struct dp_ws *ws, struct dp_err *err, int code, const char *what)
 {
-	dp_err_set(err, code, "%s", what);
+	char	 w[sizeof(err->msg)];
+
+	/* (what may be err->msg itself) */
+	snprintf(w, sizeof(w), "%s", what);
+	dp_err_set(err, code, "%s", w);
 	queue_close(ws, code, "");
 	ws->done = true;
 	return -1;

@@ -132,7 +132,8 @@ int	 dp_ws_recv(struct dp_ws *, int timeout_ms, struct dp_ws_msg *m,
 	    struct dp_err *err);
 /* The socket to poll for reading, or -1. */
 int	 dp_ws_fd(const struct dp_ws *);
-/* True when fed bytes may already hold a message (poll would not tell). */
+/* True when fed bytes hold a whole frame (poll would not tell); the start
+ * of one is false: only the socket brings the rest. */
 bool	 dp_ws_buffered(const struct dp_ws *);
 
 /*

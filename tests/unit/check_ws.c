@@ -157,6 +157,45 @@ feed_slowly(struct dp_ws *ws, const struct dp_buf *b, struct dp_ws_msg *last,
 	return n;
 }
 
+/* dp_ws_buffered: a whole frame, never the start of one (the k8s bridge
+ * polls without waiting while it is true: a start spun it). */
+START_TEST(test_ws_buffered_whole_frames)
+{
+	struct dp_ws		*ws = dp_ws_new(true, 1 << 20);
+	struct dp_ws_msg	 m;
+	struct dp_err		 err = { 0 };
+	struct dp_buf		 b = { 0 };
+	size_t			 i;
+
+	ck_assert(!dp_ws_buffered(ws));
+	frame(&b, DP_WS_BINARY, true, "abcdef", 6, true);
+	frame(&b, DP_WS_BINARY, true, "gh", 2, true);
+	/* Byte by byte: false until the first frame is whole. */
+	for (i = 0; i < 6 + 6 - 1; i++) {
+		dp_ws_feed(ws, b.s + i, 1);
+		ck_assert_msg(!dp_ws_buffered(ws), "after %zu bytes", i + 1);
+	}
+	dp_ws_feed(ws, b.s + i, b.len - i);
+	ck_assert(dp_ws_buffered(ws));
+	ck_assert_int_eq(dp_ws_next(ws, &m, &err), 1);
+	ck_assert(dp_ws_buffered(ws));
+	ck_assert_int_eq(dp_ws_next(ws, &m, &err), 1);
+	ck_assert(!dp_ws_buffered(ws));
+	/* The first byte of a frame alone (what the review's server sent). */
+	dp_ws_feed(ws, "\x82", 1);
+	ck_assert(!dp_ws_buffered(ws));
+	ck_assert_int_eq(dp_ws_next(ws, &m, &err), 0);
+	dp_ws_free(ws);
+	/* A frame that fails counts: dp_ws_next must be asked (it fails). */
+	ws = dp_ws_new(true, 1 << 20);
+	dp_ws_feed(ws, "\xf2\x80", 2);	/* RSV bits set */
+	ck_assert(dp_ws_buffered(ws));
+	ck_assert_int_eq(dp_ws_next(ws, &m, &err), -1);
+	dp_ws_free(ws);
+	dp_buf_release(&b);
+}
+END_TEST
+
 START_TEST(test_ws_fragments)
 {
 	struct dp_ws		*ws = dp_ws_new(true, 64);
@@ -486,6 +525,7 @@ ws_suite(void)
 	suite_add_tcase(s, tc);
 	tc = tcase_create("fragments");
 	tcase_add_test(tc, test_ws_fragments);
+	tcase_add_test(tc, test_ws_buffered_whole_frames);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("utf8");
 	tcase_add_test(tc, test_ws_utf8);
