@@ -758,7 +758,8 @@ out:
 /*
  * The "no open terminal socket" condition of §4.4 over ws_connections,
  * whose columns are looked up (the table belongs to the ws programs and
- * may not exist): "" when there is no such table.
+ * may not exist): "" when there is no such table, NULL when the
+ * question failed (the pass then waits).
  */
 static const char *
 ws_predicate(struct dp_db *db)
@@ -776,16 +777,21 @@ ws_predicate(struct dp_db *db)
 
 	if (dp_mono_ms() - checked < WS_CHECK_EVERY_MS)
 		return pred;
-	checked = dp_mono_ms();
 	r = dp_db_exec(db, sql, 0, NULL);
-	if (dp_db_ok(r))
-		for (i = 0; i < PQntuples(r); i++) {
-			c = PQgetvalue(r, i, 0);
-			env |= strcmp(c, "environment_id") == 0;
-			kind |= strcmp(c, "kind") == 0;
-			closed |= strcmp(c, "closed_at") == 0;
-			ended |= strcmp(c, "ended_at") == 0;
-		}
+	if (!dp_db_ok(r)) {
+		/* Unknown, not "no table": without the open-terminal test
+		 * the pass would stop environments in use. */
+		PQclear(r);
+		return NULL;
+	}
+	checked = dp_mono_ms();
+	for (i = 0; i < PQntuples(r); i++) {
+		c = PQgetvalue(r, i, 0);
+		env |= strcmp(c, "environment_id") == 0;
+		kind |= strcmp(c, "kind") == 0;
+		closed |= strcmp(c, "closed_at") == 0;
+		ended |= strcmp(c, "ended_at") == 0;
+	}
 	PQclear(r);
 	pred[0] = '\0';
 	if (env)
@@ -813,7 +819,7 @@ idle_pass(struct dp_db *db)
 	char			 m[32];
 	int			 i;
 
-	if (dp_cfg.limits_idle_stop_minutes <= 0)
+	if (dp_cfg.limits_idle_stop_minutes <= 0 || pred == NULL)
 		return;
 	/* The statements change only when ws_connections appears. */
 	if (strcmp(last, pred) != 0) {
@@ -904,6 +910,47 @@ purge_pass(struct dp_db *db)
 }
 
 /*
+ * Compute the API says is released, whose release failed for good: a
+ * stopped or error environment whose newest stop or destroy job is a
+ * failed stop, a terminated one whose newest is a failed destroy (§4.1:
+ * stopped, compute released; §2.4: released asynchronously).  Each gets
+ * a new job once its last failed RELEASE_RETRY_MIN minutes ago, until
+ * one succeeds (before, nothing ran it again: the StatefulSet or the
+ * tmux server stayed up, and idle auto-stop no longer saw it).
+ */
+#define RELEASE_RETRY_MIN	"10"
+static int
+release_pass(struct dp_db *db)
+{
+	/* From the failed jobs (few; the done ones are cleared), not
+	 * from every stopped environment. */
+	static const char sql[] =
+	    "SELECT e.id, e.generation, j.kind FROM jobs j JOIN environments e "
+	    "ON e.id = j.payload->>'id' WHERE j.state = 'failed' AND j.kind IN "
+	    "('env.stop', 'env.destroy') AND j.updated_at < now() - interval '"
+	    RELEASE_RETRY_MIN " minutes' AND ((e.status IN ('stopped', "
+	    "'error') AND j.kind = 'env.stop') OR (e.status = 'terminated' AND "
+	    "j.kind = 'env.destroy')) AND NOT EXISTS (SELECT 1 FROM jobs k "
+	    "WHERE k.kind IN ('env.stop', 'env.destroy') AND "
+	    "k.payload->>'id' = e.id AND k.id > j.id) ORDER BY j.id LIMIT 100";
+	PGresult	*r;
+	int		 i, rc = 0;
+
+	r = dp_db_exec(db, sql, 0, NULL);
+	if (!dp_db_ok(r))
+		rc = -1;
+	for (i = 0; dp_db_ok(r) && i < PQntuples(r); i++) {
+		dp_warn("environment %s: its %s failed; trying again",
+		    PQgetvalue(r, i, 0), PQgetvalue(r, i, 2));
+		if (dp_env_enqueue(db, PQgetvalue(r, i, 2),
+		    PQgetvalue(r, i, 0), val_int(r, i, 1)) < 0)
+			rc = -1;
+	}
+	PQclear(r);
+	return rc;
+}
+
+/*
  * creating for a minute with no provision, start or restart job left to
  * move it: the job failed for good without the driver saying so (its
  * cluster could not be loaded, the database failed, the worker died on
@@ -989,6 +1036,7 @@ dp_lifecycle_reconcile(struct dp_db *db)
 				status_step(db, PQgetvalue(r, i, 0));
 		PQclear(r);
 		stuck_pass(db);
+		(void)release_pass(db);
 		if ((i = dp_wsapp_sweep(db)) > 0)
 			dp_info("dropped %d stale WebSocket row(s) of this "
 			    "host", i);

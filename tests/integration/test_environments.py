@@ -431,6 +431,33 @@ def test_env_purge_retries_failed_destroy():
        "kept while its destroy failed")
 
 
+def test_env_release_retried_after_failing():
+    """A stop or destroy that failed for good is run again, 10 minutes
+    after its last failure, while the environment stays stopped, error or
+    terminated: compute the API calls released must be released (§4.1),
+    and nothing else would ask again (idle auto-stop sees only running)."""
+    u = user()
+    st, er, te, recent = (insert_env(u, s) for s in
+                          ("stopped", "error", "terminated", "stopped"))
+    for eid, kind, age in ((st, "env.stop", "11 minutes"),
+                           (er, "env.stop", "11 minutes"),
+                           (te, "env.destroy", "11 minutes"),
+                           (recent, "env.stop", "1 minute")):
+        sql("INSERT INTO jobs (kind, payload, state, attempts, max_attempts, "
+            "updated_at) VALUES (:'p2', jsonb_build_object('id', :'p1'::text, "
+            "'generation', 1), 'failed', 8, 8, now() - :'p3'::interval)",
+            eid, kind, age)
+    deadline = time.time() + 30     # the status pass runs every 10 s
+    while time.time() < deadline and not all(
+            len(jobs_for(e)) >= 2 for e in (st, er, te)):
+        time.sleep(0.5)
+    for eid, kind in ((st, "env.stop"), (er, "env.stop"), (te, "env.destroy")):
+        js = jobs_for(eid)
+        check(len(js) >= 2 and js[1][0] == kind,
+              "%s: a new %s: %r" % (eid, kind, js))
+    eq(len(jobs_for(recent)), 1, "a failure a minute old waits")
+
+
 def test_env_create_rate_limit():
     local_cluster()
     _, tname = template()
