@@ -12,7 +12,8 @@
 #include "util.h"
 
 /* Caps of CONTRACT §2.5 and §5. */
-#define DP_TEMPLATE_FILE_MAX	65536	/* bytes of one catalog file */
+#define DP_TEMPLATE_FILE_MAX	1048576	/* bytes of one catalog file: the API
+					   body cap (§5 allows ~800 KB) */
 #define DP_TEMPLATE_TAGS_MAX	20
 #define DP_TEMPLATE_TAG_LEN	30
 #define DP_TEMPLATE_CMDS_MAX	100

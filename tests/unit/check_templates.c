@@ -577,7 +577,7 @@ START_TEST(test_templates_hostile_bytes)
 	dp_buf_adds(&b, base_doc);
 	while (b.len <= DP_TEMPLATE_FILE_MAX)
 		dp_buf_adds(&b, "# padding padding padding padding padding\n");
-	expect_bad(b.s, b.len, "larger than 65536 bytes", 0);
+	expect_bad(b.s, b.len, "larger than 1048576 bytes", 0);
 	(void)snprintf(path, sizeof(path), "%s/huge.yaml", tmpdir);
 	{
 		FILE *f = fopen(path, "w");
