@@ -643,7 +643,11 @@ out:
 
 /* ---- running environments ------------------------------------------------- */
 
-/* Running and the driver says the compute is gone: error. */
+/*
+ * Running and the driver says the compute is gone (failed, absent, or
+ * stopped by something else than us: an operator's scale to 0; our stop
+ * leaves running first): error.
+ */
 static void
 status_step(struct dp_db *db, const char *id)
 {
@@ -675,7 +679,8 @@ status_step(struct dp_db *db, const char *id)
 		set_quiet(id);
 		goto out;
 	}
-	if (ph == DP_PHASE_FAILED || ph == DP_PHASE_ABSENT) {
+	if (ph == DP_PHASE_FAILED || ph == DP_PHASE_ABSENT ||
+	    ph == DP_PHASE_STOPPED) {
 		r = dp_db_exec(db, lost, 1, (const char *const[]){ id });
 		if (!dp_db_ok(r) || PQntuples(r) != 1 ||
 		    dp_env_log(db, id, "error", "system",

@@ -788,6 +788,32 @@ def test_env_local_lifecycle_end_to_end():
         fail("destroy job not done: %r" % jobs_for(eid))
 
 
+def test_env_local_compute_lost():
+    """A running environment whose compute is gone becomes error with its
+    log entry (§4.2) within the worker's status pass: whether the driver
+    finds it failed (its state still says running) or stopped (something
+    else than our stop ended it: its state no longer says running)."""
+    local_cluster()
+    tname = quick_template(["echo up"])
+    owners = [user(), user()]       # a free plan holds one environment
+    envs = [req("POST", API, u, {"name": "lost", "template": tname}).json["id"]
+            for u in owners]
+    for u, eid in zip(owners, envs):
+        wait_status(u, eid, "running", 30)
+    for i, eid in enumerate(envs):
+        d = os.path.join(VAR, "envs", eid)
+        with open(os.path.join(d, "server.pid")) as f:
+            os.kill(int(f.read().split()[0]), signal.SIGKILL)
+        if i == 1:
+            with open(os.path.join(d, "state"), "w") as f:
+                f.write("stopped\n")
+    for u, eid in zip(owners, envs):
+        wait_status(u, eid, "error", 30)
+        logs = [l["message"] for l in
+                req("GET", API + "/" + eid + "/logs", u).json["logs"]]
+        check("Environment compute was lost" in logs, "%s: %r" % (eid, logs))
+
+
 def test_env_local_metrics_sample():
     local_cluster()
     tname = quick_template(["(timeout 20 sh -c 'while :; do :; done' >/dev/null 2>&1 &)",
