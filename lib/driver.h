@@ -77,6 +77,10 @@ struct dp_probe {
 #define DP_MARK	"##devpocket:"
 
 /* A terminal attached to the environment's tmux session (ws/terminal). */
+/* Exit status of an attach child whose connection broke (the terminal
+ * is still there: not "Session ended"). */
+#define DP_ATTACH_LOST	2
+
 struct dp_attach {
 	int	 fd;		/* pty master (local) or -1 */
 	int	 pid;		/* child process, or -1 */

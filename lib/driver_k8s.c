@@ -1668,7 +1668,7 @@ bridge(const struct dp_cluster_conn *cc, const struct dp_env_spec *s,
 			if (r == 0)
 				break;
 			if (r < 0) {
-				code = 2;
+				code = DP_ATTACH_LOST;
 				over = true;
 			} else if (bridge_message(&m, &out, &code) != 0)
 				over = true;

@@ -76,6 +76,8 @@ struct term {
 	const struct dp_driver	*drv;
 	struct dp_attach	 att;
 	bool			 attached;
+	bool			 att_lost;	/* its child exited
+						   DP_ATTACH_LOST */
 	char			*kubeconfig;
 	struct dp_buf		 out;	/* messages for stdout */
 	struct dp_buf		 raw;	/* pty bytes not yet sent */
@@ -379,8 +381,12 @@ check_apply(struct term *t, const struct check_res *c, bool mark, bool ended)
 		dp_wsapp_info(&t->out, c->reason);
 	if (c->v == V_INFO || c->v == V_CLOSE)
 		closing(t, c->code, c->reason);
-	if (ended && !t->done)
-		closing(t, 1000, "Session ended");
+	if (ended && !t->done) {
+		if (t->att_lost)
+			closing(t, 1011, "Terminal unavailable");
+		else
+			closing(t, 1000, "Session ended");
+	}
 }
 
 #ifdef TERMINAL_DB
@@ -856,9 +862,25 @@ child_exited(struct term *t)
 		return false;
 	if (waitpid(t->att.pid, &st, WNOHANG) == t->att.pid) {
 		t->att.pid = -1;
+		t->att_lost = WIFEXITED(st) &&
+		    WEXITSTATUS(st) == DP_ATTACH_LOST;
 		return true;
 	}
 	return false;
+}
+
+/*
+ * The pty ended: its child is exiting (it held the other side).  Its
+ * status says why (a broken connection is not the session's end), so
+ * it is waited for a moment.
+ */
+static void
+child_reap(struct term *t)
+{
+	int	 i;
+
+	for (i = 0; i < 40 && t->att.pid > 0 && !child_exited(t); i++)
+		usleep(5000);
 }
 
 static void
@@ -945,6 +967,7 @@ pump(struct term *t, const sigset_t *waitmask)
 		if (t->done)
 			break;
 		if (ended) {
+			child_reap(t);
 			check(t, true);
 			break;
 		}

@@ -31,6 +31,7 @@ import re
 import select
 import shutil
 import signal
+import socket
 import ssl
 import struct
 import subprocess
@@ -459,6 +460,7 @@ class State:
         self.exec_protocols = ["v5.channel.k8s.io", "v4.channel.k8s.io"]
         self.controller_paused = False  # POST /_controller?paused=1
         self.exec_used = []     # the subprotocol of each exec upgrade
+        self.exec_conns = set()  # the sockets of the open exec sessions
         self.pvc_root = os.path.join(args.state_dir, "pvcs")
         os.makedirs(self.pvc_root, exist_ok=True)
         for i in range(args.nodes):
@@ -886,6 +888,17 @@ class Handler(BaseHTTPRequestHandler):
                 st.exec_protocols = only or ["v5.channel.k8s.io",
                                              "v4.channel.k8s.io"]
             self.send_json(200, {"exec_protocols": st.exec_protocols})
+        elif method == "POST" and path == "/_exec_drop":
+            # Every open exec socket cut, no status and no close frame:
+            # what an API server's restart or a proxy's timeout does.
+            with st.lock:
+                conns = list(st.exec_conns)
+            for c in conns:
+                try:
+                    c.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+            self.send_json(200, {"dropped": len(conns)})
         elif method == "POST" and path == "/_controller":
             with st.lock:
                 st.controller_paused = (query.get("paused") or ["0"])[0] == "1"
@@ -1402,7 +1415,13 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.flush()
         self.close_connection = True
-        Exec(self, host, argv, tty, proto).run()
+        with self.server.state.lock:
+            self.server.state.exec_conns.add(self.connection)
+        try:
+            Exec(self, host, argv, tty, proto).run()
+        finally:
+            with self.server.state.lock:
+                self.server.state.exec_conns.discard(self.connection)
         raise _Streamed()
 
 

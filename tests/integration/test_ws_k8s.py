@@ -321,6 +321,32 @@ def test_ws_k8s_v4_only_cluster():
         fk.call("POST", "/_exec_protocols")
 
 
+def test_ws_k8s_exec_cut_is_not_session_end():
+    """The exec socket breaks (an API server's restart, a proxy's timeout)
+    with no status: the tmux session in the pod lives on, so the close
+    says the terminal is unavailable (1011), not "Session ended"."""
+    if "env" not in S:
+        fail("needs the environment of test_ws_k8s_setup")
+    fk, eid = S["fake"], S["env"]
+    ws, w = open_term(eid)
+    ws.send({"type": "input", "data": "echo CUT$((3+4))\r"})
+    ws.output_until("CUT7", 15)
+    st, js = fk.call("POST", "/_exec_drop")
+    eq(st, 200, "POST /_exec_drop")
+    check(js["dropped"] >= 1, "an exec socket to cut: %r" % js)
+    m, _ = ws.until(lambda m: m.get("type") == "close", 15, "close")
+    eq(m, {"type": "close", "code": 1011, "reason": "Terminal unavailable"},
+       "close")
+    ws.close()
+    wait_for("the terminal processes to end", lambda: not websocketd_children(), 5)
+    # The session itself was not touched: a new socket reattaches.
+    ws, _ = open_term(eid)
+    eq(ws.recv(10), {"type": "info", "message": "Reattached to existing session"},
+       "reattached")
+    ws.close()
+    wait_for("the terminal processes to end", lambda: not websocketd_children(), 5)
+
+
 def test_ws_k8s_stop_closes_terminal():
     if "env" not in S:
         fail("needs the environment of test_ws_k8s_setup")
