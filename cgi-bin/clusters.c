@@ -442,7 +442,8 @@ clusters_update(struct dp_req *req, struct dp_res *res)
 	/*
 	 * The provider decides which fields are checked, so the cluster is
 	 * looked up first; but validation answers before the lookup
-	 * (§0.9), so an unknown id is 404 only when the body is valid.
+	 * (§0.9), so an unknown id is 404 only when the body is valid (its
+	 * fields checked as a kubernetes cluster's: all of them).
 	 */
 	check_name(req, name);
 	if (dp_is_id(id)) {
@@ -454,7 +455,7 @@ clusters_update(struct dp_req *req, struct dp_res *res)
 		found = PQntuples(r) == 1;
 		local = found && strcmp(PQgetvalue(r, 0, 0), "local") == 0;
 	}
-	if (found && !local) {
+	if (!local) {
 		check_endpoint(req, ep);
 		if (ep->present || ep->cleared) {
 			ep_set = true;

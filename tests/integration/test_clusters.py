@@ -465,6 +465,14 @@ def test_clusters_update():
         eq(r.status, 422, "validation before lookup")
         r = api("PUT", "/clusters/zz", cs.adm, body={"name": "no way"})
         eq(r.status, 422, "validation before lookup (malformed id)")
+        # The fields a kubernetes cluster's PUT checks too (an unknown id
+        # has no provider yet: all of them are checked).
+        for body, field in (({"endpoint": "ftp://x"}, "endpoint"),
+                            ({"kube_config": "!!!"}, "kube_config")):
+            r = api("PUT", "/clusters/" + "0" * 24, cs.adm, body=body)
+            eq((r.status, r.json and codes(r.json)),
+               (422, {(field, "invalid_url" if field == "endpoint"
+                       else "invalid_format")}), "PUT unknown id %r" % body)
         r = api("PUT", "/clusters/" + cid, cs.adm, raw=b"[1,")
         eq(r.status, 400, "bad JSON on PUT")
 
