@@ -32,6 +32,7 @@ const struct dp_driver *const dp_lifecycle_drivers[] = {
 
 #define STATUS_EVERY_MS		10000
 #define PURGE_EVERY_MS		60000
+#define STATUS_BATCH		"2000"	/* running environments a pass */
 #define WS_CHECK_EVERY_MS	60000
 /* Seconds after becoming running before the first metric sample: the
  * driver measures cpu between two calls, primed at the transition. */
@@ -1004,9 +1005,12 @@ dp_lifecycle_reconcile(struct dp_db *db)
 	static const char installing[] =
 	    "SELECT id FROM environments WHERE status = 'installing' "
 	    "ORDER BY updated_at, id LIMIT 500";
+	/* 2000 a pass, on from the last one's end (all of them, however
+	 * many, in turn). */
 	static const char running[] =
 	    "SELECT id FROM environments WHERE status = 'running' "
-	    "ORDER BY id LIMIT 2000";
+	    "AND id > $1 ORDER BY id LIMIT " STATUS_BATCH;
+	static char	 after[25];
 	static const char due[] =
 	    "SELECT e.id FROM environments e WHERE " SAMPLE_DUE
 	    " ORDER BY e.id LIMIT 500";
@@ -1034,11 +1038,17 @@ dp_lifecycle_reconcile(struct dp_db *db)
 
 	if (now - last_status >= STATUS_EVERY_MS) {
 		last_status = now;
-		if ((r = pick(db, running, 0, NULL)) == NULL)
+		if ((r = pick(db, running, 1,
+		    (const char *const[]){ after })) == NULL)
 			return -1;
 		for (i = 0; i < PQntuples(r); i++)
 			if (!is_quiet(PQgetvalue(r, i, 0)))
 				status_step(db, PQgetvalue(r, i, 0));
+		if (PQntuples(r) < atoi(STATUS_BATCH))
+			after[0] = '\0';
+		else
+			(void)snprintf(after, sizeof(after), "%s",
+			    PQgetvalue(r, PQntuples(r) - 1, 0));
 		PQclear(r);
 		stuck_pass(db);
 		(void)release_pass(db);
