@@ -759,9 +759,11 @@ def test_ws_fake_server_programs_stay_in_environment():
     with open(prog, "w") as f:
         # The escape: a terminal's attach takes the client as joined
         # and does not kill it before its program is done.
+        # (The pause: until setsid has run, the pty's hangup when the
+        # terminal ends would take the sleep with it.)
         f.write("#!/bin/sh\nsetsid sleep %s </dev/null >/dev/null 2>&1 &\n"
-                "echo \"$$ $*\" >> %s/ran.log\nprintf '\\033[0m'\n"
-                "sleep 1\n" % (mark, home))
+                "sleep 0.3\necho \"$$ $*\" >> %s/ran.log\n"
+                "printf '\\033[0m'\nsleep 1\n" % (mark, home))
     os.chown(prog, st.st_uid, st.st_gid)
     os.chmod(prog, 0o755)
     root = int(open(os.path.join(env_dir(env), "server.pid")).read().split()[0])
