@@ -1565,7 +1565,13 @@ static void __attribute__((noreturn))
 bridge(const struct dp_cluster_conn *cc, const struct dp_env_spec *s,
     int slave, int report)
 {
-	const char	*argv[] = { "tmux", "new-session", "-A", "-s", NULL };
+	/* As the init script starts it (its config, the workspace) should
+	 * this exec start the server: the script's loop waits 5 s before it
+	 * starts a session that ended.  TERM as the local driver's clients:
+	 * the runtime sets xterm for a tty. */
+	const char	*argv[] = { "env", "TERM=xterm-256color", "tmux", "-f",
+	    "/etc/devpocket/tmux.conf", "new-session", "-A", "-s", NULL, "-c",
+	    "/root/workspace" };
 	struct kctx	 c;
 	struct dp_ws	*ws = NULL;
 	struct dp_ws_msg m;
@@ -1603,7 +1609,7 @@ bridge(const struct dp_cluster_conn *cc, const struct dp_env_spec *s,
 	(void)dp_fd_nonblock(slave);
 	if (ctx_open(&c, cc, s->user_id, s->id, &err) == -1)
 		goto fail;
-	argv[4] = c.session;
+	argv[8] = c.session;
 	if ((ws = exec_open(&c, argv, DP_NITEMS(argv), true, &err)) == NULL)
 		goto fail;
 	if (bridge_resize(ws, slave, &last, SIZE_ALWAYS, &err) == -1)

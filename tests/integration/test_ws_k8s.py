@@ -209,7 +209,7 @@ def tmux_execs(reqs, ns, eid):
     """The exec requests of the terminal: tmux new-session -A."""
     path = "/api/v1/namespaces/%s/pods/env-%s-0/exec" % (ns, eid)
     return [r for r in reqs if r["path"] == path and
-            r["query"].get("command", [])[:2] == ["tmux", "new-session"]]
+            "new-session" in r["query"].get("command", [])]
 
 
 # -------------------------------------------------------------------- tests
@@ -261,8 +261,13 @@ def test_ws_k8s_terminal_echo_and_resize():
     ex = tmux_execs(fk.requests(), S["ns"], eid)
     eq(len(ex), 1, "one terminal exec")
     q = ex[0]["query"]
-    eq(q["command"], ["tmux", "new-session", "-A", "-s", "devpocket_" + eid],
+    eq(q["command"], ["env", "TERM=xterm-256color", "tmux", "-f",
+                      "/etc/devpocket/tmux.conf", "new-session", "-A", "-s",
+                      "devpocket_" + eid, "-c", "/root/workspace"],
        "exec command")
+    # The client's TERM reached the pod (256 colours, as the local driver).
+    ws.send({"type": "input", "data": "tmux display -p 'C#{client_termname}C'\r"})
+    ws.output_until("Cxterm-256colorC", 15)
     eq((q.get("tty"), q.get("stdin"), q.get("container")),
        (["true"], ["true"], ["env"]), "tty exec in the container")
     ws.close()

@@ -1388,7 +1388,8 @@ START_TEST(test_driver_k8s_attach)
 	ck_assert_msg(pty_until(a.fd, &acc, "caf\xc3\xa9-2", 10000),
 	    "output: %s", acc.s ? acc.s : "");
 
-	/* What was sent: tmux new-session -A in the container, a tty. */
+	/* What was sent: tmux new-session -A in the container (with the
+	 * init script's config and workspace, and TERM), a tty. */
 	reqs = requests();
 	snprintf(p, sizeof(p), "pods/env-%s-0/exec", eid);
 	{
@@ -1400,15 +1401,21 @@ START_TEST(test_driver_k8s_attach)
 			if (strcmp(js(r, "path"), full) != 0)
 				continue;
 			cmd = jg(r, "query|command");
-			if (json_object_array_length(cmd) != 5)
+			if (json_object_array_length(cmd) != 11)
 				continue;	/* has-session */
 			n++;
-			ck_assert_str_eq(js(cmd, "0"), "tmux");
-			ck_assert_str_eq(js(cmd, "1"), "new-session");
-			ck_assert_str_eq(js(cmd, "2"), "-A");
-			ck_assert_str_eq(js(cmd, "3"), "-s");
-			ck_assert_str_eq(js(cmd, "4"),
+			ck_assert_str_eq(js(cmd, "0"), "env");
+			ck_assert_str_eq(js(cmd, "1"), "TERM=xterm-256color");
+			ck_assert_str_eq(js(cmd, "2"), "tmux");
+			ck_assert_str_eq(js(cmd, "3"), "-f");
+			ck_assert_str_eq(js(cmd, "4"), "/etc/devpocket/tmux.conf");
+			ck_assert_str_eq(js(cmd, "5"), "new-session");
+			ck_assert_str_eq(js(cmd, "6"), "-A");
+			ck_assert_str_eq(js(cmd, "7"), "-s");
+			ck_assert_str_eq(js(cmd, "8"),
 			    "devpocket_bbbbbbbbbbbbbbbbbbbb0020");
+			ck_assert_str_eq(js(cmd, "9"), "-c");
+			ck_assert_str_eq(js(cmd, "10"), "/root/workspace");
 			ck_assert_str_eq(js(r, "query|tty|0"), "true");
 			ck_assert_str_eq(js(r, "query|stdin|0"), "true");
 			ck_assert_str_eq(js(r, "query|stdout|0"), "true");
