@@ -199,6 +199,12 @@ work(const char *wid, bool once)
 		    wid)) == 1) {
 			if (PQconsumeInput(dp_db_conn(db)) == 1)
 				drain_notifies(dp_db_conn(db));
+			/* A long queue (slow mail, a slow cluster) must not
+			 * hold back the reconcile: idle stops, install
+			 * timeouts and samples get their turn between jobs. */
+			if (!once && reconciled && dp_mono_ms() -
+			    last_reconcile >= DP_RECONCILE_MS)
+				break;
 		}
 		if (stopping)
 			break;
