@@ -1130,18 +1130,23 @@ out:
 	return ret;
 }
 
+#define NODE_PAGE	250	/* nodes per list chunk */
+#define NODE_PAGES_MAX	400	/* 100,000 nodes */
+
 static int
 k8s_probe(const struct dp_cluster_conn *cc, struct dp_probe *p,
     struct dp_err *err)
 {
 	struct kctx	 c;
 	json_object	*ver = NULL, *nodes = NULL, *items, *al;
+	struct dp_buf	 path = { 0 };
 	const char	*v;
+	char		*tok = NULL, *e;
 	int64_t		 t0;
 	double		 x, sum[3] = { 0, 0, 0 };
 	bool		 seen[3] = { false, false, false };
 	size_t		 i, n;
-	int		 ret = -1;
+	int		 ret = -1, page;
 
 	p->response_time_ms = 0;
 	p->node_count = 0;
@@ -1157,33 +1162,67 @@ k8s_probe(const struct dp_cluster_conn *cc, struct dp_probe *p,
 		dp_err_set(err, 0, "/version: not a Kubernetes API server");
 		goto out;
 	}
-	if (dp_k8s_get(c.k, "/api/v1/nodes", &nodes, err) == -1)
-		goto out;
-	items = jget(nodes, "items");
-	if (items == NULL || !json_object_is_type(items, json_type_array)) {
-		dp_err_set(err, 0, "/api/v1/nodes: no items");
-		goto out;
+	/* In chunks (a node object runs to tens of KB: a big cluster's
+	 * whole list would pass the response cap), as kubectl does. */
+	for (page = 0; page < NODE_PAGES_MAX; page++) {
+		dp_buf_reset(&path);
+		dp_buf_printf(&path, "/api/v1/nodes?limit=%d", NODE_PAGE);
+		if (tok != NULL) {
+			if ((e = curl_easy_escape(NULL, tok, 0)) == NULL) {
+				dp_err_set(err, 0, "out of memory");
+				goto out;
+			}
+			dp_buf_printf(&path, "&continue=%s", e);
+			curl_free(e);
+		}
+		if (nodes != NULL)
+			json_object_put(nodes);
+		nodes = NULL;
+		if (dp_k8s_get(c.k, path.s, &nodes, err) == -1)
+			goto out;
+		items = jget(nodes, "items");
+		if (items == NULL ||
+		    !json_object_is_type(items, json_type_array)) {
+			dp_err_set(err, 0, "/api/v1/nodes: no items");
+			goto out;
+		}
+		n = json_object_array_length(items);
+		p->node_count += (int64_t)n;
+		for (i = 0; i < n; i++) {
+			al = jget(jget(json_object_array_get_idx(items, i),
+			    "status"), "allocatable");
+			if ((v = jget_str(al, "cpu", NULL, NULL)) != NULL &&
+			    dp_k8s_quantity(v, &x) == 0) {
+				sum[0] += x;
+				seen[0] = true;
+			}
+			if ((v = jget_str(al, "memory", NULL, NULL)) != NULL &&
+			    dp_k8s_quantity(v, &x) == 0) {
+				sum[1] += x / 1073741824.0;
+				seen[1] = true;
+			}
+			if ((v = jget_str(al, "ephemeral-storage", NULL,
+			    NULL)) != NULL && dp_k8s_quantity(v, &x) == 0) {
+				sum[2] += x / 1073741824.0;
+				seen[2] = true;
+			}
+		}
+		free(tok);
+		tok = NULL;
+		if ((v = jget_str(nodes, "metadata", "continue", NULL)) == NULL ||
+		    *v == '\0')
+			break;
+		if (strlen(v) > 4096) {
+			dp_err_set(err, 0, "/api/v1/nodes: continue token "
+			    "too long");
+			goto out;
+		}
+		tok = dp_xstrdup(v);
 	}
-	n = json_object_array_length(items);
-	p->node_count = (int64_t)n;
-	for (i = 0; i < n; i++) {
-		al = jget(jget(json_object_array_get_idx(items, i), "status"),
-		    "allocatable");
-		if ((v = jget_str(al, "cpu", NULL, NULL)) != NULL &&
-		    dp_k8s_quantity(v, &x) == 0) {
-			sum[0] += x;
-			seen[0] = true;
-		}
-		if ((v = jget_str(al, "memory", NULL, NULL)) != NULL &&
-		    dp_k8s_quantity(v, &x) == 0) {
-			sum[1] += x / 1073741824.0;
-			seen[1] = true;
-		}
-		if ((v = jget_str(al, "ephemeral-storage", NULL, NULL)) != NULL &&
-		    dp_k8s_quantity(v, &x) == 0) {
-			sum[2] += x / 1073741824.0;
-			seen[2] = true;
-		}
+	if (tok != NULL) {
+		dp_err_set(err, 0, "/api/v1/nodes: more than %d pages",
+		    NODE_PAGES_MAX);
+		goto out;
 	}
 	if (seen[0])
 		p->cpu_cores = sum[0];
@@ -1197,6 +1236,8 @@ out:
 		json_object_put(ver);
 	if (nodes != NULL)
 		json_object_put(nodes);
+	free(tok);
+	dp_buf_release(&path);
 	ctx_close(&c);
 	return ret;
 }

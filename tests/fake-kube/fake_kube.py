@@ -1036,12 +1036,34 @@ class Handler(BaseHTTPRequestHandler):
     def list(self, ctx, query):
         st = self.server.state
         sel = (query.get("labelSelector") or [""])[0]
-        items = [self.public(o) for k, o in sorted(st.objs.items())
+        keyed = [(k, o) for k, o in sorted(st.objs.items())
                  if k[0] == ctx[2] and (ctx[5] is None or k[1] == ctx[5])
                  and label_match(o["metadata"].get("labels"), sel)]
+        meta = {"resourceVersion": str(st.rv)}
+        # Chunked lists as the real apiserver serves them: limit, and an
+        # opaque continue token naming the key the next chunk starts after.
+        token = (query.get("continue") or [""])[0]
+        if token:
+            try:
+                after = json.loads(base64.urlsafe_b64decode(
+                    token.encode()).decode())["after"]
+            except (ValueError, KeyError, TypeError):
+                raise ApiError(400, "continue key is not valid")
+            keyed = [(k, o) for k, o in keyed if list(k) > after]
+        lim = (query.get("limit") or [""])[0]
+        if lim:
+            try:
+                n = int(lim)
+            except ValueError:
+                raise ApiError(400, "limit: invalid value")
+            if n > 0 and len(keyed) > n:
+                meta["continue"] = base64.urlsafe_b64encode(json.dumps(
+                    {"after": list(keyed[n - 1][0])}).encode()).decode()
+                meta["remainingItemCount"] = len(keyed) - n
+                keyed = keyed[:n]
         return {"kind": ctx[3] + "List",
                 "apiVersion": ctx[0] + "/" + ctx[1] if ctx[0] else ctx[1],
-                "metadata": {"resourceVersion": str(st.rv)}, "items": items}
+                "metadata": meta, "items": [self.public(o) for _, o in keyed]}
 
     def check_namespace(self, ctx):
         ns = ctx[5]

@@ -696,6 +696,22 @@ class FakeKube:
                 "contexts:\n- name: fake\n  context: {cluster: fake, user: me}\n"
                 "current-context: fake\n" % (self.port, self.file_b64("ca.crt"), user))
 
+    def requests(self):
+        """What the fake was sent (its GET /_requests)."""
+        import http.client
+        import ssl
+        tls = ssl.create_default_context(cafile=os.path.join(self.dir, "ca.crt"))
+        conn = http.client.HTTPSConnection("127.0.0.1", self.port, context=tls,
+                                           timeout=15)
+        try:
+            conn.request("GET", "/_requests",
+                         headers={"Authorization": "Bearer " + self.token})
+            r = conn.getresponse()
+            eq(r.status, 200, "GET /_requests")
+            return json.loads(r.read())
+        finally:
+            conn.close()
+
     def close(self):
         if self.proc.poll() is None:
             self.proc.terminate()
@@ -708,6 +724,31 @@ class FakeKube:
             if f:
                 f.close()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def test_clusters_health_many_nodes():
+    """A big cluster's node list is read in chunks (limit and continue, as
+    kubectl does; a node object runs to tens of KB, and the whole list of
+    a few hundred would pass the response cap): every node is counted and
+    its capacity summed."""
+    fk = FakeKube(nodes=600)
+    try:
+        with Clusters() as cs:
+            c = cs.create(kube_config=b64(fk.kubeconfig()))
+            h = api("GET", "/clusters/" + c["id"] + "/health", cs.adm).json
+            eq((h["status"], h["node_count"]), ("healthy", 600), "health: %r" % h)
+            g = api("GET", "/clusters/" + c["id"], cs.adm).json
+            # Half the fake's nodes have 4 cpu, 16Gi and 100Gi, half 3500m,
+            # 8388608Ki and 53687091200 bytes.
+            eq(g["available_resources"], {"cpu": 2250.0, "memory": 7200.0,
+                                          "storage": 45000.0}, "capacity")
+            pages = [r["query"] for r in fk.requests()
+                     if r["path"] == "/api/v1/nodes"]
+            eq([q.get("limit") for q in pages], [["250"]] * 3, "three chunks")
+            eq([bool(q.get("continue")) for q in pages], [False, True, True],
+               "continued")
+    finally:
+        fk.close()
 
 
 def test_clusters_health_kubernetes_fake_api():
