@@ -493,7 +493,10 @@ templates_delete(struct dp_req *req, struct dp_res *res)
 /*
  * POST /templates/initialize (admin): 200 {"message", "created",
  * "updated", "skipped", "errors"} from <[web] data_dir>/templates/
- * environments; one transaction per file (dp_templates_load_dir).
+ * environments.  One transaction, a savepoint per file
+ * (dp_templates_load_dir): an invalid file changes nothing and is in
+ * "errors"; a database failure leaves the catalog as it was (500), not
+ * half loaded with no report of which half.
  */
 static int
 templates_initialize(struct dp_req *req, struct dp_res *res)
@@ -505,7 +508,10 @@ templates_initialize(struct dp_req *req, struct dp_res *res)
 	    dp_cfg.web_data_dir);
 	o = json_object_new_object();
 	dp_json_str(o, "message", "Default templates initialized successfully");
-	if (dp_templates_load_dir(req->db, dir, false, o) < 0) {
+	if (dp_db_begin(req->db) < 0 ||
+	    dp_templates_load_dir(req->db, dir, false, o) < 0 ||
+	    dp_db_commit(req->db) < 0) {
+		dp_db_rollback(req->db);
 		json_object_put(o);
 		return dp_fail_db(req, res);
 	}
