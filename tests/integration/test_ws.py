@@ -981,6 +981,22 @@ def test_ws_logs_replay_and_follow():
 
 
 
+def test_ws_logs_entry_notifies():
+    """A new entry notifies devpocket_env_logs with its environment's id:
+    ws/logs LISTENs on it and sends the entry at once, not at its next
+    poll (nothing sent it before sql/008)."""
+    u, env = env_user()
+    p = subprocess.run(
+        [harness._psql(), "-X", "-q", "-h", harness.PG_SOCK, "-U", "devpocket",
+         "-d", "devpocket", "-v", "ON_ERROR_STOP=1"],
+        input="LISTEN devpocket_env_logs;\nINSERT INTO environment_logs "
+              "(environment_id, level, message, source) VALUES ('%s', 'info', "
+              "'notify me', 'system');\nSELECT 1;\n" % env,
+        capture_output=True, text=True, timeout=30)
+    eq(p.returncode, 0, "psql: %s" % p.stderr[-300:])
+    check('"devpocket_env_logs" with payload "%s"' % env in p.stdout,
+          "the notification: %r" % p.stdout[-500:])
+
 def test_ws_logs_output_that_looks_like_a_warning():
     """Only the driver's warning entries (level warning) are
     installation_warning: a command's own output line with the same words
