@@ -188,17 +188,23 @@ provision_failed(struct dp_db *db, struct dp_env_ctx *ctx, int64_t gen)
 	    "UPDATE environments SET status = 'error', "
 	    "generation = generation + 1, running_since = NULL, "
 	    "updated_at = now() WHERE id = $1 AND generation = $2 "
-	    "AND status = 'creating'";
+	    "AND status = 'creating' RETURNING 1";
 	struct dp_err	 err = { 0 };
+	PGresult	*r;
 	char		 g[32];
 	int		 ok;
 
 	if (dp_db_begin(db) < 0)
 		return;
-	ok = dp_db_run(db, sql, 2, (const char *const[]){ ctx->spec.id,
-	    num(g, sizeof(g), gen) }) == 0 &&
+	/* The entry only with the change (the row then locked, as every
+	 * writer of log entries holds it: they commit in id order, which
+	 * ws/logs's cursor relies on). */
+	r = dp_db_exec(db, sql, 2, (const char *const[]){ ctx->spec.id,
+	    num(g, sizeof(g), gen) });
+	ok = dp_db_ok(r) && PQntuples(r) == 1 &&
 	    dp_env_log(db, ctx->spec.id, "error", "system",
 	    "Provisioning failed") == 0 && dp_db_commit(db) == 0;
+	PQclear(r);
 	if (!ok)
 		dp_db_rollback(db);
 	if (ctx->drv != NULL && ctx->drv->stop(&ctx->conn, &ctx->spec,
