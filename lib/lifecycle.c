@@ -287,7 +287,8 @@ drive(struct dp_env_ctx *ctx, enum op op, struct dp_err *err)
 }
 
 /* The advisory lock key of environment $1's jobs. */
-#define ENV_LOCK_KEY	"hashtextextended('devpocket-env:' || $1, 0)"
+#define ENV_LOCK_KEY_OF(p) "hashtextextended('devpocket-env:' || " p ", 0)"
+#define ENV_LOCK_KEY	ENV_LOCK_KEY_OF("$1")
 
 bool
 dp_env_lock_held(struct dp_db *db, const char *id)
@@ -658,17 +659,26 @@ out:
 static void
 status_step(struct dp_db *db, const char *id)
 {
+	/*
+	 * The driver's call may take long (a hung API server: 30 s): the
+	 * row is not locked meanwhile (a user's stop or delete would wait
+	 * on it), the environment's job lock is, and the change is made
+	 * only if the row is still at the generation that was asked about.
+	 */
 	static const char lock[] =
-	    "SELECT 1 FROM environments WHERE id = $1 AND status = 'running' "
-	    "FOR UPDATE SKIP LOCKED";
+	    "SELECT generation FROM environments WHERE id = $1 AND "
+	    "status = 'running' AND pg_try_advisory_xact_lock(" ENV_LOCK_KEY
+	    ")";
 	static const char lost[] =
 	    "UPDATE environments SET status = 'error', "
 	    "generation = generation + 1, running_since = NULL, "
-	    "updated_at = now() WHERE id = $1 RETURNING generation";
+	    "updated_at = now() WHERE id = $1 AND status = 'running' AND "
+	    "generation = $2 RETURNING generation";
 	struct dp_env_ctx	 ctx;
 	struct dp_err		 err = { 0 };
 	enum dp_phase		 ph;
 	PGresult		*r = NULL;
+	char			 gen[32];
 	bool			 ok = false;
 
 	memset(&ctx, 0, sizeof(ctx));
@@ -677,6 +687,7 @@ status_step(struct dp_db *db, const char *id)
 	r = dp_db_exec(db, lock, 1, (const char *const[]){ id });
 	if (!dp_db_ok(r) || PQntuples(r) != 1)
 		goto out;
+	(void)snprintf(gen, sizeof(gen), "%s", PQgetvalue(r, 0, 0));
 	PQclear(r);
 	r = NULL;
 	if (dp_env_ctx_load(db, id, &ctx, &err) != 1 || ctx.drv == NULL)
@@ -688,7 +699,7 @@ status_step(struct dp_db *db, const char *id)
 	}
 	if (ph == DP_PHASE_FAILED || ph == DP_PHASE_ABSENT ||
 	    ph == DP_PHASE_STOPPED) {
-		r = dp_db_exec(db, lost, 1, (const char *const[]){ id });
+		r = dp_db_exec(db, lost, 2, (const char *const[]){ id, gen });
 		if (!dp_db_ok(r) || PQntuples(r) != 1 ||
 		    dp_env_log(db, id, "error", "system",
 		    "Environment compute was lost") < 0 ||
@@ -717,9 +728,10 @@ out:
 static void
 sample_step(struct dp_db *db, const char *id, const char *interval)
 {
+	/* (The row is not locked during the driver's call: status_step.) */
 	static const char lock[] =
 	    "SELECT 1 FROM environments e WHERE e.id = $2 AND " SAMPLE_DUE
-	    " FOR UPDATE SKIP LOCKED";
+	    " AND pg_try_advisory_xact_lock(" ENV_LOCK_KEY_OF("$2") ")";
 	static const char ins[] =
 	    "INSERT INTO metric_samples (environment_id, cpu_usage, "
 	    "memory_usage, storage_usage, network_rx, network_tx) "

@@ -455,6 +455,7 @@ class State:
         self.rv = 1000
         self.requests = []
         self.fails = []         # [prefix, method or None, times]
+        self.delays = []        # [prefix, method or None, times, seconds]
         # exec subprotocols this "API server" speaks, best first (an older
         # cluster speaks v4 only: POST /_exec_protocols?only=v4...)
         self.exec_protocols = ["v5.channel.k8s.io", "v4.channel.k8s.io"]
@@ -830,6 +831,16 @@ class Handler(BaseHTTPRequestHandler):
         try:
             if not self.authorized():
                 raise ApiError(401, "Unauthorized")
+            pause = 0
+            with st.lock:
+                for d in st.delays:
+                    if d[2] > 0 and path.startswith(d[0]) and \
+                            d[1] in (None, method):
+                        d[2] -= 1
+                        pause = d[3]
+                        break
+            if pause:
+                time.sleep(pause)       # a hung API server, for a while
             with st.lock:
                 for f in st.fails:
                     if f[2] > 0 and path.startswith(f[0]) and \
@@ -875,6 +886,7 @@ class Handler(BaseHTTPRequestHandler):
             with st.lock:
                 st.requests = []
                 st.fails = []
+                st.delays = []
                 st.exec_protocols = ["v5.channel.k8s.io", "v4.channel.k8s.io"]
                 st.controller_paused = False
             self.send_json(200, {"ok": True})
@@ -888,6 +900,14 @@ class Handler(BaseHTTPRequestHandler):
                 st.exec_protocols = only or ["v5.channel.k8s.io",
                                              "v4.channel.k8s.io"]
             self.send_json(200, {"exec_protocols": st.exec_protocols})
+        elif method == "POST" and path == "/_delay":
+            prefix = (query.get("path_prefix") or ["/"])[0]
+            times = int((query.get("times") or ["1"])[0])
+            secs = float((query.get("seconds") or ["1"])[0])
+            meth = (query.get("method") or [None])[0]
+            with st.lock:
+                st.delays.append([prefix, meth, times, secs])
+            self.send_json(200, {"ok": True})
         elif method == "POST" and path == "/_exec_drop":
             # Every open exec socket cut, no status and no close frame:
             # what an API server's restart or a proxy's timeout does.

@@ -508,6 +508,30 @@ def test_k8s_stop_start_restart():
        "the new install had no warning")
 
 
+def test_k8s_hung_api_does_not_hold_requests():
+    """The worker's status call for a running environment (every 10 s)
+    does not hold the environment's row: with the API server taking 6 s
+    to answer it, a user's PUT on that environment answers at once (it
+    waited for the whole call: up to 30 s per call on a hung server)."""
+    adm, eid, ns = need("admin", "env", "ns")
+    fk = fake()
+    p = paths(ns, eid)
+    wait_status(adm, eid, "running", 30)
+    fk.reset()
+    eq(fk.call("POST", "/_delay?" + urllib.parse.urlencode(
+        {"path_prefix": p["statefulset"], "method": "GET", "seconds": 6,
+         "times": 1}))[0], 200, "POST /_delay")
+    wait_for("the worker's status call", lambda: any(
+        r["method"] == "GET" and r["path"] == p["statefulset"]
+        for r in fk.requests()), 20)
+    t0 = time.time()
+    r = req("PUT", API + "/" + eid, adm, {"description": "asked while hung"})
+    took = time.time() - t0
+    eq(r.status, 200, "PUT: %s" % (r.body[:200],))
+    check(took < 3, "the PUT waited %.1f s for the worker's call" % took)
+    eq(req("GET", API + "/" + eid, adm).json["status"], "running", "still running")
+
+
 def test_k8s_isolation():
     adm, eid = need("admin", "env")
     fk = fake()
