@@ -57,13 +57,19 @@ check_name(struct dp_req *req, const struct dp_value *v)
 }
 
 /* endpoint: an https:// url. */
+/* The scheme an endpoint must have (a kubeconfig's server too). */
+static bool
+is_https(const char *s)
+{
+	return strncasecmp(s, "https://", 8) == 0;
+}
+
 static void
 check_endpoint(struct dp_req *req, const struct dp_value *v)
 {
 	if (!v->present)
 		return;
-	if (dp_check_url(v->s, v->len) != DP_V_OK ||
-	    strncasecmp(v->s, "https://", 8) != 0)
+	if (dp_check_url(v->s, v->len) != DP_V_OK || !is_https(v->s))
 		dp_req_invalid(req, "endpoint", DP_V_INVALID_URL,
 		    "endpoint must be an https:// URL");
 }
@@ -90,7 +96,7 @@ read_kubeconfig(struct dp_req *req, const struct dp_value *v,
 	}
 	/* Its server may become the endpoint: https:// as that must be
 	 * (the token and keystrokes travel to it). */
-	if (strncasecmp(kc->server, "https://", 8) != 0) {
+	if (!is_https(kc->server)) {
 		dp_req_invalid(req, "kube_config", DP_V_INVALID_FORMAT,
 		    "kubeconfig: server must be an https:// URL");
 		return false;

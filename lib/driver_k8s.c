@@ -629,6 +629,7 @@ jget(json_object *o, const char *key)
 
 /* The quota's hard limits that cover every environment of the namespace. */
 enum { Q_CPU, Q_MEM, Q_STORAGE, Q_COUNT, Q__MAX };
+#define QUOTA_MAX	(INT64_MAX / 1024)	/* a value's and a sum's bound */
 
 static int
 quota_needs(struct kctx *c, const struct dp_env_spec *s, int64_t need[],
@@ -665,12 +666,12 @@ quota_needs(struct kctx *c, const struct dp_env_spec *s, int64_t need[],
 			v = jget_str(it, "metadata", "annotations", anns[j]);
 			/* Saturating: a list from a hostile server must not
 			 * overflow (the quota then asks for the most). */
-			if (v != NULL && dp_parse_int64(v, 0, INT64_MAX / 1024,
+			if (v != NULL && dp_parse_int64(v, 0, QUOTA_MAX,
 			    &x) == 0)
-				need[j] = need[j] > INT64_MAX / 1024 - x ?
-				    INT64_MAX / 1024 : need[j] + x;
+				need[j] = need[j] > QUOTA_MAX - x ? QUOTA_MAX :
+				    need[j] + x;
 		}
-		if (need[Q_COUNT] < INT64_MAX / 1024)
+		if (need[Q_COUNT] < QUOTA_MAX)
 			need[Q_COUNT]++;
 	}
 	ret = 0;

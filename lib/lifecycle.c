@@ -32,7 +32,7 @@ const struct dp_driver *const dp_lifecycle_drivers[] = {
 
 #define STATUS_EVERY_MS		10000
 #define PURGE_EVERY_MS		60000
-#define STATUS_BATCH		"2000"	/* running environments a pass */
+#define STATUS_BATCH		2000	/* running environments a pass */
 #define WS_CHECK_EVERY_MS	60000
 /* Seconds after becoming running before the first metric sample: the
  * driver measures cpu between two calls, primed at the transition. */
@@ -943,7 +943,7 @@ purge_pass(struct dp_db *db)
  * tmux server stayed up, and idle auto-stop no longer saw it).
  */
 #define RELEASE_RETRY_MIN	"10"
-static int
+static void
 release_pass(struct dp_db *db)
 {
 	/* From the failed jobs (few; the done ones are cleared), not
@@ -958,20 +958,16 @@ release_pass(struct dp_db *db)
 	    "WHERE k.kind IN ('env.stop', 'env.destroy') AND "
 	    "k.payload->>'id' = e.id AND k.id > j.id) ORDER BY j.id LIMIT 100";
 	PGresult	*r;
-	int		 i, rc = 0;
+	int		 i;
 
 	r = dp_db_exec(db, sql, 0, NULL);
-	if (!dp_db_ok(r))
-		rc = -1;
 	for (i = 0; dp_db_ok(r) && i < PQntuples(r); i++) {
 		dp_warn("environment %s: its %s failed; trying again",
 		    PQgetvalue(r, i, 0), PQgetvalue(r, i, 2));
-		if (dp_env_enqueue(db, PQgetvalue(r, i, 2),
-		    PQgetvalue(r, i, 0), val_int(r, i, 1)) < 0)
-			rc = -1;
+		(void)dp_env_enqueue(db, PQgetvalue(r, i, 2),
+		    PQgetvalue(r, i, 0), val_int(r, i, 1));
 	}
 	PQclear(r);
-	return rc;
 }
 
 /*
@@ -1027,7 +1023,7 @@ dp_lifecycle_reconcile(struct dp_db *db)
 	 * many, in turn). */
 	static const char running[] =
 	    "SELECT id FROM environments WHERE status = 'running' "
-	    "AND id > $1 ORDER BY id LIMIT " STATUS_BATCH;
+	    "AND id > $1 ORDER BY id LIMIT " DP_XSTR(STATUS_BATCH);
 	static char	 after[25];
 	static const char due[] =
 	    "SELECT e.id FROM environments e WHERE " SAMPLE_DUE
@@ -1062,14 +1058,14 @@ dp_lifecycle_reconcile(struct dp_db *db)
 		for (i = 0; i < PQntuples(r); i++)
 			if (!is_quiet(PQgetvalue(r, i, 0)))
 				status_step(db, PQgetvalue(r, i, 0));
-		if (PQntuples(r) < atoi(STATUS_BATCH))
+		if (PQntuples(r) < STATUS_BATCH)
 			after[0] = '\0';
 		else
 			(void)snprintf(after, sizeof(after), "%s",
 			    PQgetvalue(r, PQntuples(r) - 1, 0));
 		PQclear(r);
 		stuck_pass(db);
-		(void)release_pass(db);
+		release_pass(db);
 		if ((i = dp_wsapp_sweep(db)) > 0)
 			dp_info("dropped %d stale WebSocket row(s) of this "
 			    "host", i);

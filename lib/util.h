@@ -9,6 +9,9 @@
 #include <time.h>
 
 #define DP_NITEMS(a) (sizeof(a) / sizeof((a)[0]))
+/* A macro's value as a string literal (a number into SQL text). */
+#define DP_STR_(x)	#x
+#define DP_XSTR(x)	DP_STR_(x)
 
 /* Allocation wrappers that abort on out-of-memory: never NULL-check them. */
 void	*dp_xmalloc(size_t);

@@ -297,23 +297,38 @@ dp_ws_fd(const struct dp_ws *ws)
 	return ws->fd;
 }
 
+/*
+ * The frame at the front of the fed bytes, in f: 1 when it is whole, 0
+ * when there is none or only its start, -1 when it is bad (err).
+ */
+static int
+front_frame(const struct dp_ws *ws, struct dp_ws_frame *f,
+    struct dp_err *err)
+{
+	size_t	 avail = ws->in.len - ws->inoff;
+	int	 r;
+
+	if (avail == 0)
+		return 0;	/* (in.s may be NULL yet) */
+	r = dp_ws_frame_parse(ws->in.s + ws->inoff, avail, ws->server,
+	    ws->max, f, err);
+	if (r <= 0)
+		return r;
+	return avail - f->hdrlen >= f->len ? 1 : 0;
+}
+
 bool
 dp_ws_buffered(const struct dp_ws *ws)
 {
 	struct dp_ws_frame	 f;
 	struct dp_err		 e = { 0 };
-	size_t			 avail = ws->in.len - ws->inoff;
-	int			 r;
 
-	/* A whole frame (or one that fails: dp_ws_next says so); not the
-	 * start of one, which only the socket can complete. */
-	if (avail == 0)
+	/* A whole frame, or one that fails, or a closed endpoint with
+	 * bytes left (dp_ws_next says so at once); not the start of a
+	 * frame, which only the socket can complete. */
+	if (ws->in.len == ws->inoff)
 		return false;
-	if (ws->done)
-		return true;	/* dp_ws_next fails at once */
-	r = dp_ws_frame_parse(ws->in.s + ws->inoff, avail, ws->server,
-	    ws->max, &f, &e);
-	return r < 0 || (r > 0 && avail - f.hdrlen >= f.len);
+	return ws->done || front_frame(ws, &f, &e) != 0;
 }
 
 static void
@@ -390,21 +405,15 @@ dp_ws_next(struct dp_ws *ws, struct dp_ws_msg *m, struct dp_err *err)
 {
 	struct dp_ws_frame	 f;
 	unsigned char		*pl;
-	size_t			 avail;
 	int			 r;
 
 	memset(m, 0, sizeof(*m));
 	if (ws->done)
 		return bad(err, DP_WS_ABNORMAL, "connection closed");
 	for (;;) {
-		avail = ws->in.len - ws->inoff;
-		if (avail == 0)
-			return 0;	/* (in.s may be NULL yet) */
-		r = dp_ws_frame_parse(ws->in.s + ws->inoff, avail, ws->server,
-		    ws->max, &f, err);
-		if (r < 0)
+		if ((r = front_frame(ws, &f, err)) < 0)
 			return fail(ws, err, err->code, err->msg);
-		if (r == 0 || avail - f.hdrlen < f.len)
+		if (r == 0)
 			return 0;
 		pl = (unsigned char *)ws->in.s + ws->inoff + f.hdrlen;
 		if (f.masked)

@@ -16,7 +16,7 @@
 #define POLL_MS		500	/* new entries are looked for this often */
 #define PENDING_MAX	(1024 * 1024)	/* stdout backlog that stops reading */
 #define FINAL_FLUSH_MS	2000	/* for the backlog once the pump ends */
-#define POLL_BATCH	500	/* entries per poll: its LIMIT 500 */
+#define POLL_BATCH	500	/* entries per poll (its LIMIT) */
 #define SESSION_MS	30000	/* login session re-check */
 
 static volatile sig_atomic_t got_term, got_int;
@@ -160,7 +160,8 @@ warnings(struct logs *l)
 	static const char sql[] =
 	    "SELECT message FROM environment_logs WHERE environment_id = $1 "
 	    "AND source = 'install' AND level = 'warning' "
-	    "AND message LIKE 'Command failed (exit %' AND id > (SELECT coalesce(max(id), 0) FROM environment_logs "
+	    "AND message LIKE 'Command failed (exit %' "
+	    "AND id > (SELECT coalesce(max(id), 0) FROM environment_logs "
 	    "WHERE environment_id = $1 AND source = 'install' "
 	    "AND message LIKE 'Running step 1/%') ORDER BY id";
 	struct json_object	*a = json_object_new_array();
@@ -322,7 +323,7 @@ poll_entries(struct logs *l)
 	    "FROM environments WHERE id = $1) FROM (SELECT 1) one "
 	    "LEFT JOIN LATERAL (SELECT " ENTRY_COLS " FROM environment_logs "
 	    "WHERE environment_id = $1 AND id > $2::bigint ORDER BY id "
-	    "LIMIT 500) x ON true ORDER BY x.id";
+	    "LIMIT " DP_XSTR(POLL_BATCH) ") x ON true ORDER BY x.id";
 	const char	*p[2] = { l->env.id, l->last_id };
 	const char	*s;
 	PGresult	*r;
