@@ -1067,8 +1067,7 @@ dp_lifecycle_reconcile(struct dp_db *db)
 		stuck_pass(db);
 		release_pass(db);
 		if ((i = dp_wsapp_sweep(db)) > 0)
-			dp_info("dropped %d stale WebSocket row(s) of this "
-			    "host", i);
+			dp_info("dropped %d dead WebSocket row(s)", i);
 		idle_pass(db);
 	}
 	if (now - last_purge >= PURGE_EVERY_MS) {

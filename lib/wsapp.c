@@ -180,18 +180,23 @@ exec_once(struct dp_db *db, const char *sql, int n, const char *const *p)
 /* ---- token, session ----------------------------------------------------- */
 
 int
-dp_wsapp_session_alive(struct dp_db *db, const struct dp_wsuser *u)
+dp_wsapp_session_alive(struct dp_db *db, const struct dp_wsuser *u,
+    const char *slot)
 {
 	static const char sql[] =
-	    "SELECT 1 FROM login_sessions s JOIN users u ON u.id = s.user_id "
-	    "WHERE s.id = $1 AND u.id = $2 AND s.revoked_at IS NULL "
-	    "AND u.is_active AND u.deleted_at IS NULL";
-	const char	*p[2] = { u->sid, u->id };
-	PGresult	*r = dp_db_exec(db, sql, 2, p);
+	    "WITH w AS (UPDATE ws_connections SET seen_at = now() "
+	    "WHERE id = $3 RETURNING id) "
+	    "SELECT EXISTS (SELECT 1 FROM login_sessions s JOIN users u "
+	    "ON u.id = s.user_id WHERE s.id = $1 AND u.id = $2 AND "
+	    "s.revoked_at IS NULL AND u.is_active AND u.deleted_at IS NULL), "
+	    "EXISTS (SELECT 1 FROM w)";
+	const char	*p[3] = { u->sid, u->id, slot };
+	PGresult	*r = dp_db_exec(db, sql, 3, p);
 	int		 rc = -1;
 
-	if (dp_db_ok(r))
-		rc = PQntuples(r) == 1;
+	if (dp_db_ok(r) && PQntuples(r) == 1)
+		rc = PQgetvalue(r, 0, 0)[0] != 't' ? 0 :
+		    PQgetvalue(r, 0, 1)[0] != 't' ? 2 : 1;
 	PQclear(r);
 	return rc;
 }
@@ -358,18 +363,20 @@ pid_alive(const char *s)
 
 
 /*
- * Rows of this host, with what says whether their process is gone:
- * columns id, pid, reserved (a reservation, pid 0, is alive for
- * DP_WS_RESERVE_S seconds), user_id.
+ * Rows with what says whether their process is gone: columns id, pid,
+ * reserved (a reservation, pid 0, is alive for DP_WS_RESERVE_S seconds),
+ * user_id, stale (not seen for devpocket_ws_stale(), sql/009_ws_seen.sql:
+ * dead whatever its host).  HOST_ROWS: this host's.
  */
-#define HOST_ROWS \
+#define ROWS \
 	"SELECT id, pid, pid = 0 AND started_at > now() - " \
-	"make_interval(secs => $2::int), user_id FROM ws_connections " \
-	"WHERE host = $1"
+	"make_interval(secs => $2::int), user_id, " \
+	"seen_at < now() - devpocket_ws_stale() FROM ws_connections "
+#define HOST_ROWS	ROWS "WHERE host = $1"
 
 /*
- * Rows from..to-1 of r (HOST_ROWS) whose process is gone, as an array
- * literal in dead ("{id,...}"); their count.
+ * Rows from..to-1 of r (ROWS: this host's, or stale) whose process is
+ * gone, as an array literal in dead ("{id,...}"); their count.
  */
 static int
 dead_of(const PGresult *r, int from, int to, struct dp_buf *dead)
@@ -380,9 +387,11 @@ dead_of(const PGresult *r, int from, int to, struct dp_buf *dead)
 	dp_buf_reset(dead);
 	dp_buf_addc(dead, '{');
 	for (i = from; i < to; i++) {
-		if (!dp_is_id(PQgetvalue(r, i, 0)) ||
-		    PQgetvalue(r, i, 2)[0] == 't' ||
-		    pid_alive(PQgetvalue(r, i, 1)))
+		if (!dp_is_id(PQgetvalue(r, i, 0)))
+			continue;
+		if (PQgetvalue(r, i, 4)[0] != 't' &&
+		    (PQgetvalue(r, i, 2)[0] == 't' ||
+		    pid_alive(PQgetvalue(r, i, 1))))
 			continue;
 		if (n++ > 0)
 			dp_buf_addc(dead, ',');
@@ -507,8 +516,9 @@ int
 dp_wsapp_slot_claim(struct dp_db *db, const char *slot, int pid)
 {
 	static const char claim[] =
-	    "WITH c AS (UPDATE ws_connections SET pid = $2::int WHERE id = $1 "
-	    "AND pid = 0 AND host = $3 RETURNING user_id, environment_id), "
+	    "WITH c AS (UPDATE ws_connections SET pid = $2::int, "
+	    "seen_at = now() WHERE id = $1 AND pid = 0 AND host = $3 "
+	    "RETURNING user_id, environment_id), "
 	    "e AS (UPDATE environments SET last_accessed = now(), "
 	    "last_activity = now() WHERE id = (SELECT environment_id FROM c)) "
 	    "SELECT user_id FROM c";
@@ -562,12 +572,16 @@ dp_wsapp_slot_free(struct dp_db *db, const char *slot)
  * A user's next socket here drops that user's dead rows; one who does not
  * come back would keep them for ever, holding slots and keeping the
  * environment from its idle stop (§4.4 counts them as open sockets).
- * Rows of other hosts are for those hosts' workers.
+ * Other hosts' rows whose process is gone are for those hosts' workers,
+ * but rows not seen for devpocket_ws_stale() (sql/009_ws_seen.sql) are
+ * dead whatever their host: a host gone for good, or one without a
+ * worker, leaves rows no one else would drop.
  */
 int
 dp_wsapp_sweep(struct dp_db *db)
 {
-	static const char rows[] = HOST_ROWS " ORDER BY user_id";
+	static const char rows[] = HOST_ROWS
+	    " OR seen_at < now() - devpocket_ws_stale() ORDER BY user_id";
 	static const char drop[] =
 	    "SELECT devpocket_ws_drop($1, $2::text[])";
 	struct dp_buf	 dead = { 0 };

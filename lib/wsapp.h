@@ -60,8 +60,14 @@ struct dp_wsuser {
 	bool	 verified;
 };
 
-/* True while the login session sid of user stays valid; -1 on failure. */
-int	 dp_wsapp_session_alive(struct dp_db *, const struct dp_wsuser *);
+/*
+ * The periodic check of a socket holding slot: stamps the slot's row
+ * seen (sql/009_ws_seen.sql) and asks for the login session sid of the
+ * user.  1 both there, 0 the session revoked (or the user disabled), 2
+ * the row gone (dropped as stale), -1 on failure.
+ */
+int	 dp_wsapp_session_alive(struct dp_db *, const struct dp_wsuser *,
+	    const char *slot);
 
 /* The environment a socket targets, owned by the user. */
 struct dp_wsenv {
@@ -118,9 +124,10 @@ int	 dp_wsapp_slot_session(struct dp_db *, const char *slot,
 	    const char *session_id);
 int	 dp_wsapp_slot_free(struct dp_db *, const char *slot);
 /*
- * The worker's sweep of stale WebSocket rows: this host's rows whose
- * process is gone, and reservations never claimed, dropped with their
- * sessions ended (1006).  The count dropped, or -1.
+ * The worker's sweep of dead WebSocket rows: this host's rows whose
+ * process is gone, reservations never claimed, and any host's rows not
+ * seen for devpocket_ws_stale() (sql/009_ws_seen.sql), dropped with
+ * their sessions ended (1006).  The count dropped, or -1.
  */
 int	 dp_wsapp_sweep(struct dp_db *);
 

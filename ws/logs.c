@@ -468,8 +468,12 @@ pump(struct logs *l, const sigset_t *waitmask)
 			l->more = poll_entries(l) == 1;
 		if (!l->done && now - l->last_auth >= l->check_ms) {
 			l->last_auth = now;
-			if (dp_wsapp_session_alive(l->db, &l->user) == 0)
+			r = dp_wsapp_session_alive(l->db, &l->user, l->slot);
+			if (r == 0)
 				closing(l, 1008, "Authentication failed");
+			else if (r == 2)
+				closing(l, 1011,
+				    "Service temporarily unavailable");
 		}
 		if (!l->done && now - l->last_client >= l->idle_ms)
 			closing(l, 1000, "Idle timeout");

@@ -402,14 +402,17 @@ check_query(struct term *t, bool mark, struct check_res *c)
 	    "WITH s AS (UPDATE terminal_sessions SET bytes_in = $4::bigint, "
 	    "bytes_out = $5::bigint WHERE id = $3 RETURNING id), "
 	    "e AS (UPDATE environments SET last_activity = now() "
-	    "WHERE id = $1 AND $6::bool RETURNING id) "
+	    "WHERE id = $1 AND $6::bool RETURNING id), "
+	    "w AS (UPDATE ws_connections SET seen_at = now() WHERE id = $7 "
+	    "RETURNING id) "
 	    "SELECT (SELECT status FROM environments WHERE id = $1), "
 	    "EXISTS (SELECT 1 FROM login_sessions l JOIN users u "
 	    "ON u.id = l.user_id WHERE l.id = $2 AND l.revoked_at IS NULL "
 	    "AND u.is_active AND u.deleted_at IS NULL), "
-	    "EXISTS (SELECT 1 FROM s), (SELECT count(*) FROM e)";
+	    "EXISTS (SELECT 1 FROM s), (SELECT count(*) FROM e), "
+	    "EXISTS (SELECT 1 FROM w)";
 	char		 bi[24], bo[24];
-	const char	*p[6], *status, *why = NULL;
+	const char	*p[7], *status, *why = NULL;
 	PGresult	*r = NULL;
 
 	memset(c, 0, sizeof(*c));
@@ -424,7 +427,8 @@ check_query(struct term *t, bool mark, struct check_res *c)
 	p[3] = bi;
 	p[4] = bo;
 	p[5] = mark ? "true" : "false";
-	r = dp_db_exec(t->db, sql, 6, p);
+	p[6] = t->slot;
+	r = dp_db_exec(t->db, sql, 7, p);
 	if (!dp_db_ok(r) || PQntuples(r) != 1)
 		goto out;
 	c->v = V_OK;
@@ -440,6 +444,11 @@ check_query(struct term *t, bool mark, struct check_res *c)
 	} else if (PQgetvalue(r, 0, 2)[0] != 't') {
 		c->v = V_CLOSE;
 		why = "Session terminated";
+	} else if (PQgetvalue(r, 0, 4)[0] != 't') {
+		/* Dropped as stale (sql/009_ws_seen.sql): no longer counted. */
+		c->v = V_CLOSE;
+		c->code = 1011;
+		why = "Service temporarily unavailable";
 	}
 	if (why != NULL)
 		snprintf(c->reason, sizeof(c->reason), "%s", why);
@@ -558,7 +567,8 @@ check(struct term *t, bool ended)
 	argv[5] = bi;
 	argv[6] = bo;
 	argv[7] = (char *)(mark ? "1" : "0");
-	argv[8] = NULL;
+	argv[8] = t->slot;
+	argv[9] = NULL;
 	if ((pid = helper_spawn(argv, false, &fd)) < 0)
 		goto out;
 	end = dp_mono_ms() + CHECK_WAIT_MS;
@@ -1370,7 +1380,10 @@ out:
 	return rc;
 }
 #else
-/* terminal-full --check ENV SID SESSION BYTES_IN BYTES_OUT MARK (the pump) */
+/*
+ * terminal-full --check ENV SID SESSION BYTES_IN BYTES_OUT MARK SLOT (the
+ * pump)
+ */
 static int
 helper_check(struct term *t, char *argv[])
 {
@@ -1380,11 +1393,12 @@ helper_check(struct term *t, char *argv[])
 	if (!dp_is_id(argv[0]) || !dp_is_id(argv[1]) || !dp_is_id(argv[2]) ||
 	    dp_parse_int64(argv[3], 0, INT64_MAX, &bi) < 0 ||
 	    dp_parse_int64(argv[4], 0, INT64_MAX, &bo) < 0 ||
-	    dp_parse_int64(argv[5], 0, 1, &mark) < 0)
+	    dp_parse_int64(argv[5], 0, 1, &mark) < 0 || !dp_is_id(argv[6]))
 		return 2;
 	memcpy(t->env.id, argv[0], 25);
 	memcpy(t->user.sid, argv[1], 25);
 	memcpy(t->session, argv[2], 25);
+	memcpy(t->slot, argv[6], 25);
 	t->bytes_in = bi;
 	t->bytes_out = bo;
 	check_query(t, mark == 1, &c);
@@ -1463,7 +1477,7 @@ main(int argc, char *argv[])
 		    refuse(&t, 1011, "Service temporarily unavailable");
 		goto out;
 	}
-	if (argc == 8 && strcmp(argv[1], "--check") == 0) {
+	if (argc == 9 && strcmp(argv[1], "--check") == 0) {
 		rc = helper_check(&t, argv + 2);
 		t.session[0] = t.slot[0] = '\0';
 		goto out;

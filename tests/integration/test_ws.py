@@ -1265,6 +1265,86 @@ def test_ws_dead_terminal_row_counts_as_its_close():
        "last_activity is the drop's")
 
 
+def seen_age(slot):
+    """Seconds since the row's last stamp (sql/009_ws_seen.sql), or None."""
+    rows = sql("SELECT extract(epoch FROM now() - seen_at)::int FROM "
+               "ws_connections WHERE id = :'p1'", slot)
+    return int(rows[0][0]) if rows else None
+
+
+def test_ws_rows_stamped_and_stale_ones_dropped():
+    """Every socket stamps its row at its periodic check; a row not seen
+    for 10 minutes is dead whatever its host and process (a host gone for
+    good leaves rows whose pid means nothing here): the user's next
+    socket drops it, and the socket that held it, should it still live,
+    closes 1011 at its next check instead of holding an uncounted slot."""
+    u, env = env_user()
+    a, _ = open_term(u, env)
+    tok = u["access_token"]
+    logs = wsclient.connect("/api/v1/ws/logs/%s?token=%s&lines=0" % (env, tok))
+    eq(logs.recv(10)["type"], "welcome", "logs welcome")
+    wait_slots(u["id"], 2)
+    rows = dict(sql("SELECT kind, id FROM ws_connections WHERE user_id = "
+                    ":'p1'", u["id"]))
+    deadline = time.time() + 5      # the pump's claim stamps it too
+    while time.time() < deadline and slot_pid(rows["terminal"]) == 0:
+        time.sleep(0.05)
+    session = sql("SELECT session_id FROM ws_connections WHERE id = :'p1'",
+                  rows["terminal"])[0][0]
+    sql("UPDATE ws_connections SET seen_at = now() - interval '11 minutes' "
+        "WHERE id = :'p1'", rows["terminal"])
+    sql("UPDATE ws_connections SET seen_at = now() - interval '5 minutes' "
+        "WHERE id = :'p1'", rows["logs"])
+    b, _ = open_term(u, env)
+    eq(slot_pid(rows["terminal"]), None, "the stale row, dropped by the "
+       "next socket although its process lives")
+    eq(sql("SELECT active, close_code FROM terminal_sessions WHERE id = "
+           ":'p1'", session), [["f", "1006"]], "its session row")
+    check(seen_age(rows["logs"]) >= 290, "a row 5 minutes old stays")
+    m, _ = a.until(lambda m: m["type"] == "close", timeout=40,
+                   what="close of the socket whose row was dropped")
+    eq(m, {"type": "close", "code": 1011,
+           "reason": "Service temporarily unavailable"}, "close")
+    deadline = time.time() + 40
+    while time.time() < deadline and seen_age(rows["logs"]) >= 290:
+        time.sleep(0.2)
+    check(seen_age(rows["logs"]) < 60, "the logs socket stamped its row")
+    b.close()
+    logs.close()
+    wait_slots(u["id"], 0)
+
+
+def test_ws_worker_drops_stale_rows_of_any_host():
+    """The worker's sweep drops rows of another host not seen for 10
+    minutes (their pid is meaningless here: 1 runs on every host), ending
+    their sessions with 1006 and counting as the close (§4.4); a row of
+    another host seen lately stays, whatever its pid."""
+    u, env = env_user()
+    gone, fresh, session = unique_id(), unique_id(), unique_id()
+    sql("UPDATE environments SET last_activity = now() - interval "
+        "'2 hours' WHERE id = :'p1'", env)
+    sql("INSERT INTO terminal_sessions (id, user_id, type, environment_id) "
+        "VALUES (:'p1', :'p2', 'environment', :'p3')", session, u["id"], env)
+    sql("INSERT INTO ws_connections (id, user_id, kind, environment_id, pid, "
+        "host, session_id, seen_at) VALUES (:'p1', :'p2', 'terminal', "
+        ":'p3', 1, 'gone.invalid', :'p4', now() - interval '11 minutes')",
+        gone, u["id"], env, session)
+    sql("INSERT INTO ws_connections (id, user_id, kind, environment_id, pid, "
+        "host) VALUES (:'p1', :'p2', 'logs', :'p3', 999999, 'other.invalid')",
+        fresh, u["id"], env)
+    deadline = time.time() + 20     # the sweep runs every 10 s
+    while time.time() < deadline and slot_pid(gone) is not None:
+        time.sleep(0.1)
+    eq(slot_pid(gone), None, "the stale row, dropped by the sweep")
+    eq(sql("SELECT active, close_code FROM terminal_sessions WHERE id = "
+           ":'p1'", session), [["f", "1006"]], "its session row")
+    eq(sql("SELECT last_activity > now() - interval '1 minute' FROM "
+           "environments WHERE id = :'p1'", env), [["t"]],
+       "last_activity is the drop's")
+    eq(slot_pid(fresh), 999999, "another host's row seen lately stays")
+    sql("DELETE FROM ws_connections WHERE id = :'p1'", fresh)
+
+
 def test_ws_no_token_in_websocketd_log():
     """Behind nginx the access token travels to websocketd in a header:
     websocketd writes the socket's URL into its log (the killed clients
