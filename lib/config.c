@@ -1021,6 +1021,14 @@ check_plans(const struct dp_config *cfg, struct dp_err *err)
 	return 0;
 }
 
+static char	*loaded;	/* the file of the last load */
+
+const char *
+dp_config_path(void)
+{
+	return loaded;
+}
+
 int
 dp_config_load(struct dp_config *cfg, const char *path, bool required,
     struct dp_err *err)
@@ -1043,6 +1051,8 @@ dp_config_load(struct dp_config *cfg, const char *path, bool required,
 	dp_config_release(cfg);
 	memcpy(cfg, &tmp, sizeof(*cfg));
 	memset(&tmp, 0, sizeof(tmp));
+	free(loaded);
+	loaded = dp_xstrdup(path);
 	rc = 0;
 out:
 	dp_config_release(&tmp);

@@ -111,6 +111,8 @@ int	 dp_config_set(struct dp_config *, const char *section, const char *key,
 	    const char *value, struct dp_err *err);
 /* Write every key with its current value as INI text (secrets masked). */
 void	 dp_config_dump(const struct dp_config *, struct dp_buf *, bool mask);
+/* The file of the last successful dp_config_load (NULL before one). */
+const char *dp_config_path(void);
 /* Path from --config, else $DEVPOCKET_CONF, else SYSCONFDIR/devpocket/devpocket.conf. */
 const char *dp_config_default_path(void);
 /* Plan by name; -1 when unknown. */

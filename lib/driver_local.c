@@ -1836,8 +1836,120 @@ add_sandbox_env(struct strv *sv, char *const *envp)
 	}
 }
 
-/* The environment's view: read-only system, its own folder, nothing of
- * the other environments. */
+/*
+ * What of the service an environment must not see.  A worker that is not
+ * root runs environments as its own user (resolve_user), which may read
+ * the configuration (the database URL, the SMTP password), the signing
+ * keys (anyone holding jwt.key mints an admin's token), the mail folder
+ * (reset links) and the state, and talk to the responders and PostgreSQL
+ * (peer authentication) on their sockets.  Each path (made absolute;
+ * NULL, empty, relative or missing ones are skipped) goes into hide[] as
+ * "d" + folder or "f" + file: a folder at least two levels deep is hidden
+ * whole (/etc/devpocket, never /etc), else the file alone.
+ */
+#define NHIDE	16
+
+static int
+path_depth(const char *p)
+{
+	int	 n = 0;
+
+	for (; *p != '\0'; p++)
+		if (*p == '/' && p[1] != '/' && p[1] != '\0')
+			n++;
+	return n;
+}
+
+static void
+hide_add(char hide[NHIDE][PATH_MAX + 1], int *n, const char *path,
+    bool file)
+{
+	char		 abs[PATH_MAX], *slash;
+	struct stat	 st;
+
+	if (*n >= NHIDE || path == NULL || path[0] == '\0' ||
+	    realpath(path, abs) == NULL || stat(abs, &st) < 0)
+		return;
+	if (file && S_ISDIR(st.st_mode))
+		file = false;
+	if (file && (slash = strrchr(abs, '/')) != NULL && slash != abs) {
+		*slash = '\0';
+		if (path_depth(abs) >= 2)
+			file = false;		/* its folder */
+		else
+			*slash = '/';
+	}
+	if (!file && path_depth(abs) < 2)
+		return;			/* never /, /etc, /run… */
+	(void)dp_sfmt(hide[(*n)++], PATH_MAX + 1, "%c%s", file ? 'f' : 'd',
+	    abs);
+}
+
+/* Under (or at) folder d, a hide[] entry's path. */
+static bool
+path_within(const char *p, const char *d)
+{
+	size_t	 n = strlen(d);
+
+	return strncmp(p, d, n) == 0 && (p[n] == '\0' || p[n] == '/');
+}
+
+static void
+add_hidden(struct strv *sv)
+{
+	static char	 hide[NHIDE][PATH_MAX + 1];
+	const char	*u = dp_cfg.db_url, *h;
+	char		 conf[PATH_MAX + 8], host[PATH_MAX];
+	int		 i, j, n = 0;
+	bool		 inner;
+
+	if ((h = dp_config_path()) != NULL) {
+		/* The file and its drop-ins (lib/config.c). */
+		hide_add(hide, &n, h, true);
+		if (strrchr(h, '/') == NULL)
+			(void)dp_sfmt(conf, sizeof(conf), "conf.d");
+		else
+			(void)dp_sfmt(conf, sizeof(conf), "%.*s/conf.d",
+			    (int)(strrchr(h, '/') - h), h);
+		hide_add(hide, &n, conf, false);
+	}
+	hide_add(hide, &n, dp_cfg.auth_jwt_key_file, true);
+	hide_add(hide, &n, dp_cfg.auth_secret_key_file, true);
+	hide_add(hide, &n, dp_cfg.mail_file_dir, false);
+	hide_add(hide, &n, dp_cfg.web_runtime_dir, false);
+	hide_add(hide, &n, dp_cfg.web_state_dir, false);
+	hide_add(hide, &n, "/run/devpocket", false);
+	hide_add(hide, &n, "/run/postgresql", false);
+	/* A conninfo's host=/socket/folder. */
+	if (u != NULL && (h = strstr(u, "host=/")) != NULL &&
+	    (h == u || h[-1] == ' ')) {
+		h += 5;
+		(void)dp_sfmt(host, sizeof(host), "%.*s",
+		    (int)strcspn(h, " "), h);
+		hide_add(hide, &n, host, false);
+	}
+	for (i = 0; i < n; i++) {
+		/* One inside a hidden folder (or a copy) needs nothing. */
+		inner = false;
+		for (j = 0; j < n && !inner; j++)
+			inner = j != i && hide[j][0] == 'd' &&
+			    path_within(hide[i] + 1, hide[j] + 1) &&
+			    (strcmp(hide[i] + 1, hide[j] + 1) != 0 || j < i);
+		if (inner)
+			continue;
+		if (hide[i][0] == 'd') {
+			strv_add(sv, "--tmpfs");
+			strv_add(sv, hide[i] + 1);
+		} else {
+			strv_add(sv, "--ro-bind");
+			strv_add(sv, "/dev/null");
+			strv_add(sv, hide[i] + 1);
+		}
+	}
+}
+
+/* The environment's view: read-only system, nothing of the service
+ * (add_hidden), its own folder, nothing of the other environments. */
 static void
 add_mounts(struct strv *sv, const struct lenv *e)
 {
@@ -1850,6 +1962,7 @@ add_mounts(struct strv *sv, const struct lenv *e)
 	strv_add(sv, "/dev");
 	strv_add(sv, "--tmpfs");
 	strv_add(sv, "/tmp");
+	add_hidden(sv);
 	/* Hide the other environments, then show this one. */
 	if (strcmp(e->root, "/") != 0) {
 		strv_add(sv, "--tmpfs");

@@ -650,6 +650,50 @@ def test_ws_tmux_client_stays_sandboxed():
     eq(ns, sandbox_pid_ns(env), "it is in the environment's pid namespace")
 
 
+def stack_conf(section, key):
+    """A key of the stack's devpocket.conf (None when absent)."""
+    import configparser
+    c = configparser.ConfigParser(interpolation=None)
+    c.read(os.path.join(VAR, "devpocket.conf"))
+    return c.get(section, key, fallback=None)
+
+
+def test_ws_sandbox_hides_the_service():
+    """An environment sees nothing of the service: not its configuration
+    (database URL, SMTP password), not its keys (jwt.key mints anyone's
+    token), not the mail folder, the state or the responders' and
+    PostgreSQL's sockets.  A packaged worker runs environments as the
+    service's own user, which could read them all; here they run as
+    nobody, and the view must be the same.  The system stays readable."""
+    u, env = env_user()
+    if not sandboxed(env):
+        fail("this test needs the stack's environments in bubblewrap")
+    out = os.path.join(env_dir(env), "home", "hidden-%s.txt" % uuid_hex())
+    files = [os.path.join(VAR, "devpocket.conf"),
+             stack_conf("auth", "jwt_key_file"),
+             stack_conf("auth", "secret_key_file")]
+    for f in files:
+        check(f and os.path.getsize(f) > 0, "%s has something to hide" % f)
+    dirs = [stack_conf("web", "runtime_dir"), stack_conf("mail", "file_dir"),
+            stack_conf("web", "state_dir"), harness.PG_SOCK,
+            "/run/postgresql"]
+    cmd = ("{ cat %s 2>/dev/null | wc -c; "
+           "find %s -mindepth 1 2>/dev/null | wc -l; "
+           "ls -A %s; test -r /etc/passwd && echo system; } > %s.tmp; "
+           "mv %s.tmp %s" % (" ".join(files), " ".join(dirs), VAR, out, out,
+                              out))
+    ws, _ = open_term(u, env)
+    ws.send({"type": "input", "data": cmd + "\r"})
+    deadline = time.time() + 15
+    while time.time() < deadline and not os.path.exists(out):
+        time.sleep(0.1)
+    ws.close()
+    with open(out) as f:
+        got = f.read().split()
+    eq(got, ["0", "0", "envs", "system"], "bytes of the service's files, "
+       "entries of its folders, what is left of its var folder, /etc")
+
+
 def own_sandbox_when(env, u, record):
     """With server.pid rewritten to record (restored after), the client
     cannot join the running sandbox; it must get a sandbox of its own with
