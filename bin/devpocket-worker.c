@@ -16,6 +16,7 @@
 #include "auth.h"
 #include "lifecycle.h"
 #include "log.h"
+#include "mail.h"
 #include "util.h"
 
 /* Longest wait for a notification before looking at the table anyway. */
@@ -295,7 +296,8 @@ main(int argc, char *argv[])
 	}
 	env = getenv("DEVPOCKET_CONF");
 	required = path != NULL || (env != NULL && *env != '\0');
-	if (dp_config_load(&dp_cfg, path, required, &err) == -1) {
+	if (dp_config_load(&dp_cfg, path, required, &err) == -1 ||
+	    dp_mail_config_check(&dp_cfg, &err) == -1) {
 		fprintf(stderr, "devpocket-worker: %s\n", err.msg);
 		goto out;
 	}

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <termios.h>
 #include <unistd.h>
 
 #include "config.h"
@@ -19,6 +20,7 @@
 #include "validate.h"
 #include "db.h"
 #include "log.h"
+#include "mail.h"
 #include "password.h"
 #include "util.h"
 #include "validate.h"
@@ -446,14 +448,28 @@ print_field(const char *s)
 		putchar((unsigned char)*s < 0x20 || *s == 0x7f ? '?' : *s);
 }
 
-/* Read one line (the password) from stdin into b; 0 or -1. */
+/*
+ * Read one line (the password) from stdin into b; 0 or -1.  On a
+ * terminal it asks on stderr and does not echo what is typed.
+ */
 static int
 read_password_line(struct dp_buf *b)
 {
-	char	 line[PASSWORD_LINE + 2];
-	size_t	 n;
-	int	 rc = -1;
+	struct termios	 old, quiet;
+	char		 line[PASSWORD_LINE + 2];
+	size_t		 n;
+	int		 rc = -1;
+	bool		 tty;
 
+	tty = isatty(STDIN_FILENO) && tcgetattr(STDIN_FILENO, &old) == 0;
+	if (tty) {
+		fputs("Password: ", stderr);
+		fflush(stderr);
+		quiet = old;
+		quiet.c_lflag &= ~(tcflag_t)ECHO;
+		quiet.c_lflag |= ECHONL;
+		(void)tcsetattr(STDIN_FILENO, TCSAFLUSH, &quiet);
+	}
 	if (fgets(line, sizeof(line), stdin) == NULL) {
 		complain("no password on standard input");
 		goto out;
@@ -470,6 +486,8 @@ read_password_line(struct dp_buf *b)
 	dp_buf_add(b, line, n);
 	rc = 0;
 out:
+	if (tty)
+		(void)tcsetattr(STDIN_FILENO, TCSAFLUSH, &old);
 	explicit_bzero(line, sizeof(line));
 	return rc;
 }
@@ -969,6 +987,8 @@ check_mail(void)
 {
 	const char	*t = dp_cfg.mail_transport;
 	const char	*url = dp_cfg.mail_smtp_url;
+	struct dp_buf	 shown = { 0 };
+	struct dp_err	 err = { 0 };
 	struct stat	 st;
 
 	if (strcmp(t, "file") == 0) {
@@ -987,14 +1007,15 @@ check_mail(void)
 	} else if (strcmp(t, "smtp") == 0 || strcmp(t, "smtps") == 0) {
 		if (url == NULL || *url == '\0')
 			check_line(false, "mail", "%s: smtp_url is not set", t);
-		else if (!dp_startswith(url, "smtp://") &&
-		    !dp_startswith(url, "smtps://"))
-			check_line(false, "mail", "%s: smtp_url is not an "
-			    "smtp:// or smtps:// URL", t);
-		else
-			check_line(true, "mail", "%s via %s", t, url);
+		else {
+			dp_redact(url, &shown);
+			check_line(true, "mail", "%s via %s", t, shown.s);
+		}
 	} else
 		check_line(true, "mail", "%s: mail is discarded", t);
+	if (dp_mail_config_check(&dp_cfg, &err) == -1)
+		check_line(false, "mail", "%s", err.msg);
+	dp_buf_release(&shown);
 }
 
 static int

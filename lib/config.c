@@ -202,7 +202,7 @@ static const struct key keys[] = {
 	    0, STRMAX, NULL, KF_SECRET },
 	B("mail", "smtp_starttls", mail_smtp_starttls, "true"),
 	B("mail", "smtp_insecure", mail_smtp_insecure, "false"),
-	I("mail", "smtp_timeout", mail_smtp_timeout, "30", 1, 600),
+	I("mail", "smtp_timeout", mail_smtp_timeout, "30", 1, 300),
 
 	U("google", "jwks_url", google_jwks_url,
 	    "https://www.googleapis.com/oauth2/v3/certs", "http|https"),
@@ -1086,8 +1086,11 @@ dp_config_dump(const struct dp_config *cfg, struct dp_buf *out, bool mask)
 			if (s == NULL)
 				s = "";
 			if (mask && (keys[i].flags & KF_SECRET) && *s != '\0')
-				s = "********";
-			dp_buf_adds(out, s);
+				dp_buf_adds(out, "********");
+			else if (mask)
+				dp_redact(s, out);	/* URLs' passwords */
+			else
+				dp_buf_adds(out, s);
 			break;
 		}
 		dp_buf_addc(out, '\n');

@@ -19,10 +19,18 @@
 #define MAIL_DEPTH	4
 
 static const char sql_enqueue[] =
-    "INSERT INTO jobs (kind, payload, run_at) "
-    "SELECT $1, p, now() + $3::double precision * interval '1 second' "
-    "FROM (SELECT $2::jsonb AS p) AS s WHERE jsonb_typeof(p) = 'object' "
-    "RETURNING id";
+    "INSERT INTO jobs (kind, payload, run_at, max_attempts) "
+    "SELECT $1, p, now() + $3::double precision * interval '1 second', "
+    "$4::int FROM (SELECT $2::jsonb AS p) AS s "
+    "WHERE jsonb_typeof(p) = 'object' RETURNING id";
+
+/*
+ * Attempts of a job; a mail's ride out a relay's outage of hours (the
+ * backoff reaches its hour at the tenth: 24 attempts span about 16 h)
+ * instead of losing the message (and its link) after 21 minutes.
+ */
+#define JOB_ATTEMPTS	8
+#define MAIL_ATTEMPTS	24
 
 static const char sql_notify[] =
     "SELECT pg_notify('" DP_JOBS_CHANNEL "', $1)";
@@ -116,8 +124,8 @@ int
 dp_job_enqueue(struct dp_db *db, const char *kind, const char *payload_json,
     int64_t delay_seconds)
 {
-	const char	*params[3];
-	char		 delay[32];
+	const char	*params[4];
+	char		 delay[32], attempts[16];
 	PGresult	*r = NULL;
 	bool		 txn;
 	int		 rc = -1;
@@ -142,7 +150,10 @@ dp_job_enqueue(struct dp_db *db, const char *kind, const char *payload_json,
 	params[0] = kind;
 	params[1] = payload_json;
 	params[2] = delay;
-	r = dp_db_exec(db, sql_enqueue, 3, params);
+	(void)snprintf(attempts, sizeof(attempts), "%d",
+	    strcmp(kind, "mail") == 0 ? MAIL_ATTEMPTS : JOB_ATTEMPTS);
+	params[3] = attempts;
+	r = dp_db_exec(db, sql_enqueue, 4, params);
 	if (!dp_db_ok(r))
 		goto out;
 	if (PQntuples(r) != 1) {
@@ -173,6 +184,8 @@ dp_job_enqueue_mail(struct dp_db *db, const char *to, const char *subject,
     const char *body)
 {
 	json_object	*o;
+	unsigned char	 rnd[16];
+	char		 mid[sizeof(rnd) * 2 + 1];
 	int		 rc = -1;
 
 	o = json_object_new_object();
@@ -180,9 +193,12 @@ dp_job_enqueue_mail(struct dp_db *db, const char *to, const char *subject,
 		dp_error("job enqueue: mail without to, subject or body");
 		goto out;
 	}
+	dp_random(rnd, sizeof(rnd));
+	dp_hex(mid, rnd, sizeof(rnd));
 	json_object_object_add(o, "to", json_object_new_string(to));
 	json_object_object_add(o, "subject", json_object_new_string(subject));
 	json_object_object_add(o, "body", json_object_new_string(body));
+	json_object_object_add(o, "message_id", json_object_new_string(mid));
 	rc = dp_job_enqueue(db, "mail",
 	    json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN), 0);
 out:
@@ -458,10 +474,15 @@ dp_job_mail(struct dp_db *db, const char *payload_json, struct dp_err *err)
 		    "and body");
 		goto out;
 	}
-	if (dp_mail_compose(&msg, dp_cfg.mail_from, to, subject, body,
-	    err) == -1)
+	if (dp_mail_compose_id(&msg, dp_cfg.mail_from, to, subject, body,
+	    member_string(o, "message_id"), err) == -1)
 		goto out;
-	if (dp_mail_deliver(&dp_cfg, to, &msg, err) == -1) {
+	switch (dp_mail_deliver(&dp_cfg, to, &msg, err)) {
+	case 0:
+		break;
+	case DP_MAIL_REFUSED:
+		goto out;		/* permanent */
+	default:
 		rc = DP_JOB_RETRY;
 		goto out;
 	}

@@ -24,8 +24,13 @@
 #define MAIL_ADDR_MAX		512	/* a From or To header value */
 #define MAIL_SUBJECT_MAX	512	/* raw UTF-8 bytes */
 #define MAIL_KEY_MAX		64	/* placeholder or template name */
-/* Raw bytes per encoded-word: 60 base64 chars, 72 with the markers. */
+/*
+ * Raw bytes per encoded-word: 60 base64 chars, 72 with the markers, 73
+ * with the folding space: RFC 2047 2 allows 76 per line.  The first word
+ * shares its line with "Subject: " or "From: ": 39 bytes, 52 chars.
+ */
 #define MAIL_EWORD_RAW		45
+#define MAIL_EWORD_FIRST	39
 
 /* Length of the valid UTF-8 sequence at s (n bytes left), 0 if invalid. */
 static size_t
@@ -104,9 +109,10 @@ base64(struct dp_buf *out, const unsigned char *in, size_t n)
 }
 
 /*
- * Find the bare address in "addr" or "Name <addr>": printable ASCII
- * only (no CR, LF, NUL or other controls, which would allow header or
- * SMTP command injection), one '@' with something on each side.
+ * Find the bare address in "addr" or "Name <addr>": no CR, LF, NUL or
+ * other controls anywhere (they would allow header or SMTP command
+ * injection), the address in printable ASCII with one '@' and something
+ * on each side, a name in valid UTF-8 (mail_phrase writes it).
  */
 static int
 mail_addr(const char *what, const char *s, const char **ap, size_t *alen,
@@ -126,11 +132,15 @@ mail_addr(const char *what, const char *s, const char **ap, size_t *alen,
 		goto out;
 	}
 	for (p = s; *p; p++)
-		if ((unsigned char)*p < 0x20 || (unsigned char)*p >= 0x7f) {
-			dp_err_set(err, EINVAL, "%s: control or non-ASCII "
-			    "character in address", what);
+		if ((unsigned char)*p < 0x20 || (unsigned char)*p == 0x7f) {
+			dp_err_set(err, EINVAL, "%s: control character in "
+			    "address", what);
 			goto out;
 		}
+	if (!utf8_valid(s, n)) {
+		dp_err_set(err, EINVAL, "%s: not valid UTF-8", what);
+		goto out;
+	}
 	if ((a = strrchr(s, '<')) != NULL) {
 		a++;
 		if ((e = strchr(a, '>')) == NULL) {
@@ -154,7 +164,8 @@ mail_addr(const char *what, const char *s, const char **ap, size_t *alen,
 	}
 	for (p = a; p < e; p++)
 		if (*p == ' ' || *p == '\t' || *p == '<' || *p == '>' ||
-		    *p == '"' || *p == ',' || *p == '(' || *p == ')') {
+		    *p == '"' || *p == ',' || *p == '(' || *p == ')' ||
+		    (unsigned char)*p >= 0x80) {
 			dp_err_set(err, EINVAL, "%s: invalid character in "
 			    "address", what);
 			goto out;
@@ -172,12 +183,95 @@ out:
 	return rc;
 }
 
+/*
+ * s (n bytes, valid UTF-8) as RFC 2047 B encoded-words, never splitting a
+ * UTF-8 sequence, the first word at most first raw bytes (it shares its
+ * line with the header's name), the others MAIL_EWORD_RAW, each on a line
+ * of its own.
+ */
+static void
+add_ewords(struct dp_buf *out, const char *str, size_t n, size_t first)
+{
+	const unsigned char	*s = (const unsigned char *)str;
+	size_t			 i, k, chunk, max = first;
+
+	for (i = 0; i < n; i += chunk, max = MAIL_EWORD_RAW) {
+		for (chunk = 0; i + chunk < n; chunk += k) {
+			k = utf8_seq(s + i + chunk, n - i - chunk);
+			if (chunk + k > max)
+				break;
+		}
+		if (i > 0)
+			dp_buf_adds(out, "\r\n ");
+		dp_buf_adds(out, "=?UTF-8?B?");
+		base64(out, s + i, chunk);
+		dp_buf_adds(out, "?=");
+	}
+}
+
+/*
+ * "Name: " and the mailbox s (mail_addr checked it): the address alone,
+ * or the display name as it is when it is atoms and spaces, quoted when it
+ * holds specials (RFC 5322 3.2.3: "Acme, Inc." is one name, not two
+ * mailboxes), encoded-words when it holds non-ASCII (RFC 2047 5(3)), then
+ * <address>.
+ */
+static void
+add_mailbox(struct dp_buf *out, const char *name, const char *s,
+    const char *a, size_t alen)
+{
+	const char	*d = s, *e = a, *p;
+	bool		 ascii = true, special = false, quoted = false;
+
+	dp_buf_printf(out, "%s: ", name);
+	if (strrchr(s, '<') != NULL) {
+		e = strrchr(s, '<');
+		while (d < e && (*d == ' ' || *d == '\t'))
+			d++;
+		while (e > d && (e[-1] == ' ' || e[-1] == '\t'))
+			e--;
+		quoted = e - d >= 2 && *d == '"' && e[-1] == '"' &&
+		    e[-2] != '\\';
+	} else
+		e = d;
+	for (p = d; p < e; p++) {
+		if ((unsigned char)*p >= 0x80)
+			ascii = false;
+		else if (strchr("()<>[]:;@\\,.\"", *p) != NULL)
+			special = true;
+	}
+	if (e > d && !ascii) {
+		if (quoted) {
+			d++;
+			e--;
+		}
+		add_ewords(out, d, (size_t)(e - d), MAIL_EWORD_FIRST);
+		/* Its own line: an encoded-word's is at most 76. */
+		dp_buf_printf(out, "\r\n <%.*s>\r\n", (int)alen, a);
+		return;
+	}
+	if (e > d && special && !quoted) {
+		dp_buf_addc(out, '"');
+		for (p = d; p < e; p++) {
+			if (*p == '"' || *p == '\\')
+				dp_buf_addc(out, '\\');
+			dp_buf_addc(out, *p);
+		}
+		dp_buf_addc(out, '"');
+	} else if (e > d)
+		dp_buf_add(out, d, (size_t)(e - d));
+	if (e > d)
+		dp_buf_printf(out, " <%.*s>\r\n", (int)alen, a);
+	else
+		dp_buf_printf(out, "%.*s\r\n", (int)alen, a);
+}
+
 /* Subject header: plain when printable ASCII, else RFC 2047 B words. */
 static int
 add_subject(struct dp_buf *out, const char *subject, struct dp_err *err)
 {
 	const unsigned char	*s = (const unsigned char *)subject;
-	size_t			 n, i, k, chunk;
+	size_t			 n, i;
 	int			 plain = 1, rc = -1;
 
 	n = strnlen(subject, MAIL_SUBJECT_MAX + 1);
@@ -205,23 +299,10 @@ add_subject(struct dp_buf *out, const char *subject, struct dp_err *err)
 	if (strstr(subject, "=?") != NULL)
 		plain = 0;
 	dp_buf_adds(out, "Subject: ");
-	if (plain) {
+	if (plain)
 		dp_buf_add(out, subject, n);
-	} else {
-		for (i = 0; i < n; i += chunk) {
-			/* Never split a UTF-8 sequence across two words. */
-			for (chunk = 0; i + chunk < n; chunk += k) {
-				k = utf8_seq(s + i + chunk, n - i - chunk);
-				if (chunk + k > MAIL_EWORD_RAW)
-					break;
-			}
-			if (i > 0)
-				dp_buf_adds(out, "\r\n ");
-			dp_buf_adds(out, "=?UTF-8?B?");
-			base64(out, s + i, chunk);
-			dp_buf_adds(out, "?=");
-		}
-	}
+	else
+		add_ewords(out, subject, n, MAIL_EWORD_FIRST);
 	dp_buf_adds(out, "\r\n");
 	rc = 0;
 out:
@@ -272,6 +353,14 @@ int
 dp_mail_compose(struct dp_buf *out, const char *from, const char *to,
     const char *subject, const char *body, struct dp_err *err)
 {
+	return dp_mail_compose_id(out, from, to, subject, body, NULL, err);
+}
+
+int
+dp_mail_compose_id(struct dp_buf *out, const char *from, const char *to,
+    const char *subject, const char *body, const char *id,
+    struct dp_err *err)
+{
 	static const char *const days[] = {
 		"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"
 	};
@@ -282,8 +371,8 @@ dp_mail_compose(struct dp_buf *out, const char *from, const char *to,
 	struct dp_buf	 m = { 0 };
 	struct tm	 tm;
 	time_t		 now;
-	const char	*a, *dom, *p;
-	size_t		 alen, i;
+	const char	*a, *ta, *dom, *p;
+	size_t		 alen, talen, i;
 	unsigned char	 rnd[16];
 	char		 hex[sizeof(rnd) * 2 + 1];
 	int		 rc = -1;
@@ -305,8 +394,10 @@ dp_mail_compose(struct dp_buf *out, const char *from, const char *to,
 	dp_buf_printf(&m, "Date: %s, %02d %s %04d %02d:%02d:%02d +0000\r\n",
 	    days[tm.tm_wday], tm.tm_mday, months[tm.tm_mon],
 	    tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
-	dp_buf_printf(&m, "From: %s\r\n", from);
-	dp_buf_printf(&m, "To: %s\r\n", to);
+	add_mailbox(&m, "From", from, a, alen);
+	if (mail_addr("to", to, &ta, &talen, err) == -1)
+		goto out;
+	add_mailbox(&m, "To", to, ta, talen);
 	if (add_subject(&m, subject, err) == -1)
 		goto out;
 
@@ -316,8 +407,13 @@ dp_mail_compose(struct dp_buf *out, const char *from, const char *to,
 		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
 		    (*p >= '0' && *p <= '9') || *p == '-' || *p == '.'))
 			break;
-	dp_random(rnd, sizeof(rnd));
-	dp_hex(hex, rnd, sizeof(rnd));
+	if (id != NULL && strlen(id) == sizeof(hex) - 1 &&
+	    strspn(id, "0123456789abcdef") == sizeof(hex) - 1)
+		memcpy(hex, id, sizeof(hex));
+	else {
+		dp_random(rnd, sizeof(rnd));
+		dp_hex(hex, rnd, sizeof(rnd));
+	}
 	if (p == a + alen) {
 		i = (size_t)(a + alen - dom);
 		dp_buf_printf(&m, "Message-ID: <%s@%.*s>\r\n", hex, (int)i,
@@ -688,21 +784,16 @@ deliver_smtp(const struct dp_config *cfg, bool implicit, const char *to,
 	struct curl_slist	*rcpt = NULL;
 	struct mail_reader	 rd;
 	struct dp_buf		 from = { 0 }, rc_to = { 0 };
-	const char		*url = cfg->mail_smtp_url, *a, *scheme;
+	const char		*url = cfg->mail_smtp_url, *a;
 	char			 ebuf[CURL_ERROR_SIZE], *upw = NULL;
 	size_t			 alen;
 	long			 code = 0;
 	CURLcode		 cr;
 	int			 rc = -1;
 
-	scheme = implicit ? "smtps://" : "smtp://";
-	if (url == NULL || strncasecmp(url, scheme, strlen(scheme)) != 0) {
-		dp_err_set(err, EINVAL, "mail_smtp_url must start with %s for "
-		    "transport %s", scheme, implicit ? "smtps" : "smtp");
+	if (dp_mail_config_check(cfg, err) == -1)
 		goto out;
-	}
-	if (mail_addr("from", cfg->mail_from, &a, &alen, err) == -1)
-		goto out;
+	(void)mail_addr("from", cfg->mail_from, &a, &alen, err);
 	dp_buf_printf(&from, "<%.*s>", (int)alen, a);
 	if (mail_addr("to", to, &a, &alen, err) == -1)
 		goto out;
@@ -735,8 +826,10 @@ deliver_smtp(const struct dp_config *cfg, bool implicit, const char *to,
 	curl_easy_setopt(c, CURLOPT_READDATA, &rd);
 	curl_easy_setopt(c, CURLOPT_UPLOAD, 1L);
 	curl_easy_setopt(c, CURLOPT_INFILESIZE_LARGE, (curl_off_t)msg->len);
-	if (!implicit && cfg->mail_smtp_starttls)
-		curl_easy_setopt(c, CURLOPT_USE_SSL, (long)CURLUSESSL_ALL);
+	/* STARTTLS required, or taken when the server offers it. */
+	if (!implicit)
+		curl_easy_setopt(c, CURLOPT_USE_SSL, cfg->mail_smtp_starttls ?
+		    (long)CURLUSESSL_ALL : (long)CURLUSESSL_TRY);
 	if (cfg->mail_smtp_user != NULL && *cfg->mail_smtp_user != '\0') {
 		curl_easy_setopt(c, CURLOPT_USERNAME, cfg->mail_smtp_user);
 		curl_easy_setopt(c, CURLOPT_PASSWORD,
@@ -758,6 +851,14 @@ deliver_smtp(const struct dp_config *cfg, bool implicit, const char *to,
 		    ebuf[0] != '\0' ? ebuf : curl_easy_strerror(cr), code);
 		scrub(err->msg, sizeof(err->msg), cfg->mail_smtp_password);
 		scrub(err->msg, sizeof(err->msg), upw);
+		/*
+		 * A 5xx refusal of the sender, a recipient or the message
+		 * says the same next time; a refused login (530-538) is the
+		 * configuration's, which an operator mends: retried.
+		 */
+		if (code >= 500 && code <= 599 && cr != CURLE_LOGIN_DENIED &&
+		    !(code >= 530 && code <= 538))
+			rc = DP_MAIL_REFUSED;
 		goto out;
 	}
 	rc = 0;
@@ -773,6 +874,28 @@ out:
 	dp_buf_release(&from);
 	dp_buf_release(&rc_to);
 	return rc;
+}
+
+int
+dp_mail_config_check(const struct dp_config *cfg, struct dp_err *err)
+{
+	const char	*t = cfg->mail_transport ? cfg->mail_transport : "";
+	const char	*url = cfg->mail_smtp_url, *a, *scheme = NULL;
+	size_t		 alen;
+
+	if (mail_addr("[mail] from", cfg->mail_from, &a, &alen, err) == -1)
+		return -1;
+	if (strcmp(t, "smtp") == 0)
+		scheme = "smtp://";
+	else if (strcmp(t, "smtps") == 0)
+		scheme = "smtps://";
+	if (scheme != NULL && (url == NULL ||
+	    strncasecmp(url, scheme, strlen(scheme)) != 0)) {
+		dp_err_set(err, EINVAL, "[mail] smtp_url must start with %s "
+		    "for transport %s", scheme, t);
+		return -1;
+	}
+	return 0;
 }
 
 int

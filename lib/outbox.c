@@ -1,7 +1,6 @@
 /* lib/outbox.c: queueing templated mail for the worker */
 #include <stdio.h>
 #include <stdlib.h>
-#include <json-c/json.h>
 
 #include "config.h"
 #include "jobs.h"
@@ -15,7 +14,6 @@ dp_outbox_queue(struct dp_db *db, const char *name, const char *to,
 {
 	struct dp_buf		 body = { 0 }, dir = { 0 };
 	struct dp_err		 err = { 0 };
-	struct json_object	*o = NULL;
 	char			*subject = NULL;
 	int			 rc = -1;
 
@@ -24,15 +22,8 @@ dp_outbox_queue(struct dp_db *db, const char *name, const char *to,
 		dp_error("mail template %s: %s", name, err.msg);
 		goto out;
 	}
-	o = json_object_new_object();
-	json_object_object_add(o, "to", json_object_new_string(to));
-	json_object_object_add(o, "subject", json_object_new_string(subject));
-	json_object_object_add(o, "body", json_object_new_string(body.s ?
-	    body.s : ""));
-	rc = dp_job_enqueue(db, "mail", json_object_to_json_string_ext(o,
-	    JSON_C_TO_STRING_PLAIN), 0);
+	rc = dp_job_enqueue_mail(db, to, subject, body.s ? body.s : "");
 out:
-	json_object_put(o);
 	free(subject);
 	dp_buf_wipe(&body);
 	dp_buf_release(&dir);

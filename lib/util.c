@@ -440,6 +440,52 @@ dp_startswith(const char *s, const char *p)
 	return strncmp(s, p, strlen(p)) == 0;
 }
 
+void
+dp_redact(const char *s, struct dp_buf *out)
+{
+	const char	*p, *at, *end, *colon;
+
+	/* scheme://user:password@host… */
+	if ((p = strstr(s, "://")) != NULL) {
+		p += 3;
+		end = p + strcspn(p, "/?#");
+		at = memrchr(p, '@', (size_t)(end - p));
+		colon = at != NULL ? memchr(p, ':', (size_t)(at - p)) : NULL;
+		if (colon != NULL) {
+			dp_buf_add(out, s, (size_t)(colon + 1 - s));
+			dp_buf_adds(out, "***");
+			s = at;
+		}
+	}
+	/* password=… in a conninfo (keywords are separated by spaces). */
+	for (p = s; (p = strstr(p, "password")) != NULL; p++) {
+		at = p + 8;
+		while (*at == ' ')
+			at++;
+		if ((p != s && p[-1] != ' ' && p[-1] != '?' && p[-1] != '&') ||
+		    *at != '=')
+			continue;
+		at++;
+		while (*at == ' ')
+			at++;
+		end = at;
+		if (*end == '\'') {
+			for (end++; *end != '\0' && *end != '\''; end++)
+				if (*end == '\\' && end[1] != '\0')
+					end++;
+			if (*end == '\'')
+				end++;
+		} else
+			end += strcspn(end, " &");
+		dp_buf_add(out, s, (size_t)(at - s));
+		dp_buf_adds(out, "***");
+		s = p = end;
+		if (*p == '\0')
+			break;
+	}
+	dp_buf_adds(out, s);
+}
+
 /* ---- urlencoded strings ------------------------------------------------ */
 
 /* The value of one hex digit, or -1. */

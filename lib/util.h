@@ -112,5 +112,11 @@ int	 dp_fd_nonblock(int fd);
 bool	 dp_strieq(const char *, const char *);
 /* True if the string starts with prefix. */
 bool	 dp_startswith(const char *, const char *prefix);
+/*
+ * s with the passwords it may hold shown as "***": a URL's
+ * (scheme://user:pw@host) and a conninfo's or query's password=…;
+ * appended to out.
+ */
+void	 dp_redact(const char *s, struct dp_buf *out);
 
 #endif

@@ -333,6 +333,10 @@ class Handler(socketserver.BaseRequestHandler):
             return self.reply(555, "5.5.4 Unsupported parameter")
         if not MAILBOX_RE.match(addr):
             return self.reply(553, "5.1.3 Bad recipient address")
+        if self.server.opts.rcpt_reply:
+            code = self.server.opts.rcpt_reply
+            return self.reply(code, "5.1.1 No such user here" if code >= 500
+                              else "4.2.1 Mailbox busy, try later")
         if len(self.rcpt_to) >= RCPT_MAX:
             return self.reply(452, "4.5.3 Too many recipients")
         self.rcpt_to.append(addr)
@@ -451,6 +455,8 @@ def main():
                     help="530 for AUTH/MAIL before STARTTLS")
     ap.add_argument("--user")
     ap.add_argument("--password")
+    ap.add_argument("--rcpt-reply", type=int,
+                    help="answer every RCPT with this code (550, 451)")
     ap.add_argument("--auth-mechs", default="PLAIN LOGIN",
                     help="mechanisms advertised, e.g. PLAIN")
     opts = ap.parse_args()

@@ -5,6 +5,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import time
 
 from harness import (CONF, PG_SOCK, ROOT, _psql, bearer, check, ctl, eq,
                      expect, fail, http, login, unique)
@@ -184,6 +185,56 @@ def test_ctl_user_create_password_from_stdin():
         eq(p.returncode, 1, "exit for stdin %r..." % data[:10])
 
 
+def test_ctl_user_create_password_prompt_on_terminal():
+    """--password - on a terminal asks for it and does not echo it."""
+    import pty
+    import select
+    username = unique("t")
+    pw = "Typed-Passw0rd"
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.execv(CTL, [CTL, "--config", CONF, "user", "create", "--username",
+                       username, "--email", username + "@example.com",
+                       "--password", "-"])
+    out = b""
+
+    def read_until(want, secs=15):
+        nonlocal out
+        end = time.time() + secs
+        while want not in out and time.time() < end:
+            r, _, _ = select.select([fd], [], [], 0.2)
+            if r:
+                try:
+                    out += os.read(fd, 4096)
+                except OSError:
+                    break
+    read_until(b"Password: ")
+    check(b"Password: " in out, "no prompt: %r" % out)
+    os.write(fd, pw.encode() + b"\n")
+    read_until(b"\n", 15)
+    end = time.time() + 15
+    while time.time() < end:
+        try:
+            r, _, _ = select.select([fd], [], [], 0.2)
+            if r:
+                chunk = os.read(fd, 4096)
+                if not chunk:
+                    break
+                out += chunk
+        except OSError:
+            break
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+    else:
+        os.kill(pid, 9)
+        fail("devpocketctl did not finish: %r" % out)
+    os.close(fd)
+    check(pw.encode() not in out, "the password was echoed: %r" % out)
+    check(re.search(rb"[0-9a-f]{24}", out), "no user id: %r" % out)
+    expect(login(username, pw), 200, "login with the typed password")
+
+
 def test_ctl_user_create_duplicates():
     username, email, _ = create()
     p = ctl("user", "create", "--username", username.upper(), "--email",
@@ -344,6 +395,35 @@ def test_ctl_doctor_reports_problems():
         check("no_such_key" in p.stderr, p.stderr)
         p = raw_ctl("migrate", conf=os.path.join(d, "missing.conf"))
         eq(p.returncode, 1, "migrate with a missing --config file")
+
+
+def test_ctl_doctor_mail_settings():
+    """doctor fails a mail configuration that cannot deliver (a from that
+    no message can carry, smtp_url's scheme not the transport's), and
+    never prints the password in smtp_url; the worker refuses to start on
+    either."""
+    secret = "Pw-" + unique("x")
+    with tempfile.TemporaryDirectory() as d:
+        for mail, want in (
+                ("transport = smtps\nsmtp_url = smtp://u:%s@localhost:25\n"
+                 % secret, "must start with smtps://"),
+                ("transport = file\nfile_dir = %s\nfrom = a\n" % d,
+                 "[mail] from")):
+            conf = os.path.join(d, "devpocket.conf")
+            with open(CONF) as f:
+                base = f.read()
+            with open(conf, "w") as f:
+                f.write(base + "\n[mail]\n" + mail)
+            p = raw_ctl("doctor", conf=conf)
+            eq(p.returncode, 1, "doctor exit for %r" % mail)
+            check(re.search(r"^FAIL mail: .*%s" % re.escape(want), p.stdout,
+                            re.M), p.stdout)
+            check(secret not in p.stdout, "the URL's password is shown")
+            w = subprocess.run([WORKER, "--config", conf, "--once"],
+                               capture_output=True, text=True, timeout=30)
+            eq(w.returncode, 1, "worker exit for %r" % mail)
+            check(want in w.stderr, "worker: %r" % w.stderr)
+            check(secret not in w.stderr, "the worker shows the password")
 
 
 def test_ctl_config_dump_masks_secrets():

@@ -692,6 +692,41 @@ START_TEST(test_config_dump)
 	dp_config_dump(&c, &m, true);
 	ck_assert_ptr_nonnull(strstr(m.s, "\nsmtp_password = \n"));
 
+	/* Passwords inside URLs and conninfo strings are masked too. */
+	dp_buf_reset(&m);
+	write_conf(
+	    "[database]\nurl = host=/run/x password='s3 cr\\'et' "
+	    "dbname=d\n"
+	    "[mail]\nsmtp_url = smtp://mailer:Hunter2@relay.test:587\n");
+	dp_config_release(&c);
+	ck_assert_msg(dp_config_load(&c, conf, true, &err) == 0, "%s",
+	    err.msg);
+	dp_config_dump(&c, &m, true);
+	ck_assert_ptr_null(strstr(m.s, "s3 cr"));
+	ck_assert_ptr_null(strstr(m.s, "Hunter2"));
+	ck_assert_ptr_nonnull(strstr(m.s,
+	    "\nurl = host=/run/x password=*** dbname=d\n"));
+	ck_assert_ptr_nonnull(strstr(m.s,
+	    "\nsmtp_url = smtp://mailer:***@relay.test:587\n"));
+	{
+		static const char *const same[] = {
+			"smtp://relay.test:25", "host=/run/x dbname=d",
+			"postgresql:///d?host=/run/x", "passwords=1",
+			"user=password",
+		};
+		size_t	 i;
+
+		for (i = 0; i < DP_NITEMS(same); i++) {
+			dp_buf_reset(&m);
+			dp_redact(same[i], &m);
+			ck_assert_str_eq(m.s, same[i]);
+		}
+		dp_buf_reset(&m);
+		dp_redact("postgresql://u:pw@db/x?password=p2&sslmode=a", &m);
+		ck_assert_str_eq(m.s,
+		    "postgresql://u:***@db/x?password=***&sslmode=a");
+	}
+
 	dp_buf_release(&a);
 	dp_buf_release(&b);
 	dp_buf_release(&m);

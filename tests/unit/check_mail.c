@@ -445,7 +445,8 @@ START_TEST(test_mail_compose_injection)
 		"a@b@c",
 		"Alice <alice@example.org",
 		"Alice <alice@example.org> trailing",
-		"Al\xc3\xaf" "ce <alice@example.org>",
+		"Al\xc3" "ce <alice@example.org>",
+		"al\xc3\xaf" "ce@example.org",
 		"alice @example.org",
 	};
 	static const char *const bad_subj[] = {
@@ -1215,6 +1216,155 @@ START_TEST(test_mail_smtp_server_down)
 }
 END_TEST
 
+/* Every header line (the head up to the empty line) at most max octets. */
+static void
+head_lines_max(const char *msg, size_t max)
+{
+	const char	*end = strstr(msg, "\r\n\r\n"), *p, *e;
+
+	for (p = msg; p < end; p = e + 2) {
+		e = strstr(p, "\r\n");
+		ck_assert_msg((size_t)(e - p) <= max, "header line of %zu: %.*s",
+		    (size_t)(e - p), (int)(e - p), p);
+	}
+}
+
+START_TEST(test_mail_compose_mailboxes)
+{
+	static const struct {
+		const char	*in, *want;
+	} cases[] = {
+		{ "noreply@devpocket.test", "noreply@devpocket.test" },
+		{ "  DevPocket   <noreply@devpocket.test> ",
+		  "DevPocket <noreply@devpocket.test>" },
+		/* Specials: one quoted name, not two mailboxes. */
+		{ "Acme, Inc. <noreply@devpocket.test>",
+		  "\"Acme, Inc.\" <noreply@devpocket.test>" },
+		{ "A \"B\" C: <noreply@devpocket.test>",
+		  "\"A \\\"B\\\" C:\" <noreply@devpocket.test>" },
+		/* Quoted already: as it is. */
+		{ "\"Acme, Inc.\" <noreply@devpocket.test>",
+		  "\"Acme, Inc.\" <noreply@devpocket.test>" },
+		/* Non-ASCII: encoded-words (RFC 2047 5(3)). */
+		{ "\xc3\x89quipe DevPocket <noreply@devpocket.test>",
+		  "=?UTF-8?B?w4lxdWlwZSBEZXZQb2NrZXQ=?= <noreply@devpocket.test>" },
+	};
+	struct dp_buf	 m = { 0 };
+	struct dp_err	 err;
+	struct dp_config cfg;
+	char		*h;
+	size_t		 i;
+
+	for (i = 0; i < DP_NITEMS(cases); i++) {
+		memset(&err, 0, sizeof(err));
+		dp_buf_reset(&m);
+		ck_assert_msg(dp_mail_compose(&m, cases[i].in, TO, "s", "b",
+		    &err) == 0, "%s: %s", cases[i].in, err.msg);
+		h = header(m.s, "From");
+		ck_assert_str_eq(h, cases[i].want);
+		free(h);
+		head_lines_max(m.s, 76);
+		/* The envelope's and the Message-ID's address. */
+		h = header(m.s, "Message-ID");
+		ck_assert(strstr(h, "@devpocket.test>") != NULL);
+		free(h);
+	}
+	/* A long non-ASCII name: several words, each line within 76. */
+	dp_buf_reset(&m);
+	ck_assert_int_eq(dp_mail_compose(&m, "\xc3\x89\xc3\x89\xc3\x89 "
+	    "\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac "
+	    "the long name of a team \xc3\xa9\xc3\xa9 <a@devpocket.test>",
+	    TO, "s", "b", NULL), 0);
+	head_lines_max(m.s, 76);
+	/* So is a long non-ASCII subject's first, beside "Subject: ". */
+	dp_buf_reset(&m);
+	ck_assert_int_eq(dp_mail_compose(&m, FROM, TO, "R\xc3\xa9initialiser "
+	    "votre mot de passe DevPocket, s'il vous pla\xc3\xaet, "
+	    "maintenant", "b", NULL), 0);
+	head_lines_max(m.s, 76);
+	/* The same rules make a configuration's from good or bad. */
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.mail_transport = (char *)"file";
+	for (i = 0; i < DP_NITEMS(cases); i++) {
+		cfg.mail_from = (char *)cases[i].in;
+		ck_assert_int_eq(dp_mail_config_check(&cfg, &err), 0);
+	}
+	cfg.mail_from = (char *)"a";
+	ck_assert_int_eq(dp_mail_config_check(&cfg, &err), -1);
+	ck_assert_msg(strstr(err.msg, "[mail] from") != NULL, "%s", err.msg);
+	cfg.mail_from = (char *)"Bad \xc3 <a@b.test>";
+	ck_assert_int_eq(dp_mail_config_check(&cfg, &err), -1);
+	/* smtp_url's scheme must be the transport's. */
+	cfg.mail_from = (char *)FROM;
+	cfg.mail_transport = (char *)"smtps";
+	cfg.mail_smtp_url = (char *)"smtp://localhost:25";
+	ck_assert_int_eq(dp_mail_config_check(&cfg, &err), -1);
+	ck_assert_msg(strstr(err.msg, "smtps://") != NULL, "%s", err.msg);
+	cfg.mail_transport = (char *)"smtp";
+	cfg.mail_smtp_url = (char *)"smtps://localhost:465";
+	ck_assert_int_eq(dp_mail_config_check(&cfg, &err), -1);
+	cfg.mail_smtp_url = (char *)"SMTP://localhost:25";
+	ck_assert_int_eq(dp_mail_config_check(&cfg, &err), 0);
+	cfg.mail_transport = (char *)"smtps";
+	cfg.mail_smtp_url = (char *)"smtps://localhost:465";
+	ck_assert_int_eq(dp_mail_config_check(&cfg, &err), 0);
+	dp_buf_release(&m);
+}
+END_TEST
+
+/* The Message-ID a job carries is the message's on every attempt. */
+START_TEST(test_mail_compose_message_id)
+{
+	static const char id[] = "0123456789abcdef0123456789abcdef";
+	struct dp_buf	 a = { 0 }, b = { 0 };
+	char		*h;
+
+	ck_assert_int_eq(dp_mail_compose_id(&a, FROM, TO, "s", "b", id, NULL),
+	    0);
+	ck_assert_int_eq(dp_mail_compose_id(&b, FROM, TO, "s", "b", id, NULL),
+	    0);
+	h = header(a.s, "Message-ID");
+	ck_assert_str_eq(h, "<0123456789abcdef0123456789abcdef@devpocket.test>");
+	free(h);
+	ck_assert_str_eq(strstr(a.s, "Message-ID"), strstr(b.s, "Message-ID"));
+	/* Anything else is not taken (a random one instead). */
+	dp_buf_reset(&a);
+	ck_assert_int_eq(dp_mail_compose_id(&a, FROM, TO, "s", "b",
+	    "0123456789ABCDEF0123456789abcdef", NULL), 0);
+	h = header(a.s, "Message-ID");
+	ck_assert(strstr(h, "0123456789ABCDEF") == NULL);
+	ck_assert_uint_eq(strlen(h), 1 + 32 + strlen("@devpocket.test>"));
+	free(h);
+	dp_buf_release(&a);
+	dp_buf_release(&b);
+}
+END_TEST
+
+/* A 5xx refusal is for good; a 4xx one is tried again. */
+START_TEST(test_mail_smtp_refused)
+{
+	const char	*no[] = { "--rcpt-reply", "550", NULL };
+	const char	*later[] = { "--rcpt-reply", "451", NULL };
+	struct dp_config cfg;
+	struct dp_buf	 m = { 0 };
+	struct dp_err	 err = { 0 };
+
+	cfg_smtp(&cfg, "smtp", start_fake(no));
+	compose_ok(&m, "s", "b\n");
+	ck_assert_int_eq(dp_mail_deliver(&cfg, TO, &m, &err), DP_MAIL_REFUSED);
+	ck_assert_msg(strstr(err.msg, "550") != NULL, "msg: %s", err.msg);
+	cfg_free(&cfg);
+	stop_fake();
+	cfg_smtp(&cfg, "smtp", start_fake(later));
+	memset(&err, 0, sizeof(err));
+	ck_assert_int_eq(dp_mail_deliver(&cfg, TO, &m, &err), -1);
+	ck_assert_msg(strstr(err.msg, "451") != NULL, "msg: %s", err.msg);
+	ck_assert_ptr_null(spool_record(0));
+	dp_buf_release(&m);
+	cfg_free(&cfg);
+}
+END_TEST
+
 static Suite *
 mail_suite(void)
 {
@@ -1231,6 +1381,9 @@ mail_suite(void)
 	TC("compose_headers", test_mail_compose_headers, 10);
 	TC("compose_injection", test_mail_compose_injection, 10);
 	TC("compose_rfc2047", test_mail_compose_rfc2047, 10);
+	TC("compose_mailboxes", test_mail_compose_mailboxes, 10);
+	TC("compose_message_id", test_mail_compose_message_id, 10);
+	TC("smtp_refused", test_mail_smtp_refused, 30);
 	TC("compose_body_cap", test_mail_compose_body_cap, 30);
 	TC("render_placeholders", test_mail_render_placeholders, 10);
 	TC("render_shipped", test_mail_render_shipped, 10);
