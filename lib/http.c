@@ -915,6 +915,7 @@ dp_http_dispatch(struct dp_req *req, struct dp_res *res,
 		method = DP_GET;
 	}
 	req->method = head ? DP_HEAD : (enum dp_method)(method < 0 ? 0 : method);
+	req->method_other = method < 0;
 
 	/* 1. route */
 	for (i = 0; i < n; i++) {
@@ -1152,10 +1153,9 @@ handle(struct io *io, const struct dp_route *routes, size_t n,
 {
 	struct dp_req	 req;
 	struct dp_res	 res;
-	int64_t		 t0 = dp_mono_ms();
-	double		 t0s = dp_now(), ms;
+	double		 t0 = dp_mono(), ms;
+	const char	*method;
 
-	(void)t0;
 	memset(&req, 0, sizeof(req));
 	memset(&res, 0, sizeof(res));
 	req.arena = *arena;
@@ -1169,11 +1169,12 @@ handle(struct io *io, const struct dp_route *routes, size_t n,
 		fwrite(out->s, 1, out->len, stdout);
 		fflush(stdout);
 	}
-	ms = (dp_now() - t0s) * 1000.0;
-	dp_metrics_observe(res.route_label,
-	    dp_method_names[req.method], res.status, ms / 1000.0);
-	dp_log_access(dp_method_names[req.method], res.route_label,
-	    res.status, ms, req.user ? req.user->id : NULL, req.client_ip);
+	ms = (dp_mono() - t0) * 1000.0;
+	/* A method not known is none of them: not counted as GET. */
+	method = req.method_other ? "OTHER" : dp_method_names[req.method];
+	dp_metrics_observe(res.route_label, method, res.status, ms / 1000.0);
+	dp_log_access(method, res.route_label, res.status, ms,
+	    req.user ? req.user->id : NULL, req.client_ip);
 	request_release(&req, &res);
 	*arena = req.arena;
 	dp_arena_reset(arena);

@@ -108,6 +108,7 @@ struct dp_rl {
 struct dp_req {
 	struct dp_arena		 arena;
 	enum dp_method		 method;	/* HEAD is reported as DP_HEAD */
+	bool			 method_other;	/* none known (405): method 0 */
 	const char		*path;		/* without the one trailing slash */
 	const char		*query;
 	const char		*params[8];	/* {…} segments, in order */

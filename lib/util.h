@@ -105,6 +105,8 @@ bool	 dp_ct_equal(const void *, size_t, const void *, size_t);
 double	 dp_now(void);
 /* Monotonic milliseconds, for durations. */
 int64_t	 dp_mono_ms(void);
+/* Monotonic seconds with nanoseconds, for short durations. */
+double	 dp_mono(void);
 /* Set O_NONBLOCK on fd; 0 or -1 (errno). */
 int	 dp_fd_nonblock(int fd);
 

@@ -168,5 +168,13 @@ def test_unknown_method():
     if r.status == 405:
         check("GET" in r.headers.get("Allow", ""), "Allow %r"
               % r.headers.get("Allow"))
+        # Counted as a method of its own, not as a GET.
+        text = http("GET", "/metrics").body.decode("utf-8")
+        check(re.search(r'^devpocket_http_requests_total\{route="/health",'
+                        r'method="OTHER",status="405"\} [1-9]', text, re.M),
+              "no OTHER 405 series for /health: %s" % "\n".join(
+                  l for l in text.splitlines() if "405" in l))
+        check(not re.search(r'method="GET",status="405"', text),
+              "a 405 counted as GET")
     if r.status >= 500 and r.status != 501:
         fail("BREW /health: %d" % r.status)
