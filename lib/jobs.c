@@ -84,20 +84,33 @@ static const char sql_recover[] =
 /*
  * Retention.  Consumed refresh tokens are kept until they expire: reuse
  * detection needs them.  A revoked login session is useless once every
- * token it could have issued has expired.
+ * token it could have issued has expired.  Ended terminal sessions go
+ * after [limits] session_retention_days (CONTRACT §1.10).  Each
+ * statement's $1, if any, is its arg: the refresh TTL in seconds, or the
+ * session retention in days.
  */
-static const char *const sql_purge[] = {
-	"DELETE FROM refresh_tokens WHERE expires_at < now() - interval '1 day'",
-	"DELETE FROM email_tokens WHERE expires_at < now() - interval '1 day' "
-	    "OR used_at < now() - interval '1 day'",
-	"DELETE FROM login_sessions WHERE revoked_at < now() - "
+enum purge_arg { P_NONE, P_REFRESH_TTL, P_SESSION_DAYS };
+static const struct {
+	const char	*sql;
+	enum purge_arg	 arg;
+} sql_purge[] = {
+	{ "DELETE FROM refresh_tokens WHERE expires_at < now() - "
+	    "interval '1 day'", P_NONE },
+	{ "DELETE FROM email_tokens WHERE expires_at < now() - "
+	    "interval '1 day' OR used_at < now() - interval '1 day'", P_NONE },
+	{ "DELETE FROM login_sessions WHERE revoked_at < now() - "
 	    "($1::double precision * interval '1 second') - interval '1 day'",
-	"DELETE FROM rate_windows "
+	    P_REFRESH_TTL },
+	{ "DELETE FROM rate_windows "
 	    "WHERE window_start + window_len < extract(epoch FROM now())",
-	"DELETE FROM jobs WHERE state = 'done' "
-	    "AND updated_at < now() - interval '7 days'",
-	"DELETE FROM jobs WHERE state = 'failed' "
-	    "AND updated_at < now() - interval '30 days'",
+	    P_NONE },
+	{ "DELETE FROM jobs WHERE state = 'done' "
+	    "AND updated_at < now() - interval '7 days'", P_NONE },
+	{ "DELETE FROM jobs WHERE state = 'failed' "
+	    "AND updated_at < now() - interval '30 days'", P_NONE },
+	{ "DELETE FROM terminal_sessions WHERE NOT active AND ended_at < "
+	    "now() - $1::double precision * interval '1 day'",
+	    P_SESSION_DAYS },
 };
 
 static bool
@@ -397,8 +410,8 @@ out:
 int
 dp_jobs_purge(struct dp_db *db, const struct dp_config *cfg)
 {
-	const char	*params[1];
-	char		 ttl[32];
+	const char	*args[3], *p[1];
+	char		 ttl[32], days[32];
 	PGresult	*r = NULL;
 	int64_t		 n, total = 0;
 	size_t		 i;
@@ -406,10 +419,16 @@ dp_jobs_purge(struct dp_db *db, const struct dp_config *cfg)
 
 	(void)snprintf(ttl, sizeof(ttl), "%" PRId64,
 	    cfg->auth_refresh_ttl > 0 ? cfg->auth_refresh_ttl : 0);
-	params[0] = ttl;
+	(void)snprintf(days, sizeof(days), "%" PRId64,
+	    cfg->limits_session_retention_days > 0 ?
+	    cfg->limits_session_retention_days : 30);
+	args[P_NONE] = NULL;
+	args[P_REFRESH_TTL] = ttl;
+	args[P_SESSION_DAYS] = days;
 	for (i = 0; i < DP_NITEMS(sql_purge); i++) {
-		r = dp_db_exec(db, sql_purge[i],
-		    strstr(sql_purge[i], "$1") != NULL ? 1 : 0, params);
+		p[0] = args[sql_purge[i].arg];
+		r = dp_db_exec(db, sql_purge[i].sql,
+		    sql_purge[i].arg != P_NONE ? 1 : 0, p);
 		if (!dp_db_ok(r))
 			goto out;
 		if (dp_parse_int64(PQcmdTuples(r), 0, INT32_MAX, &n) == 0)

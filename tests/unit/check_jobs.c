@@ -697,8 +697,19 @@ START_TEST(test_jobs_purge)
 	    "('failed_old', 'failed', now() - interval '31 days'), "
 	    "('failed_new', 'failed', now() - interval '8 days'), "
 	    "('queued_old', 'queued', now() - interval '60 days')");
+	/* Ended terminal sessions: [limits] session_retention_days. */
+	cfg.limits_session_retention_days = 30;
+	run(db, "INSERT INTO terminal_sessions (id, user_id, type, "
+	    "environment_id, active, ended_at) VALUES "
+	    "('t_live', 'u1', 'environment', 'e', true, NULL), "
+	    "('t_recent', 'u1', 'environment', 'e', false, "
+	    "now() - interval '29 days'), "
+	    "('t_old', 'u1', 'environment', 'e', false, "
+	    "now() - interval '31 days')");
 
-	ck_assert_int_eq(dp_jobs_purge(db, &cfg), 7);
+	ck_assert_int_eq(dp_jobs_purge(db, &cfg), 8);
+	ck_str(db, "SELECT string_agg(id, ',' ORDER BY id) FROM "
+	    "terminal_sessions", "t_live,t_recent");
 	ck_str(db, "SELECT string_agg(token_hash, ',' ORDER BY token_hash) "
 	    "FROM refresh_tokens", "r_consumed,r_just_expired,r_valid");
 	ck_str(db, "SELECT string_agg(token_hash, ',' ORDER BY token_hash) "
