@@ -1313,8 +1313,11 @@ dp_serve(int argc, char *argv[], const char *prog,
 			return 2;
 		}
 	}
+	/* A file named (--config, DEVPOCKET_CONF) must be there. */
 	if (dp_config_load(&dp_cfg, cfgpath ? cfgpath :
-	    dp_config_default_path(), cfgpath != NULL, &err) < 0) {
+	    dp_config_default_path(), cfgpath != NULL ||
+	    (getenv("DEVPOCKET_CONF") != NULL && *getenv("DEVPOCKET_CONF")),
+	    &err) < 0) {
 		fprintf(stderr, "%s: %s\n", prog, err.msg);
 		return 1;
 	}

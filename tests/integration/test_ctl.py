@@ -458,6 +458,22 @@ def test_worker_usage_and_config_errors():
         check(p.stderr, "worker %r said nothing" % args)
 
 
+def test_responder_requires_a_named_config_file():
+    """A responder given a config file that is not there (a mistyped
+    DEVPOCKET_CONF, or --config) refuses to start, as the worker and
+    devpocketctl do, instead of serving on the defaults."""
+    prog = os.path.join(ROOT, "cgi-bin", "health")
+    env = dict(os.environ, DEVPOCKET_CONF="/nonexistent/devpocket.conf",
+               REQUEST_METHOD="GET", DOCUMENT_URI="/health/live")
+    for args, e in (([], env), (["--config", "/nonexistent/x.conf"],
+                                dict(env, DEVPOCKET_CONF=""))):
+        p = subprocess.run([prog] + args, capture_output=True, text=True,
+                           env=e, timeout=30, stdin=subprocess.DEVNULL)
+        eq(p.returncode, 1, "exit for %r" % args)
+        check("nonexistent" in p.stderr, "stderr: %r" % p.stderr)
+        eq(p.stdout, "", "no answer on the defaults")
+
+
 def test_worker_once_and_sigterm():
     import signal
     import time

@@ -650,6 +650,31 @@ def test_ws_tmux_client_stays_sandboxed():
     eq(ns, sandbox_pid_ns(env), "it is in the environment's pid namespace")
 
 
+def test_ws_programs_see_the_overrides():
+    """The DEVPOCKET_<SECTION>_<KEY> overrides the stack was started with
+    reach the ws programs too (websocketd passes only what --passenv
+    names), so they run on the configuration the responders run on."""
+    want = {k: v for k, v in os.environ.items()
+            if k.startswith("DEVPOCKET_") and k != "DEVPOCKET_CONF"}
+    if not want:
+        fail("this test needs the stack started with an override "
+             "(tests/run-all.sh sets DEVPOCKET_GOOGLE_*)")
+    u, env = env_user()
+    ws, _ = open_term(u, env)
+    seen = {}
+    for pid in websocketd_children():
+        try:
+            with open("/proc/%d/environ" % pid, "rb") as f:
+                for kv in f.read().split(b"\0"):
+                    k, _, v = kv.decode(errors="replace").partition("=")
+                    if k in want:
+                        seen[k] = v
+        except OSError:
+            continue
+    ws.close()
+    eq(seen, want, "the overrides in the ws program's environment")
+
+
 def stack_conf(section, key):
     """A key of the stack's devpocket.conf (None when absent)."""
     import configparser
