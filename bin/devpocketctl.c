@@ -1180,8 +1180,13 @@ cmd_templates(int argc, char *argv[])
 		if (open_db() < 0)
 			goto out;
 		report = json_object_new_object();
-		if (dp_templates_load_dir(db, dir, force, report) < 0) {
-			complain("loading %s failed (database error)", dir);
+		/* One transaction: a failure part way loads nothing. */
+		if (dp_db_begin(db) < 0 ||
+		    dp_templates_load_dir(db, dir, force, report) < 0 ||
+		    dp_db_commit(db) < 0) {
+			dp_db_rollback(db);
+			complain("loading %s failed (database error); nothing "
+			    "was loaded", dir);
 			goto out;
 		}
 		print_names("created", report, "created");

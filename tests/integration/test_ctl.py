@@ -8,7 +8,7 @@ import tempfile
 import time
 
 from harness import (CONF, PG_SOCK, ROOT, _psql, bearer, check, ctl, eq,
-                     expect, fail, http, login, unique)
+                     expect, fail, http, login, sql, unique)
 
 CTL = os.path.join(ROOT, "bin", "devpocketctl")
 PW = "Passw0rd-ctl"
@@ -529,6 +529,32 @@ def test_ctl_templates_list_without_database():
     p = raw_ctl("--config", "/dev/null", "templates", "list", d)
     eq(p.returncode, 1, "invalid file exit")
     check("broken.yaml:" in p.stderr, "file:line in " + p.stderr)
+
+
+def test_ctl_templates_load_is_one_transaction():
+    """A database failure part way through templates load loads nothing:
+    the file before the failing one is not left in the catalog."""
+    first, bad = "aaa-" + unique("t")[:20].lower(), "zzz-" + unique("t")[:20].lower()
+    with tempfile.TemporaryDirectory() as d:
+        for name in (first, bad):
+            with open(os.path.join(d, name + ".yaml"), "w") as f:
+                f.write("name: %s\ndisplay_name: T\ndescription: D\n"
+                        "category: devops\ndocker_image: alpine\n"
+                        "version: \"1\"\n" % name)
+        sql("ALTER TABLE templates ADD CONSTRAINT test_no_bad CHECK "
+            "(name <> :'p1')", bad)
+        try:
+            p = ctl("templates", "load", d, check=False)
+        finally:
+            sql("ALTER TABLE templates DROP CONSTRAINT test_no_bad")
+        eq(p.returncode, 1, "exit: %s %s" % (p.stdout, p.stderr))
+        check("nothing was loaded" in p.stderr, p.stderr)
+        eq(sql("SELECT count(*) FROM templates WHERE name IN (:'p1', "
+               ":'p2')", first, bad), [["0"]], "neither file loaded")
+        p = ctl("templates", "load", d)
+        eq(sql("SELECT count(*) FROM templates WHERE name IN (:'p1', "
+               ":'p2')", first, bad), [["2"]], "both, once it can")
+        sql("DELETE FROM templates WHERE name IN (:'p1', :'p2')", first, bad)
 
 
 def test_ctl_templates_load_and_clusters():
