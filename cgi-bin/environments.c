@@ -1083,6 +1083,15 @@ sample_json(struct json_object *o, const PGresult *r, int row, bool top)
 }
 
 /*
+ * The samples' and entries' own statements check the owner ($2) too, not
+ * only find_env before them: what the caller reads is never another
+ * user's, whatever the code before the statement does.
+ */
+#define OWNED \
+	"EXISTS (SELECT 1 FROM environments o WHERE o.id = $1 AND " \
+	"o.user_id = $2)"
+
+/*
  * GET /environments/{id}/metrics: 200 metrics body; 422 hours; 404.
  * Samples of the last `hours` hours averaged into buckets of
  * ⌈hours/24⌉ minutes aligned to the window start.
@@ -1091,21 +1100,21 @@ static int
 envs_metrics(struct dp_req *req, struct dp_res *res)
 {
 	static const char buckets[] =
-	    "WITH w AS (SELECT now() - $2::double precision * "
+	    "WITH w AS (SELECT now() - $3::double precision * "
 	    "interval '1 hour' AS start) "
 	    "SELECT max(m.ts), avg(m.cpu_usage), avg(m.memory_usage), "
 	    "round(avg(m.storage_usage))::bigint, sum(m.network_rx)::bigint, "
 	    "sum(m.network_tx)::bigint FROM metric_samples m, w "
-	    "WHERE m.environment_id = $1 AND m.ts >= w.start "
+	    "WHERE m.environment_id = $1 AND " OWNED " AND m.ts >= w.start "
 	    "GROUP BY floor(extract(epoch FROM m.ts - w.start) / "
-	    "($3::double precision * 60)) ORDER BY 1";
+	    "($4::double precision * 60)) ORDER BY 1";
 	static const char newest[] =
 	    "SELECT ts, cpu_usage, memory_usage, storage_usage, network_rx, "
 	    "network_tx FROM metric_samples WHERE environment_id = $1 "
-	    "AND ts >= now() - $2::double precision * interval '1 hour' "
-	    "ORDER BY ts DESC LIMIT 1";
+	    "AND " OWNED " AND ts >= now() - $3::double precision * "
+	    "interval '1 hour' ORDER BY ts DESC LIMIT 1";
 	struct json_object	*o, *a, *s;
-	const char		*id = req->params[0], *name, *p[3];
+	const char		*id = req->params[0], *name, *p[4];
 	PGresult		*r;
 	int64_t			 hours;
 	int			 i, rc;
@@ -1117,9 +1126,10 @@ envs_metrics(struct dp_req *req, struct dp_res *res)
 	if (rc == 0)
 		return dp_fail(res, 404, env_not_found);
 	p[0] = id;
-	p[1] = dp_arena_printf(&req->arena, "%" PRId64, hours);
-	p[2] = dp_arena_printf(&req->arena, "%" PRId64, (hours + 23) / 24);
-	r = dp_db_exec(req->db, buckets, 3, p);
+	p[1] = req->user->id;
+	p[2] = dp_arena_printf(&req->arena, "%" PRId64, hours);
+	p[3] = dp_arena_printf(&req->arena, "%" PRId64, (hours + 23) / 24);
+	r = dp_db_exec(req->db, buckets, 4, p);
 	if (!dp_db_ok(r)) {
 		PQclear(r);
 		return dp_fail_db(req, res);
@@ -1134,7 +1144,7 @@ envs_metrics(struct dp_req *req, struct dp_res *res)
 	}
 	PQclear(r);
 	json_object_object_add(o, "metrics", a);
-	r = dp_db_exec(req->db, newest, 2, p);
+	r = dp_db_exec(req->db, newest, 3, p);
 	if (!dp_db_ok(r)) {
 		PQclear(r);
 		json_object_put(o);
@@ -1165,12 +1175,12 @@ envs_logs(struct dp_req *req, struct dp_res *res)
 	static const char sql[] =
 	    "SELECT ts, level, message, source FROM (SELECT id, ts, level, "
 	    "message, source FROM environment_logs WHERE environment_id = $1 "
-	    "AND ($2::bigint IS NULL OR ts >= 'epoch'::timestamptz + "
-	    "$2::bigint * interval '1 microsecond') "
-	    "ORDER BY ts DESC, id DESC LIMIT $3::integer + 1) x "
+	    "AND " OWNED " AND ($3::bigint IS NULL OR ts >= "
+	    "'epoch'::timestamptz + $3::bigint * interval '1 microsecond') "
+	    "ORDER BY ts DESC, id DESC LIMIT $4::integer + 1) x "
 	    "ORDER BY ts, id";
 	struct json_object	*o, *a, *e;
-	const char		*id = req->params[0], *name, *since, *p[3];
+	const char		*id = req->params[0], *name, *since, *p[4];
 	PGresult		*r;
 	int64_t			 lines, usec;
 	int			 i, first, n, rc;
@@ -1181,16 +1191,17 @@ envs_logs(struct dp_req *req, struct dp_res *res)
 		return dp_fail_db(req, res);
 	if (rc == 0)
 		return dp_fail(res, 404, env_not_found);
-	p[1] = NULL;
+	p[2] = NULL;
 	if ((since = dp_req_query(req, "since")) != NULL) {
 		if (dp_check_timestamp(since, strlen(since), &usec) != DP_V_OK)
 			return dp_fail(res, 400, "Invalid timestamp format. "
 			    "Use ISO format (e.g., 2024-01-01T12:00:00Z)");
-		p[1] = dp_arena_printf(&req->arena, "%" PRId64, usec);
+		p[2] = dp_arena_printf(&req->arena, "%" PRId64, usec);
 	}
 	p[0] = id;
-	p[2] = dp_arena_printf(&req->arena, "%" PRId64, lines);
-	r = dp_db_exec(req->db, sql, 3, p);
+	p[1] = req->user->id;
+	p[3] = dp_arena_printf(&req->arena, "%" PRId64, lines);
+	r = dp_db_exec(req->db, sql, 4, p);
 	if (!dp_db_ok(r)) {
 		PQclear(r);
 		return dp_fail_db(req, res);

@@ -449,10 +449,31 @@ dp_startswith(const char *s, const char *p)
 	return strncmp(s, p, strlen(p)) == 0;
 }
 
+/* A key whose value dp_redact hides: one ending in "password", percent-
+ * decoded and without regard to case (password, sslpassword, %70assword). */
+static bool
+secret_key(const char *k, size_t n)
+{
+	char	 b[64];
+	size_t	 i, m = 0;
+	int	 hi, lo;
+
+	for (i = 0; i < n && m < sizeof(b); i++) {
+		if (k[i] == '%' && i + 2 < n && (hi = dp_hexval(k[i + 1])) >= 0 &&
+		    (lo = dp_hexval(k[i + 2])) >= 0) {
+			b[m++] = (char)(hi << 4 | lo);
+			i += 2;
+		} else
+			b[m++] = k[i];
+	}
+	return i == n && m >= 8 && strncasecmp(b + m - 8, "password", 8) == 0;
+}
+
 void
 dp_redact(const char *s, struct dp_buf *out)
 {
-	const char	*p, *at, *end, *colon;
+	const char	*p, *at, *end, *colon, *k, *v;
+	bool		 start = true;
 
 	/* scheme://user:password@host… */
 	if ((p = strstr(s, "://")) != NULL) {
@@ -466,33 +487,36 @@ dp_redact(const char *s, struct dp_buf *out)
 			s = at;
 		}
 	}
-	/* password=… in a conninfo (keywords are separated by spaces). */
-	for (p = s; (p = strstr(p, "password")) != NULL; p++) {
-		at = p + 8;
-		while (*at == ' ')
-			at++;
-		if ((p != s && p[-1] != ' ' && p[-1] != '?' && p[-1] != '&') ||
-		    *at != '=')
+	/* key=value pairs of a conninfo (any blanks) or a query (? &). */
+	for (p = s; *p != '\0'; ) {
+		if (!start || strchr(" \t\r\n?&=", *p) != NULL) {
+			start = strchr(" \t\r\n?&", *p) != NULL;
+			dp_buf_addc(out, *p++);
 			continue;
-		at++;
-		while (*at == ' ')
-			at++;
-		end = at;
-		if (*end == '\'') {
-			for (end++; *end != '\0' && *end != '\''; end++)
-				if (*end == '\\' && end[1] != '\0')
-					end++;
-			if (*end == '\'')
-				end++;
-		} else
-			end += strcspn(end, " &");
-		dp_buf_add(out, s, (size_t)(at - s));
+		}
+		k = p;
+		p += strcspn(p, " \t\r\n?&=");
+		v = p + strspn(p, " \t");
+		if (*v != '=' || !secret_key(k, (size_t)(p - k))) {
+			dp_buf_add(out, k, (size_t)(p - k));
+			start = false;
+			continue;
+		}
+		v++;
+		v += strspn(v, " \t");
+		dp_buf_add(out, k, (size_t)(v - k));
 		dp_buf_adds(out, "***");
-		s = p = end;
-		if (*p == '\0')
-			break;
+		if (*v == '\'') {
+			for (v++; *v != '\0' && *v != '\''; v++)
+				if (*v == '\\' && v[1] != '\0')
+					v++;
+			if (*v == '\'')
+				v++;
+		} else
+			v += strcspn(v, " \t\r\n&");
+		p = v;
+		start = false;
 	}
-	dp_buf_adds(out, s);
 }
 
 /* ---- urlencoded strings ------------------------------------------------ */

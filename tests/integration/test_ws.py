@@ -1414,6 +1414,31 @@ def test_ws_worker_drops_stale_rows_of_any_host():
     sql("DELETE FROM ws_connections WHERE id = :'p1'", fresh)
 
 
+def test_ws_no_token_in_web_server_log():
+    """A socket's access token in the query (CONTRACT §3.1) never reaches
+    the web server's access log (nginx logs the request line with it as
+    ***; lighttpd logs the path alone)."""
+    u, env = env_user()
+    tok = u["access_token"]
+    ws, _ = open_term(u, env)       # ?token= (term_path)
+    ws.close()
+    time.sleep(0.3)
+    for name in ("nginx-access.log", "lighttpd-access.log"):
+        path = os.path.join(VAR, "log", name)
+        if not os.path.exists(path):
+            continue
+        with open(path, errors="replace") as f:
+            text = f.read()
+        check("/api/v1/ws/terminal/" + env in text,
+              "%s logged no socket of this test" % name)
+        check(tok not in text and tok.split(".")[2] not in text,
+              "an access token in %s" % name)
+        if name.startswith("nginx"):
+            check("token=***" in text, "nginx's line shows where it was")
+        return
+    fail("no web server access log in %s" % os.path.join(VAR, "log"))
+
+
 def test_ws_no_token_in_websocketd_log():
     """Behind nginx the access token travels to websocketd in a header:
     websocketd writes the socket's URL into its log (the killed clients

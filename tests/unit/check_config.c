@@ -725,6 +725,15 @@ START_TEST(test_config_dump)
 		dp_redact("postgresql://u:pw@db/x?password=p2&sslmode=a", &m);
 		ck_assert_str_eq(m.s,
 		    "postgresql://u:***@db/x?password=***&sslmode=a");
+		/* Tabs, spaces around '=', sslpassword, an encoded key. */
+		dp_buf_reset(&m);
+		dp_redact("host=db\tpassword=s1 sslpassword = 's 2' x=1", &m);
+		ck_assert_str_eq(m.s,
+		    "host=db\tpassword=*** sslpassword = *** x=1");
+		dp_buf_reset(&m);
+		dp_redact("postgresql:///d?%70assword=s3&PassWord=s4", &m);
+		ck_assert_str_eq(m.s,
+		    "postgresql:///d?%70assword=***&PassWord=***");
 	}
 
 	dp_buf_release(&a);
