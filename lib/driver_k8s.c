@@ -99,7 +99,10 @@ static const char tmux_conf[] =
 	"set -g mouse on\n"
 	"set -g default-terminal \"tmux-256color\"\n"
 	"set -g escape-time 10\n"
-	"set -g remain-on-exit off\n";
+	"set -g remain-on-exit off\n"
+	/* A detach would end the socket as if the session ended. */
+	"unbind-key d\n"
+	"unbind-key D\n";
 
 /* A name part: 1..ID_MAX of [a-z0-9], safe in DNS labels and paths. */
 static bool

@@ -1704,7 +1704,11 @@ write_conf(const struct lenv *e, struct dp_err *err)
 	    "set -g mouse on\n"
 	    "set -g window-size latest\n"
 	    "set -g default-shell %s\n"
-	    "set -g default-terminal %s\n",
+	    "set -g default-terminal %s\n"
+	    /* A detach ends the socket's client as the session's end would
+	     * (the socket says Session ended): C-b d and D do nothing. */
+	    "unbind-key d\n"
+	    "unbind-key D\n",
 	    e->shell, access("/usr/share/terminfo/t/tmux-256color", R_OK) == 0 ||
 	    access("/lib/terminfo/t/tmux-256color", R_OK) == 0 ?
 	    "tmux-256color" : "screen-256color");

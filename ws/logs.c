@@ -195,9 +195,10 @@ last_error(struct logs *l)
 	return s;
 }
 
-/* A status change seen by the poll. */
+/* A status change seen by the poll; at: its time (PostgreSQL's text). */
 static void
-status_changed(struct logs *l, const char *from, const char *to)
+status_changed(struct logs *l, const char *from, const char *to,
+    const char *at)
 {
 	struct json_object	*o, *w;
 	char			*e;
@@ -205,12 +206,14 @@ status_changed(struct logs *l, const char *from, const char *to)
 
 	o = env_msg(l, "status");
 	dp_json_str(o, "status", to);
-	{
+	if (at != NULL)
+		dp_json_ts(o, "timestamp", at);
+	else {
 		char	 ts[40];
 		time_t	 now = time(NULL);
 		struct tm tm;
 
-		gmtime_r(&now, &tm);
+		gmtime_r(&now, &tm);	/* purged: now */
 		strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S.000000Z", &tm);
 		dp_json_str(o, "timestamp", ts);
 	}
@@ -319,8 +322,9 @@ static int
 poll_entries(struct logs *l)
 {
 	static const char sql[] =
-	    "SELECT x.id, x.ts, x.level, x.message, x.source, (SELECT status "
-	    "FROM environments WHERE id = $1) FROM (SELECT 1) one "
+	    "SELECT x.id, x.ts, x.level, x.message, x.source, e.status, "
+	    "e.updated_at FROM (SELECT 1) one "
+	    "LEFT JOIN environments e ON e.id = $1 "
 	    "LEFT JOIN LATERAL (SELECT " ENTRY_COLS " FROM environment_logs "
 	    "WHERE environment_id = $1 AND id > $2::bigint ORDER BY id "
 	    "LIMIT " DP_XSTR(POLL_BATCH) ") x ON true ORDER BY x.id";
@@ -350,7 +354,7 @@ poll_entries(struct logs *l)
 	if ((s = dp_db_val(r, 0, 5)) == NULL)
 		s = "terminated";	/* purged */
 	if (l->status == NULL || strcmp(s, l->status) != 0) {
-		status_changed(l, l->status, s);
+		status_changed(l, l->status, s, dp_db_val(r, 0, 6));
 		free(l->status);
 		l->status = dp_xstrdup(s);
 	}

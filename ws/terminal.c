@@ -1516,7 +1516,10 @@ main(int argc, char *argv[])
 		goto out;
 	}
 	if (strcmp(t.env.status, "running") != 0) {
-		rc = refuse(&t, 1008, "Environment not running");
+		/* It left running since the upgrade's check: as the live
+		 * path says it (§3.2), info then close 1000. */
+		dp_wsapp_info(&t.out, dp_wsapp_status_reason(t.env.status));
+		rc = refuse(&t, 1000, dp_wsapp_status_reason(t.env.status));
 		goto out;
 	}
 	t.drv = dp_driver_get(t.env.provider);
@@ -1540,6 +1543,10 @@ main(int argc, char *argv[])
 		goto out;
 	}
 	welcome(&t);
+	/* What attach read already (the screen): the pump never sees it. */
+	if (t.raw.len > 0)
+		send_output(&t, false);
+	flush_out(&t);
 	/* Idle sockets hold no database connection (there may be many). */
 	db_close(&t);
 	if (t.done)

@@ -10,6 +10,7 @@ import hashlib
 import hmac
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -960,6 +961,11 @@ def test_ws_stop_closes_terminal():
     m, _ = logs.until(lambda m: m["type"] == "status", timeout=10,
                       what="status message")
     eq((m["environment_id"], m["status"]), (env, "stopped"), "status")
+    # The change's own time (updated_at), with its microseconds, not the
+    # poll's second.
+    check(re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$",
+                   m["timestamp"]) and not m["timestamp"].endswith(
+                       ".000000Z"), "status timestamp %r" % m["timestamp"])
     # Delete: the logs socket reports it and closes.
     r = http("DELETE", "/api/v1/environments/" + env, headers=u["headers"])
     eq(r.status, 204, "delete")
@@ -1180,6 +1186,44 @@ def direct_term(env, token, ticket):
 def slot_pid(slot):
     rows = sql("SELECT pid FROM ws_connections WHERE id = :'p1'", slot)
     return int(rows[0][0]) if rows else None
+
+
+def test_ws_detach_key_does_not_end_the_socket():
+    """C-b d (tmux's detach) typed on the phone would end the socket's
+    client as if the session had ended: the key does nothing, and the
+    terminal goes on."""
+    u, env = env_user()
+    ws, _ = open_term(u, env)
+    ws.send({"type": "input", "data": "\x02d"})
+    ws.send({"type": "input", "data": "\x02D"})
+    time.sleep(1.5)
+    marker = "still-" + uuid_hex()
+    ws.send({"type": "input", "data": "echo %s\r" % marker})
+    text = ws.output_until(marker + "\r\n", timeout=10)
+    check("[detached" not in text, "tmux detached: %r" % text[-300:])
+    ws.close()
+    wait_slots(u["id"], 0)
+
+
+def test_ws_environment_left_running_before_the_program():
+    """The environment stopped between the upgrade's check and the
+    program's own (here: websocketd reached directly, so no check before):
+    the socket says so as a live terminal is told (§3.2), info then close
+    1000 with the status's reason."""
+    u, env = env_user()
+    r = post_empty("/api/v1/environments/%s/stop" % env, u)
+    eq(r.status, 200, "stop")
+    wait_status(u, env, "stopped")
+    ws = wsclient.connect("/terminal/%s" % env, headers={
+        "Authorization": "Bearer " + u["access_token"]},
+        base=websocketd_base())
+    check(not isinstance(ws, wsclient.Refused), "upgraded: %r" % ws)
+    eq(ws.recv(15), {"type": "info", "message": "Environment stopped"},
+       "info")
+    eq(ws.recv(15), {"type": "close", "code": 1000,
+                     "reason": "Environment stopped"}, "close")
+    ws.kill()
+    wait_slots(u["id"], 0)
 
 
 def test_ws_ticket_admission():
