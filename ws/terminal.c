@@ -101,6 +101,12 @@ struct term {
 	int			 claim_fd;	/* its stdout */
 	char			 claim_line[128];
 	size_t			 claim_got;
+	pid_t			 check_pid;	/* terminal-full --check */
+	int			 check_fd;	/* its stdout */
+	int64_t			 check_end;	/* killed then (ms) */
+	bool			 check_mark;	/* it marks activity */
+	char			 check_line[256];
+	size_t			 check_got;
 	int			 close_code;
 	int64_t			 ping_ms, idle_ms, check_ms;
 };
@@ -600,6 +606,81 @@ out:
 }
 
 /*
+ * The periodic check runs beside the loop, as the claim does: the screen,
+ * input, pings and a client's leaving go on while it connects and asks
+ * (milliseconds, or up to CHECK_WAIT_MS when PostgreSQL hangs).
+ */
+static void
+check_start(struct term *t)
+{
+	char	 bi[24], bo[24];
+	char	*argv[10];
+
+	t->last_check = dp_mono_ms();
+	if (t->check_pid > 0)
+		return;			/* the last one still runs */
+	t->check_mark = t->io_since_mark &&
+	    t->last_check - t->last_mark >= MARK_MS;
+	snprintf(bi, sizeof(bi), "%lld", (long long)t->bytes_in);
+	snprintf(bo, sizeof(bo), "%lld", (long long)t->bytes_out);
+	argv[0] = heavy_path;
+	argv[1] = (char *)"--check";
+	argv[2] = t->env.id;
+	argv[3] = t->user.sid;
+	argv[4] = t->session;
+	argv[5] = bi;
+	argv[6] = bo;
+	argv[7] = (char *)(t->check_mark ? "1" : "0");
+	argv[8] = t->slot;
+	argv[9] = NULL;
+	t->check_got = 0;
+	t->check_end = t->last_check + CHECK_WAIT_MS;
+	if ((t->check_pid = helper_spawn(argv, true, &t->check_fd)) < 0)
+		t->check_pid = t->check_fd = -1;
+}
+
+static void
+check_stop(struct term *t)
+{
+	int	 st;
+
+	if (t->check_pid > 0) {
+		(void)kill(t->check_pid, SIGKILL);
+		(void)waitpid(t->check_pid, &st, 0);
+	}
+	if (t->check_fd >= 0)
+		close(t->check_fd);
+	t->check_pid = t->check_fd = -1;
+}
+
+/* The check's stdout is readable, or its time is up (timeout). */
+static void
+check_read(struct term *t, bool timeout)
+{
+	struct check_res	 c = { .v = V_FAIL };
+	ssize_t			 r = 0;
+
+	if (!timeout) {
+		r = read(t->check_fd, t->check_line + t->check_got,
+		    sizeof(t->check_line) - 1 - t->check_got);
+		if (r < 0 && (errno == EINTR || errno == EAGAIN))
+			return;
+		if (r > 0) {
+			t->check_got += (size_t)r;
+			t->check_line[t->check_got] = '\0';
+			if (strchr(t->check_line, '\n') == NULL &&
+			    t->check_got < sizeof(t->check_line) - 1)
+				return;
+		}
+	}
+	check_stop(t);
+	t->check_line[t->check_got] = '\0';
+	if (timeout || check_parse(t->check_line, &c) < 0)
+		c.v = V_FAIL;
+	check_apply(t, &c, t->check_mark, false);
+}
+
+/*
  * The slot authorize-ws reserved (pid 0) becomes ours through
  * "terminal-full --claim SLOT PID", left to run beside the screen: the
  * loop reads its verdict when it comes.
@@ -860,6 +941,8 @@ timeout_of(const struct term *t, int64_t now_us)
 		next = t->flush_at_us;
 	if (t->claim_at_us != 0 && t->claim_at_us < next)
 		next = t->claim_at_us;
+	if (t->check_pid > 0 && t->check_end * 1000 < next)
+		next = t->check_end * 1000;
 	return next <= now_us ? 0 : next - now_us;
 }
 
@@ -896,15 +979,15 @@ child_reap(struct term *t)
 static void
 pump(struct term *t, const sigset_t *waitmask)
 {
-	struct pollfd	 fds[4];
+	struct pollfd	 fds[5];
 	struct timespec	 ts;
 	int64_t		 now, us;
 	bool		 ended = false;
 	int		 r;
 
 	(void)dp_fd_nonblock(STDOUT_FILENO);
-	fds[2].fd = -1;
-	fds[2].events = POLLIN;
+	fds[2].fd = fds[4].fd = -1;
+	fds[2].events = fds[4].events = POLLIN;
 	fds[3].fd = STDOUT_FILENO;
 	while (!t->done) {
 		us = timeout_of(t, mono_us());
@@ -918,13 +1001,14 @@ pump(struct term *t, const sigset_t *waitmask)
 		/* Only a backlog waits for stdout (and then for its errors). */
 		fds[3].events = t->out.len > 0 ? POLLOUT : 0;
 		fds[0].revents = fds[1].revents = fds[2].revents = 0;
-		fds[3].revents = 0;
+		fds[3].revents = fds[4].revents = 0;
 #ifndef TERMINAL_DB
 		fds[2].fd = t->claim_fd;	/* -1 (ignored) once done */
+		fds[4].fd = t->check_fd;
 #endif
 		ts.tv_sec = (time_t)(us / 1000000);
 		ts.tv_nsec = (long)(us % 1000000) * 1000L;
-		r = ppoll(fds, 4, &ts, waitmask);
+		r = ppoll(fds, 5, &ts, waitmask);
 		if (r < 0 && errno != EINTR)
 			break;
 		if (got_term) {
@@ -950,6 +1034,11 @@ pump(struct term *t, const sigset_t *waitmask)
 			t->claim_at_us = 0;
 			claim_start(t);
 		}
+		if (r > 0 && fds[4].fd >= 0 &&
+		    (fds[4].revents & (POLLIN | POLLHUP | POLLERR)))
+			check_read(t, false);
+		else if (t->check_pid > 0 && dp_mono_ms() >= t->check_end)
+			check_read(t, true);
 #endif
 		if (r > 0 && (fds[3].revents & (POLLERR | POLLHUP))) {
 			t->client_gone = true;	/* websocketd stopped reading */
@@ -978,6 +1067,9 @@ pump(struct term *t, const sigset_t *waitmask)
 			break;
 		if (ended) {
 			child_reap(t);
+#ifndef TERMINAL_DB
+			check_stop(t);
+#endif
 			check(t, true);
 			break;
 		}
@@ -990,9 +1082,16 @@ pump(struct term *t, const sigset_t *waitmask)
 			t->last_ping = now;
 		}
 		if (now - t->last_check >= t->check_ms)
+#ifdef TERMINAL_DB
 			check(t, false);
+#else
+			check_start(t);
+#endif
 		flush_out(t);
 	}
+#ifndef TERMINAL_DB
+	check_stop(t);
+#endif
 	/* The last messages (a close says why): a while for a slow reader,
 	 * not forever for one that stopped. */
 	if (!t->client_gone)
@@ -1149,6 +1248,7 @@ main(int argc, char *argv[])
 
 	memset(&t, 0, sizeof(t));
 	t.att.fd = t.att.pid = t.claim_fd = t.claim_pid = -1;
+	t.check_fd = t.check_pid = -1;
 	signals(&orig_mask, &waitmask);
 	if (argc != 10 || dp_parse_int64(argv[1], 3, 65535, &fd) < 0 ||
 	    dp_parse_int64(argv[2], 2, INT32_MAX, &pid) < 0 ||
@@ -1333,6 +1433,7 @@ main(int argc, char *argv[])
 
 	memset(&t, 0, sizeof(t));
 	t.att.fd = t.att.pid = t.claim_fd = t.claim_pid = -1;
+	t.check_fd = t.check_pid = -1;
 	signals(&orig_mask, &waitmask);
 	if (argc != 1) {
 		fprintf(stderr, "usage: terminal (run by websocketd)\n");
@@ -1471,6 +1572,7 @@ main(int argc, char *argv[])
 
 	memset(&t, 0, sizeof(t));
 	t.att.fd = t.att.pid = t.claim_fd = t.claim_pid = -1;
+	t.check_fd = t.check_pid = -1;
 	signals(&orig, &waitmask);
 	if (dp_wsapp_init("ws-terminal") < 0) {
 		rc = argc > 1 ? 1 :

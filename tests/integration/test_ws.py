@@ -1188,6 +1188,45 @@ def slot_pid(slot):
     return int(rows[0][0]) if rows else None
 
 
+def test_ws_terminal_goes_on_while_its_check_hangs():
+    """The periodic check (login session, status, bytes) runs beside the
+    pump: while it waits on the database (here: its session row held
+    locked, so its UPDATE blocks until the 10 s kill), keystrokes still
+    come back at once."""
+    u, env = env_user()
+    ws, w = open_term(u, env)
+    lock = subprocess.Popen(
+        [harness._psql(), "-X", "-q", "-h", harness.PG_SOCK, "-U",
+         "devpocket", "-d", "devpocket"], stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True)
+    try:
+        lock.stdin.write("BEGIN; SELECT 1 FROM terminal_sessions WHERE id "
+                         "= '%s' FOR UPDATE;\n" % w["session_id"])
+        lock.stdin.flush()
+        deadline = time.time() + 40     # checks run every 30 s (2 s)
+        blocked = False
+        while time.time() < deadline and not blocked:
+            ws.send({"type": "ping"})   # not idle meanwhile
+            blocked = sql("SELECT count(*) FROM pg_stat_activity WHERE "
+                          "wait_event_type = 'Lock' AND query LIKE "
+                          "'%UPDATE terminal_sessions SET bytes_in%'"
+                          ) != [["0"]]
+            time.sleep(0.2)
+        check(blocked, "no check came to wait on the locked row")
+        marker = "live-" + uuid_hex()
+        t0 = time.time()
+        ws.send({"type": "input", "data": "echo %s\r" % marker})
+        ws.output_until(marker + "\r\n", timeout=15)
+        check(time.time() - t0 < 2, "the echo took %.1f s while the check "
+              "waited" % (time.time() - t0))
+    finally:
+        lock.stdin.write("ROLLBACK;\n")
+        lock.stdin.close()
+        lock.wait(timeout=10)
+    ws.close()
+    wait_slots(u["id"], 0)
+
+
 def test_ws_detach_key_does_not_end_the_socket():
     """C-b d (tmux's detach) typed on the phone would end the socket's
     client as if the session had ended: the key does nothing, and the
