@@ -60,7 +60,8 @@
 #define COALESCE_US	5000	/* or this long after it began (a flood) */
 #define PENDING_MAX	(1024 * 1024)	/* stdout backlog that pauses the pty */
 #define FINAL_FLUSH_MS	2000		/* for the backlog once the pump ends */
-#define INPUT_MAX	(1024 * 1024)	/* keystrokes waiting for the pty */
+#define INPUT_MAX	(1024 * 1024)	/* keystrokes waiting for the pty
+					   before stdin is no longer read */
 #define MARK_MS		60000	/* last_activity at most once a minute */
 #define CLAIM_DELAY_US	20000	/* the claim waits for the redraw */
 
@@ -325,11 +326,7 @@ on_line(void *arg, const char *data, size_t len, bool toolong)
 			dp_wsapp_error(&t->out, "Invalid message data");
 			goto out;
 		}
-		if (t->pin.len + (size_t)json_object_get_string_len(d) >
-		    INPUT_MAX) {
-			dp_wsapp_error(&t->out, "Message too large");
-			goto out;
-		}
+		/* A full backlog stops stdin (pump): no input is dropped. */
 		dp_buf_add(&t->pin, json_object_get_string(d),
 		    (size_t)json_object_get_string_len(d));
 		t->bytes_in += json_object_get_string_len(d);
@@ -992,7 +989,9 @@ pump(struct term *t, const sigset_t *waitmask)
 	while (!t->done) {
 		us = timeout_of(t, mono_us());
 		fds[0].fd = STDIN_FILENO;
-		fds[0].events = POLLIN;
+		/* Keystrokes the pty does not take wait in websocketd and
+		 * TCP once INPUT_MAX of them wait here (back-pressure). */
+		fds[0].events = t->pin.len < INPUT_MAX ? POLLIN : 0;
 		fds[1].fd = t->att.fd;
 		/* A burst gathering (flush_at_us) leaves the pty unwatched. */
 		fds[1].events = (t->out.len < PENDING_MAX &&

@@ -16,6 +16,7 @@ import socket
 import subprocess
 import threading
 import time
+import tty
 import urllib.parse
 
 import harness
@@ -591,6 +592,65 @@ def test_ws_pump_not_frozen_by_stalled_client():
             flood.wait()
             os.close(win)
             os.close(rout)
+
+
+def test_ws_pump_input_backlog_holds_back():
+    """Keystrokes a pty does not take (its program reads nothing) pile up
+    to 1 MiB in the pump; past that the pump stops reading its stdin, so
+    the client's messages wait in websocketd and TCP instead of being
+    dropped with 'Message too large' (which is for frames over 64 KiB)."""
+    pump = os.path.join(harness.ROOT, "ws", "terminal-pump")
+    ident = "0123456789abcdef01234567"
+    m, sl = os.openpty()
+    tty.setraw(sl)      # no echo: what is not read stays in the pty
+    os.set_blocking(m, False)   # as terminal-full hands it over
+    idle = subprocess.Popen(["sleep", "60"], stdin=sl, stdout=sl, stderr=sl,
+                            start_new_session=True)
+    os.close(sl)
+    env = dict(os.environ, DP_WS_IDLE_MS="86400000",
+               DP_WS_CHECK_MS="86400000", DP_WS_PING_MS="86400000",
+               DEVPOCKET_CONF="/nonexistent/devpocket.conf")
+    p = subprocess.Popen([pump, str(m), str(idle.pid), ident, ident, ident,
+                          ident, "0", "text", "error"], stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                         pass_fds=(m,), env=env)
+    os.close(m)
+    line = (json.dumps({"type": "input", "data": "x" * 60000}) + "\n").encode()
+    sent = []
+
+    def writer():
+        try:
+            for _ in range(24):     # 1.4 MB
+                p.stdin.write(line)
+                p.stdin.flush()
+                sent.append(1)
+        except (BrokenPipeError, ValueError, OSError):
+            pass
+    th = threading.Thread(target=writer, daemon=True)
+    th.start()
+    out = b""
+    deadline = time.time() + 4
+    os.set_blocking(p.stdout.fileno(), False)
+    while time.time() < deadline:
+        try:
+            chunk = os.read(p.stdout.fileno(), 65536)
+            if chunk:
+                out += chunk
+        except BlockingIOError:
+            pass
+        time.sleep(0.05)
+    try:
+        check(b"Message too large" not in out,
+              "input dropped: %r" % out[:300])
+        check(len(sent) < 24, "all %d messages taken with the pty full"
+              % len(sent))
+        check(p.poll() is None, "the pump ended")
+    finally:
+        p.kill()
+        p.wait()
+        os.killpg(idle.pid, signal.SIGKILL)
+        idle.wait()
+        th.join(5)
 
 
 def uuid_hex():
