@@ -1287,6 +1287,34 @@ def test_ws_terminal_goes_on_while_its_check_hangs():
     wait_slots(u["id"], 0)
 
 
+def test_ws_shutdown_says_goodbye():
+    """A stop (the shipped unit's ExecStop, bin/devpocket-stack stop)
+    sends SIGTERM to each socket's program while websocketd still runs:
+    the terminal and the logs socket each end with close 1001 'Server
+    shutting down' (§3.2), and the tmux session lives on."""
+    u, env = env_user()
+    before = set(websocketd_children())
+    ws, _ = open_term(u, env)
+    logs = wsclient.connect("/api/v1/ws/logs/%s?token=%s&lines=0" % (
+        env, u["access_token"]))
+    eq(logs.recv(10)["type"], "welcome", "logs welcome")
+    progs = set(websocketd_children()) - before
+    check(len(progs) == 2, "two new ws programs: %r" % progs)
+    for pid in progs:
+        os.kill(pid, signal.SIGTERM)
+    for sock, what in ((ws, "terminal"), (logs, "logs")):
+        m, _ = sock.until(lambda m: m["type"] == "close", timeout=10,
+                          what="%s close on SIGTERM" % what)
+        eq(m, {"type": "close", "code": 1001,
+               "reason": "Server shutting down"}, what)
+    wait_slots(u["id"], 0)
+    ws, _ = open_term(u, env)
+    eq(ws.recv(10), {"type": "info",
+                     "message": "Reattached to existing session"},
+       "the session lived on")
+    ws.close()
+
+
 def test_ws_detach_key_does_not_end_the_socket():
     """C-b d (tmux's detach) typed on the phone would end the socket's
     client as if the session had ended: the key does nothing, and the

@@ -338,6 +338,9 @@ check "units: responder sockets are 0660 devpocket:www-data" \
     grep -qx SocketMode=0660 "$UNITS/devpocket-health.socket"
 check "units: websocketd may make the sandbox namespaces, no other" sh -c \
     "grep -qx 'RestrictNamespaces=user mnt pid ipc uts' $UNITS/devpocket-websocketd.service"
+check "units: websocketd's stop lets each program send close 1001 first" sh -c \
+    "grep -qx 'ExecStop=-/usr/bin/pkill -TERM -P \$MAINPID' $UNITS/devpocket-websocketd.service &&
+    dpkg-query -W -f='\${Depends}' devpocket | grep -q procps"
 check "units: hardened services" sh -c "grep -qx ProtectSystem=strict $UNITS/devpocket-auth.service &&
     grep -qx NoNewPrivileges=yes $UNITS/devpocket-worker.service &&
     grep -qx StandardInput=socket $UNITS/devpocket-auth.service"
