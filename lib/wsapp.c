@@ -793,6 +793,95 @@ dp_wsapp_flush_wait(int fd, struct dp_buf *b, int ms)
 
 /* ---- input lines -------------------------------------------------------- */
 
+enum jstate { J_WHOLE, J_OPEN, J_BAD };
+
+/* Whether s (n bytes) is a whole JSON object, the start of one, or not. */
+static enum jstate
+jstate(const char *s, size_t n)
+{
+	struct json_tokener	*t;
+	struct json_object	*o;
+	enum json_tokener_error	 e;
+	size_t			 i = 0, end;
+
+	while (i < n && (s[i] == ' ' || s[i] == '\t' || s[i] == '\r'))
+		i++;
+	if (i == n || s[i] != '{' || (t = json_tokener_new_ex(32)) == NULL)
+		return J_BAD;
+	json_tokener_set_flags(t, JSON_TOKENER_STRICT);
+	o = json_tokener_parse_ex(t, s, (int)n);
+	e = json_tokener_get_error(t);
+	end = json_tokener_get_parse_end(t);
+	json_object_put(o);
+	json_tokener_free(t);
+	if (e == json_tokener_continue)
+		return J_OPEN;
+	if (e != json_tokener_success)
+		return J_BAD;
+	while (end < n && strchr(" \t\r", s[end]) != NULL)
+		end++;
+	return end == n ? J_WHOLE : J_BAD;
+}
+
+/* A whole line: the messages it ends or holds, to cb. */
+static void
+line_done(struct dp_wslines *l, const char *s, size_t n, dp_wsline_cb cb,
+    void *arg)
+{
+	const char	*p;
+	enum jstate	 st;
+	int		 tries;
+
+	if (l->pend.len > 0) {
+		if (l->pend.len + 1 + n > DP_WS_LINE_MAX) {
+			dp_buf_reset(&l->pend);
+			cb(arg, NULL, 0, true);
+			return;
+		}
+		dp_buf_addc(&l->pend, '\n');
+		dp_buf_add(&l->pend, s, n);
+		if ((st = jstate(l->pend.s, l->pend.len)) == J_OPEN)
+			return;
+		if (st == J_WHOLE) {
+			cb(arg, l->pend.s, l->pend.len, false);
+			dp_buf_reset(&l->pend);
+			return;
+		}
+		/* Not one message: what waited was one of its own. */
+		l->pend.len -= 1 + n;
+		l->pend.s[l->pend.len] = '\0';
+		cb(arg, l->pend.s, l->pend.len, false);
+		dp_buf_reset(&l->pend);
+	}
+	if ((st = jstate(s, n)) == J_OPEN) {
+		dp_buf_add(&l->pend, s, n);
+		return;
+	}
+	/* Bytes glued before a message (a binary frame's), a few tries. */
+	if (st == J_BAD)
+		for (p = s + 1, tries = 0; tries < 8 && p < s + n &&
+		    (p = memchr(p, '{', (size_t)(s + n - p))) != NULL;
+		    p++, tries++)
+			if (jstate(p, (size_t)(s + n - p)) == J_WHOLE) {
+				struct dp_buf	 glued = { 0 };
+
+				dp_buf_add(&glued, s, (size_t)(p - s));
+				cb(arg, glued.s, glued.len, false);
+				dp_buf_release(&glued);
+				n -= (size_t)(p - s);
+				s = p;
+				break;
+			}
+	cb(arg, s, n, false);
+}
+
+void
+dp_wslines_release(struct dp_wslines *l)
+{
+	dp_buf_release(&l->line);
+	dp_buf_release(&l->pend);
+}
+
 void
 dp_wsapp_feed_lines(struct dp_wslines *l, const char *p, size_t n,
     dp_wsline_cb cb, void *arg)
@@ -812,14 +901,25 @@ dp_wsapp_feed_lines(struct dp_wslines *l, const char *p, size_t n,
 		}
 		if (nl == NULL)
 			break;
-		if (l->discarding)
+		if (l->discarding) {
+			dp_buf_reset(&l->pend);
 			cb(arg, NULL, 0, true);
-		else
-			cb(arg, l->line.s ? l->line.s : "", l->line.len, false);
+		} else
+			line_done(l, l->line.s ? l->line.s : "", l->line.len,
+			    cb, arg);
 		l->discarding = false;
 		dp_buf_reset(&l->line);
 		p += k + 1;
 		n -= k + 1;
+	}
+	/*
+	 * websocketd writes a frame and its line end at once: an open
+	 * message at the end of what came, with no line begun after it, was
+	 * a whole frame (a truncated message), and is answered now.
+	 */
+	if (l->pend.len > 0 && l->line.len == 0 && !l->discarding) {
+		cb(arg, l->pend.s, l->pend.len, false);
+		dp_buf_reset(&l->pend);
 	}
 }
 

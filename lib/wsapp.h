@@ -172,10 +172,24 @@ int64_t	 dp_wsapp_env_ms(const char *name, int64_t dflt);
  * and cb gets it with toolong set (data NULL).  Returns 1 when bytes were
  * read, 0 when nothing was there, -1 at end of input.
  */
+/*
+ * websocketd (text mode) hands each frame on as a line, so a frame with a
+ * raw line break arrives as several lines, and a binary frame (written
+ * with no line end) glues itself to the next.  The assembler gives the
+ * callback messages instead: a line that starts a JSON object and is not
+ * yet whole waits for the next one (joined with the line break, within
+ * DP_WS_LINE_MAX) when more came with it (websocketd writes a frame at
+ * once; at the end of what came it was the frame, and goes as it is); a
+ * line that does not parse but ends with a whole JSON
+ * object is the bytes before it (an error for the callback) and that
+ * message.  Release with dp_wslines_release.
+ */
 struct dp_wslines {
 	struct dp_buf	 line;
+	struct dp_buf	 pend;		/* a message not yet whole */
 	bool		 discarding;
 };
+void	 dp_wslines_release(struct dp_wslines *);
 typedef void (*dp_wsline_cb)(void *arg, const char *data, size_t len,
 	    bool toolong);
 int	 dp_wsapp_read_lines(int fd, struct dp_wslines *, dp_wsline_cb,

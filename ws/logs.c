@@ -612,6 +612,6 @@ out:
 	dp_wsapp_env_release(&l.env);
 	free(l.status);
 	dp_buf_release(&l.out);
-	dp_buf_release(&l.lines.line);
+	dp_wslines_release(&l.lines);
 	return rc;
 }

@@ -1151,7 +1151,7 @@ term_release(struct term *t)
 	dp_buf_release(&t->out);
 	dp_buf_release(&t->raw);
 	dp_buf_release(&t->pin);
-	dp_buf_release(&t->lines.line);
+	dp_wslines_release(&t->lines);
 }
 
 static void

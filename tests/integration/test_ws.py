@@ -352,12 +352,19 @@ def test_ws_bad_messages_keep_socket():
         eq(m, {"type": "error", "message": want, "data": want},
            "answer to %r" % (str(payload)[:60],))
     # websocketd (text mode) writes a binary message to the program
-    # without a line end, so it reaches us glued to the next message: that
-    # one is answered with the error, and the socket carries on.
+    # without a line end, so it reaches us glued to the next message:
+    # the binary frame gets its error and the ping its pong (§3.3).
     ws.send_binary(b"\x00\xff\x01")
     ws.send({"type": "ping"})
     m, _ = ws.until(lambda m: m["type"] in ("error", "pong"), what="error")
-    eq(m["message"], "Failed to process message", "binary frame + ping")
+    eq(m["message"], "Failed to process message", "binary frame")
+    m, _ = ws.until(lambda m: m["type"] in ("error", "pong"), what="pong")
+    eq(m, {"type": "pong"}, "the ping glued after it")
+    # A message with raw line breaks between its tokens (websocketd splits
+    # it into lines) is one message.
+    ws.send_text('{"type":\n"ping"\n}')
+    m, _ = ws.until(lambda m: m["type"] in ("error", "pong"), what="pong")
+    eq(m, {"type": "pong"}, "a ping over three lines")
     # Exactly 65,536 bytes is not too large.
     pad = 65536 - len('{"type":"pong","pad":""}')
     ws.send_text('{"type":"pong","pad":"' + " " * pad + '"}')

@@ -270,7 +270,86 @@ START_TEST(test_wsapp_lines)
 	dp_wsapp_feed_lines(&l, "a\0b\n", 4, cb, &s);
 	ck_assert_uint_eq(s.lastlen, 3);
 	free(big);
-	dp_buf_release(&l.line);
+	dp_wslines_release(&l);
+}
+END_TEST
+
+/* Every message the assembler hands on, "|"-separated, toolong as "!". */
+static void
+cb_all(void *arg, const char *d, size_t len, bool toolong)
+{
+	struct dp_buf	*b = arg;
+
+	if (b->len > 0)
+		dp_buf_addc(b, '|');
+	if (toolong)
+		dp_buf_addc(b, '!');
+	else
+		dp_buf_add(b, d, len);
+}
+
+static void
+ck_messages(const char *in, ssize_t n, const char *want)
+{
+	struct dp_wslines	 l = { 0 };
+	struct dp_buf		 b = { 0 };
+
+	dp_wsapp_feed_lines(&l, in, n < 0 ? strlen(in) : (size_t)n, cb_all,
+	    &b);
+	ck_assert_str_eq(b.s != NULL ? b.s : "", want);
+	dp_buf_release(&b);
+	dp_wslines_release(&l);
+}
+
+/*
+ * websocketd splits a frame at its raw line breaks and writes a binary
+ * frame with no line end: the assembler gives messages back.
+ */
+START_TEST(test_wsapp_line_messages)
+{
+	struct dp_buf	 big = { 0 };
+	size_t		 i;
+
+	/* One object over lines (raw line breaks between its tokens). */
+	ck_messages("{\"type\":\"ping\",\n\"x\": 1}\n", -1,
+	    "{\"type\":\"ping\",\n\"x\": 1}");
+	ck_messages("{\n\"type\"\n:\n\"ping\"\n}\n", -1,
+	    "{\n\"type\"\n:\n\"ping\"\n}");
+	/* A binary frame's bytes glued to the next message. */
+	ck_messages("\x00\xff\x01{\"type\":\"ping\"}\n", 19,
+	    "\x00\xff\x01|{\"type\":\"ping\"}");
+	ck_messages("ab{cd{\"type\":\"ping\"}\n", -1,
+	    "ab{cd|{\"type\":\"ping\"}");
+	/* An open start that the next line does not continue: both. */
+	ck_messages("{\"type\":\"ping\"\n{\"type\":\"ping\"}\n", -1,
+	    "{\"type\":\"ping\"|{\"type\":\"ping\"}");
+	/* Lines that are not JSON objects go as they are, one each. */
+	ck_messages("hello\n42\n[1]\n\n", -1, "hello|42|[1]|");
+	ck_messages("{\"a\":1} x\n", -1, "{\"a\":1} x");
+	/* An open message at the end of what came was a whole frame. */
+	ck_messages("{\"type\":\"ping\"\n", -1, "{\"type\":\"ping\"");
+	/* Joined lines past the cap are too large, once. */
+	dp_buf_adds(&big, "{\"type\":\"input\",\"data\":[");
+	for (i = 0; i < 70; i++)
+		dp_buf_printf(&big, "%s\"%0998d\"\n", i ? "," : "", 0);
+	dp_buf_adds(&big, "]}\n{\"type\":\"ping\"}\n");
+	{
+		struct dp_wslines	 l = { 0 };
+		struct dp_buf		 b = { 0 };
+		const char		*tail = "|]}|{\"type\":\"ping\"}";
+
+		dp_wsapp_feed_lines(&l, big.s, big.len, cb_all, &b);
+		/* Once too large; the lines after the cap go one by one
+		 * (errors), the next message is whole. */
+		ck_assert(b.s[0] == '!');
+		ck_assert_ptr_null(strchr(b.s + 1, '!'));
+		ck_assert_ptr_null(strstr(b.s, "\"data\""));
+		ck_assert(b.len > strlen(tail) &&
+		    strcmp(b.s + b.len - strlen(tail), tail) == 0);
+		dp_buf_release(&b);
+		dp_wslines_release(&l);
+	}
+	dp_buf_release(&big);
 }
 END_TEST
 
@@ -316,6 +395,7 @@ wsapp_suite(void)
 	suite_add_tcase(s, tc);
 	tc = tcase_create("lines");
 	tcase_add_test(tc, test_wsapp_lines);
+	tcase_add_test(tc, test_wsapp_line_messages);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("messages");
 	tcase_add_test(tc, test_wsapp_messages);
