@@ -1328,12 +1328,18 @@ def test_ws_detach_key_does_not_end_the_socket():
     terminal goes on."""
     u, env = env_user()
     ws, _ = open_term(u, env)
+    # The shell first (keys typed before tmux takes the terminal are the
+    # pty's), then the keys, each on its own.
+    marker = uuid_hex()
+    ws.send({"type": "input", "data": "echo ready-$((6*7))-%s\r" % marker})
+    ws.output_until("ready-42-" + marker, timeout=15)
     ws.send({"type": "input", "data": "\x02d"})
+    time.sleep(0.5)
     ws.send({"type": "input", "data": "\x02D"})
     time.sleep(1.5)
-    marker = "still-" + uuid_hex()
-    ws.send({"type": "input", "data": "echo %s\r" % marker})
-    text = ws.output_until(marker + "\r\n", timeout=10)
+    ws.send({"type": "input", "data": "\r"})
+    ws.send({"type": "input", "data": "echo still-$((6*7))-%s\r" % marker})
+    text = ws.output_until("still-42-" + marker, timeout=10)
     check("[detached" not in text, "tmux detached: %r" % text[-300:])
     ws.close()
     wait_slots(u["id"], 0)
@@ -1600,13 +1606,18 @@ def test_ws_no_token_in_web_server_log():
     tok = u["access_token"]
     ws, _ = open_term(u, env)       # ?token= (term_path)
     ws.close()
-    time.sleep(0.3)
     for name in ("nginx-access.log", "lighttpd-access.log"):
         path = os.path.join(VAR, "log", name)
         if not os.path.exists(path):
             continue
-        with open(path, errors="replace") as f:
-            text = f.read()
+        deadline = time.time() + 10     # logged once the socket is done
+        while True:
+            with open(path, errors="replace") as f:
+                text = f.read()
+            if "/api/v1/ws/terminal/" + env in text or \
+                    time.time() > deadline:
+                break
+            time.sleep(0.2)
         check("/api/v1/ws/terminal/" + env in text,
               "%s logged no socket of this test" % name)
         check(tok not in text and tok.split(".")[2] not in text,
