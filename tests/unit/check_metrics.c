@@ -21,6 +21,7 @@ setup(void)
 	snprintf(dir, sizeof(dir), "/tmp/check_metrics.XXXXXX");
 	ck_assert_ptr_nonnull(mkdtemp(dir));
 	dp_config_defaults(&dp_cfg);
+	free(dp_cfg.web_runtime_dir);
 	dp_cfg.web_runtime_dir = dp_xstrdup(dir);
 }
 
