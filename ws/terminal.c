@@ -636,18 +636,48 @@ check_start(struct term *t)
 		t->check_pid = t->check_fd = -1;
 }
 
+/* Stop a helper (*pid, its stdout *fd) if one runs. */
 static void
-check_stop(struct term *t)
+helper_stop(pid_t *pid, int *fd)
 {
 	int	 st;
 
-	if (t->check_pid > 0) {
-		(void)kill(t->check_pid, SIGKILL);
-		(void)waitpid(t->check_pid, &st, 0);
+	if (*pid > 0) {
+		(void)kill(*pid, SIGKILL);
+		(void)waitpid(*pid, &st, 0);
 	}
-	if (t->check_fd >= 0)
-		close(t->check_fd);
-	t->check_pid = t->check_fd = -1;
+	if (*fd >= 0)
+		close(*fd);
+	*pid = *fd = -1;
+}
+
+/*
+ * A helper's stdout fd is readable: read into line (cap bytes, *got of
+ * them so far).  1 once its verdict line is whole or it ended (line as it
+ * stands), 0 while more is to come.
+ */
+static int
+helper_line(int fd, char *line, size_t cap, size_t *got)
+{
+	ssize_t	 r;
+
+	r = read(fd, line + *got, cap - 1 - *got);
+	if (r < 0 && (errno == EINTR || errno == EAGAIN))
+		return 0;
+	if (r > 0) {
+		*got += (size_t)r;
+		line[*got] = '\0';
+		if (strchr(line, '\n') == NULL && *got < cap - 1)
+			return 0;
+	}
+	line[*got] = '\0';
+	return 1;
+}
+
+static void
+check_stop(struct term *t)
+{
+	helper_stop(&t->check_pid, &t->check_fd);
 }
 
 /* The check's stdout is readable, or its time is up (timeout). */
@@ -655,21 +685,10 @@ static void
 check_read(struct term *t, bool timeout)
 {
 	struct check_res	 c = { .v = V_FAIL };
-	ssize_t			 r = 0;
 
-	if (!timeout) {
-		r = read(t->check_fd, t->check_line + t->check_got,
-		    sizeof(t->check_line) - 1 - t->check_got);
-		if (r < 0 && (errno == EINTR || errno == EAGAIN))
-			return;
-		if (r > 0) {
-			t->check_got += (size_t)r;
-			t->check_line[t->check_got] = '\0';
-			if (strchr(t->check_line, '\n') == NULL &&
-			    t->check_got < sizeof(t->check_line) - 1)
-				return;
-		}
-	}
+	if (!timeout && helper_line(t->check_fd, t->check_line,
+	    sizeof(t->check_line), &t->check_got) == 0)
+		return;
 	check_stop(t);
 	t->check_line[t->check_got] = '\0';
 	if (timeout || check_parse(t->check_line, &c) < 0)
@@ -706,15 +725,7 @@ claim_start(struct term *t)
 static void
 claim_stop(struct term *t)
 {
-	int	 st;
-
-	if (t->claim_pid > 0) {
-		(void)kill(t->claim_pid, SIGKILL);
-		(void)waitpid(t->claim_pid, &st, 0);
-	}
-	if (t->claim_fd >= 0)
-		close(t->claim_fd);
-	t->claim_pid = t->claim_fd = -1;
+	helper_stop(&t->claim_pid, &t->claim_fd);
 }
 
 /* The claim's stdout is readable: its verdict line, once whole. */
@@ -722,19 +733,10 @@ static void
 claim_read(struct term *t)
 {
 	struct check_res	 c = { .v = V_FAIL };
-	ssize_t			 r;
 
-	r = read(t->claim_fd, t->claim_line + t->claim_got,
-	    sizeof(t->claim_line) - 1 - t->claim_got);
-	if (r < 0 && (errno == EINTR || errno == EAGAIN))
+	if (helper_line(t->claim_fd, t->claim_line, sizeof(t->claim_line),
+	    &t->claim_got) == 0)
 		return;
-	if (r > 0) {
-		t->claim_got += (size_t)r;
-		t->claim_line[t->claim_got] = '\0';
-		if (strchr(t->claim_line, '\n') == NULL &&
-		    t->claim_got < sizeof(t->claim_line) - 1)
-			return;
-	}
 	claim_stop(t);
 	t->claim_line[t->claim_got] = '\0';
 	if (check_parse(t->claim_line, &c) < 0 || c.v == V_FAIL) {
