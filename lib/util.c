@@ -454,19 +454,15 @@ dp_startswith(const char *s, const char *p)
 static bool
 secret_key(const char *k, size_t n)
 {
-	char	 b[64];
-	size_t	 i, m = 0;
-	int	 hi, lo;
+	struct dp_arena	 a = { 0 };
+	const char	*d;
+	size_t		 m;
+	bool		 yes;
 
-	for (i = 0; i < n && m < sizeof(b); i++) {
-		if (k[i] == '%' && i + 2 < n && (hi = dp_hexval(k[i + 1])) >= 0 &&
-		    (lo = dp_hexval(k[i + 2])) >= 0) {
-			b[m++] = (char)(hi << 4 | lo);
-			i += 2;
-		} else
-			b[m++] = k[i];
-	}
-	return i == n && m >= 8 && strncasecmp(b + m - 8, "password", 8) == 0;
+	d = dp_urldecode(&a, k, n, &m);
+	yes = m >= 8 && strncasecmp(d + m - 8, "password", 8) == 0;
+	dp_arena_release(&a);
+	return yes;
 }
 
 void

@@ -540,82 +540,16 @@ check_parse(char *line, struct check_res *c)
 }
 
 /*
- * The check through "terminal-full --check": it connects, runs the query and
- * prints its verdict.  The loop waits for it (a few milliseconds every
- * check_ms).
+ * Start "terminal-full --check" (it connects, runs the query and prints
+ * its verdict) with t's figures; lowly: at a lower CPU priority.  Without
+ * a helper check_pid stays -1.
  */
 static void
-check(struct term *t, bool ended)
-{
-	struct check_res	 c = { .v = V_FAIL };
-	struct pollfd		 pfd;
-	char			 bi[24], bo[24], line[256];
-	char			*argv[10];
-	size_t			 got = 0;
-	ssize_t			 r;
-	int64_t			 end;
-	int			 fd = -1, st;
-	pid_t			 pid = -1;
-	bool			 mark;
-
-	t->last_check = dp_mono_ms();
-	mark = t->io_since_mark && t->last_check - t->last_mark >= MARK_MS;
-	snprintf(bi, sizeof(bi), "%lld", (long long)t->bytes_in);
-	snprintf(bo, sizeof(bo), "%lld", (long long)t->bytes_out);
-	argv[0] = heavy_path;
-	argv[1] = (char *)"--check";
-	argv[2] = t->env.id;
-	argv[3] = t->user.sid;
-	argv[4] = t->session;
-	argv[5] = bi;
-	argv[6] = bo;
-	argv[7] = (char *)(mark ? "1" : "0");
-	argv[8] = t->slot;
-	argv[9] = NULL;
-	if ((pid = helper_spawn(argv, false, &fd)) < 0)
-		goto out;
-	end = dp_mono_ms() + CHECK_WAIT_MS;
-	pfd.fd = fd;
-	pfd.events = POLLIN;
-	while (got < sizeof(line) - 1) {
-		int64_t	 left = end - dp_mono_ms();
-
-		if (left <= 0 || poll(&pfd, 1, (int)left) == 0)
-			break;
-		r = read(fd, line + got, sizeof(line) - 1 - got);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			break;
-		got += (size_t)r;
-	}
-	line[got] = '\0';
-	if (check_parse(line, &c) < 0)
-		c.v = V_FAIL;
-out:
-	if (pid > 0) {
-		(void)kill(pid, SIGKILL);
-		(void)waitpid(pid, &st, 0);
-	}
-	if (fd >= 0)
-		close(fd);
-	check_apply(t, &c, mark, ended);
-}
-
-/*
- * The periodic check runs beside the loop, as the claim does: the screen,
- * input, pings and a client's leaving go on while it connects and asks
- * (milliseconds, or up to CHECK_WAIT_MS when PostgreSQL hangs).
- */
-static void
-check_start(struct term *t)
+check_spawn(struct term *t, bool lowly)
 {
 	char	 bi[24], bo[24];
 	char	*argv[10];
 
-	t->last_check = dp_mono_ms();
-	if (t->check_pid > 0)
-		return;			/* the last one still runs */
 	t->check_mark = t->io_since_mark &&
 	    t->last_check - t->last_mark >= MARK_MS;
 	snprintf(bi, sizeof(bi), "%lld", (long long)t->bytes_in);
@@ -632,8 +566,22 @@ check_start(struct term *t)
 	argv[9] = NULL;
 	t->check_got = 0;
 	t->check_end = t->last_check + CHECK_WAIT_MS;
-	if ((t->check_pid = helper_spawn(argv, true, &t->check_fd)) < 0)
+	if ((t->check_pid = helper_spawn(argv, lowly, &t->check_fd)) < 0)
 		t->check_pid = t->check_fd = -1;
+}
+
+/*
+ * The periodic check runs beside the loop, as the claim does: the screen,
+ * input, pings and a client's leaving go on while it connects and asks
+ * (milliseconds, or up to CHECK_WAIT_MS when PostgreSQL hangs).
+ */
+static void
+check_start(struct term *t)
+{
+	t->last_check = dp_mono_ms();
+	if (t->check_pid > 0)
+		return;			/* the last one still runs */
+	check_spawn(t, true);
 }
 
 /* Stop a helper (*pid, its stdout *fd) if one runs. */
@@ -680,9 +628,12 @@ check_stop(struct term *t)
 	helper_stop(&t->check_pid, &t->check_fd);
 }
 
-/* The check's stdout is readable, or its time is up (timeout). */
+/*
+ * The check's stdout is readable, or its time is up (timeout, or no
+ * helper): once its verdict is whole, applied (ended: as check_apply).
+ */
 static void
-check_read(struct term *t, bool timeout)
+check_read(struct term *t, bool timeout, bool ended)
 {
 	struct check_res	 c = { .v = V_FAIL };
 
@@ -693,7 +644,32 @@ check_read(struct term *t, bool timeout)
 	t->check_line[t->check_got] = '\0';
 	if (timeout || check_parse(t->check_line, &c) < 0)
 		c.v = V_FAIL;
-	check_apply(t, &c, t->check_mark, false);
+	check_apply(t, &c, t->check_mark, ended);
+}
+
+/* The check waited for (the session ended: its verdict says how). */
+static void
+check(struct term *t, bool ended)
+{
+	struct pollfd	 pfd;
+	int64_t		 left;
+	int		 r;
+
+	check_stop(t);
+	t->last_check = dp_mono_ms();
+	check_spawn(t, false);
+	if (t->check_pid < 0)
+		check_read(t, true, ended);
+	pfd.fd = t->check_fd;
+	pfd.events = POLLIN;
+	while (t->check_pid > 0) {
+		left = t->check_end - dp_mono_ms();
+		r = left > 0 ? poll(&pfd, 1, (int)left) : 0;
+		if (r > 0)
+			check_read(t, false, ended);
+		else if (r == 0 || errno != EINTR)
+			check_read(t, true, ended);
+	}
 }
 
 /*
@@ -1037,9 +1013,9 @@ pump(struct term *t, const sigset_t *waitmask)
 		}
 		if (r > 0 && fds[4].fd >= 0 &&
 		    (fds[4].revents & (POLLIN | POLLHUP | POLLERR)))
-			check_read(t, false);
+			check_read(t, false, false);
 		else if (t->check_pid > 0 && dp_mono_ms() >= t->check_end)
-			check_read(t, true);
+			check_read(t, true, false);
 #endif
 		if (r > 0 && (fds[3].revents & (POLLERR | POLLHUP))) {
 			t->client_gone = true;	/* websocketd stopped reading */
@@ -1068,10 +1044,7 @@ pump(struct term *t, const sigset_t *waitmask)
 			break;
 		if (ended) {
 			child_reap(t);
-#ifndef TERMINAL_DB
-			check_stop(t);
-#endif
-			check(t, true);
+			check(t, true);	/* (stops one still running) */
 			break;
 		}
 		if (now - t->last_client >= t->idle_ms) {
