@@ -544,14 +544,24 @@ prime_metrics(struct dp_db *db, const char *id)
 	dp_env_ctx_release(&ctx);
 }
 
-/* One installing environment: copy its log, move its status. */
+/*
+ * One installing environment: copy its log, move its status.  As in
+ * status_step, the row is not locked during the driver's call (a pod log
+ * from a hung API server: 30 s), the environment's job lock is; the row
+ * is locked afterwards, and only if it is still where it was read.
+ */
 static void
 install_step(struct dp_db *db, const char *id)
 {
 	static const char lock[] =
 	    "SELECT install_log_offset, install_started_at < now() - "
-	    "$2::double precision * interval '1 second' FROM environments "
-	    "WHERE id = $1 AND status = 'installing' FOR UPDATE SKIP LOCKED";
+	    "$2::double precision * interval '1 second', generation "
+	    "FROM environments WHERE id = $1 AND status = 'installing' AND "
+	    "pg_try_advisory_xact_lock(" ENV_LOCK_KEY ")";
+	static const char still[] =
+	    "SELECT 1 FROM environments WHERE id = $1 AND "
+	    "status = 'installing' AND generation = $2::bigint AND "
+	    "install_log_offset = $3::bigint FOR UPDATE";
 	static const char ins[] =
 	    "INSERT INTO environment_logs (environment_id, level, message, "
 	    "source) SELECT $1, x->>0, x->>1, 'install' FROM "
@@ -574,7 +584,8 @@ install_step(struct dp_db *db, const char *id)
 	struct json_object	*a = NULL;
 	PGresult		*r = NULL;
 	const char		*why = NULL;
-	char			*fail = NULL, tmo[32], nx[32], w[32];
+	char			*fail = NULL, tmo[32], nx[32], w[32], gen[32];
+	char			 of[32];
 	int64_t			 off, next, done = -1;
 	bool			 timed_out, ok = false, now_running = false;
 
@@ -587,6 +598,7 @@ install_step(struct dp_db *db, const char *id)
 		goto out;
 	off = val_int(r, 0, 0);
 	timed_out = strcmp(PQgetvalue(r, 0, 1), "t") == 0;
+	(void)snprintf(gen, sizeof(gen), "%s", PQgetvalue(r, 0, 2));
 	PQclear(r);
 	r = NULL;
 	next = off;
@@ -607,6 +619,13 @@ install_step(struct dp_db *db, const char *id)
 		next = off;
 		dp_buf_reset(&log);
 	}
+	/* A user's stop or delete meanwhile: its change stands. */
+	r = dp_db_exec(db, still, 3, (const char *const[]){ id, gen,
+	    num(of, sizeof(of), off) });
+	if (!dp_db_ok(r) || PQntuples(r) != 1)
+		goto out;
+	PQclear(r);
+	r = NULL;
 	a = json_object_new_array();
 	dp_lifecycle_parse_log(log.s != NULL ? log.s : "", log.len, a, &done,
 	    &fail);

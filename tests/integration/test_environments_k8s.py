@@ -532,6 +532,43 @@ def test_k8s_hung_api_does_not_hold_requests():
     eq(req("GET", API + "/" + eid, adm).json["status"], "running", "still running")
 
 
+def test_k8s_hung_install_log_does_not_hold_requests():
+    """Nor does the install pass's copy of the pod log: with the log
+    taking 6 s to come, a user's PUT on the installing environment
+    answers at once (the pass held the row FOR UPDATE through the call),
+    and the install still ends running with its output copied once."""
+    adm, eid, ns = need("admin", "env", "ns")
+    fk = fake()
+    p = paths(ns, eid)
+    wait_status(adm, eid, "running", 30)
+    sql("UPDATE templates SET startup_commands = :'p2'::jsonb WHERE name = :'p1'",
+        S["template"], json.dumps(["sleep 6", "echo k8s-slow-install"]))
+    try:
+        r = req("POST", API + "/" + eid + "/restart", adm)
+        eq(r.status, 200, "restart")
+        wait_status(adm, eid, "installing", 30)
+        fk.reset()
+        eq(fk.call("POST", "/_delay?" + urllib.parse.urlencode(
+            {"path_prefix": p["pod"] + "/log", "method": "GET", "seconds": 6,
+             "times": 1}))[0], 200, "POST /_delay")
+        wait_for("the install pass's log call", lambda: any(
+            r["method"] == "GET" and r["path"].startswith(p["pod"] + "/log")
+            for r in fk.requests()), 20)
+        t0 = time.time()
+        r = req("PUT", API + "/" + eid, adm, {"description": "asked while installing"})
+        took = time.time() - t0
+        eq(r.status, 200, "PUT: %s" % (r.body[:200],))
+        check(took < 3, "the PUT waited %.1f s for the install pass" % took)
+        wait_status(adm, eid, "running", 40)
+    finally:
+        sql("UPDATE templates SET startup_commands = :'p2'::jsonb WHERE name = :'p1'",
+            S["template"], json.dumps(COMMANDS))
+    msgs = logs_of(adm, eid)
+    eq(sum(1 for m in msgs if m[2] == "k8s-slow-install"), 1,
+       "the install's output copied once: %r" % msgs[-8:])
+    eq(msgs[-1], ("system", "info", "Environment is running"), "running after its output")
+
+
 def test_k8s_isolation():
     adm, eid = need("admin", "env")
     fk = fake()
