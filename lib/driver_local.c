@@ -2264,11 +2264,22 @@ launch(struct lenv *e, const struct dp_env_spec *spec, struct dp_err *err)
 		dp_warn("environment %s: /usr/bin/bwrap missing; running "
 		    "unconfined as %s", e->id, e->user);
 	} else if (!bwrap_works(e)) {
-		dp_buf_printf(&notes, "devpocket: WARNING: bubblewrap does not "
-		    "work here (user namespaces restricted?): the environment "
-		    "runs unconfined as %s\n", e->user);
-		dp_warn("environment %s: bwrap fails for %s; running "
-		    "unconfined", e->id, e->user);
+		/*
+		 * Installed but refused (user namespaces restricted, or a
+		 * service manager's hardening: ProtectHostname,
+		 * ProtectKernelTunables): never run unconfined on the quiet.
+		 * No server starts; the install fails with the reason.
+		 */
+		dp_buf_printf(&notes, "devpocket: bubblewrap is installed but "
+		    "does not work here for %s (user namespaces restricted, "
+		    "or the service's hardening)\n" DP_MARK "fail the sandbox "
+		    "does not work on this host (set [drivers] local_sandbox "
+		    "= false to run unconfined)\n", e->user);
+		dp_warn("environment %s: bwrap fails for %s; not started "
+		    "(set [drivers] local_sandbox = false to run unconfined)",
+		    e->id, e->user);
+		rc = reset_log(e, notes.s, err);
+		goto out;
 	} else {
 		sandbox = true;
 		dp_buf_printf(&notes, "devpocket: sandbox: bubblewrap (own pid, "

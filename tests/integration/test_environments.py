@@ -7,6 +7,7 @@ driver call fails, so only requests move them.  The end-to-end tests use the
 stack's local cluster (or one they create) and fast test templates."""
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -870,6 +871,47 @@ def _tmux_servers(eid):
                 any(eid.encode() in a and a.endswith(b"tmux.sock") for a in argv):
             n += 1
     return n
+
+
+def test_env_sandbox_refused_fails_closed():
+    """A worker where bubblewrap is installed but refused: here the mount
+    systemd's ProtectKernelTunables makes (/proc/sys bound read-only in
+    the worker's mount namespace), under which the kernel refuses the
+    sandbox's fresh /proc.  The environment fails with the reason in its
+    log and no process of it starts; it used to start unconfined, able to
+    read the service's keys."""
+    if shutil.which("unshare") is None or not os.path.exists("/usr/bin/bwrap"):
+        check(False, "unshare and bwrap are needed (packaging/install-deps.sh)")
+    local_cluster()
+    tname = quick_template(["echo must-not-run"])
+    u = user()
+    os.kill(_worker_pid(), signal.SIGKILL)
+    env = dict(os.environ, DP_STACK_VAR=VAR)
+    log = open(os.path.join(LOG_DIR, "worker.log"), "ab")
+    p = subprocess.Popen(
+        ["unshare", "-m", "--propagation", "private", "sh", "-c",
+         'mount --bind -o ro /proc/sys /proc/sys && exec "$0" "$@"',
+         os.path.join(ROOT, "bin", "devpocket-worker"), "--config", CONF],
+        stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env,
+        start_new_session=True)
+    log.close()
+    try:
+        eid = req("POST", API, u, {"name": "refused", "template": tname}).json["id"]
+        e = wait_status(u, eid, "error", 30)
+        eq(e["status"], "error", "the start failed")
+        msgs = [l["message"] for l in req("GET", API + "/" + eid + "/logs?lines=1000",
+                                         u).json["logs"]]
+        check(any("bubblewrap is installed but does not work here" in m for m in msgs),
+              "the reason in the log: %r" % msgs)
+        check(any(m.startswith("Installation failed: the sandbox does not work")
+                  for m in msgs), "the install failed with it: %r" % msgs)
+        check(not any("must-not-run" in m for m in msgs), "no step ran: %r" % msgs)
+        eq(_tmux_servers(eid), 0, "no tmux server")
+    finally:
+        p.kill()
+        p.wait()
+        _restart_worker()
+    req("DELETE", API + "/" + eid, u)
 
 
 def test_env_worker_crash_mid_provision():

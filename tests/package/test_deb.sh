@@ -341,6 +341,10 @@ check "units: websocketd may make the sandbox namespaces, no other" sh -c \
 check "units: websocketd's stop lets each program send close 1001 first" sh -c \
     "grep -qx 'ExecStop=-/usr/bin/pkill -TERM -P \$MAINPID' $UNITS/devpocket-websocketd.service &&
     dpkg-query -W -f='\${Depends}' devpocket | grep -q procps"
+check "units: no hardening that stops bubblewrap in the worker and websocketd" sh -c \
+    "! grep -Eq '^(ProtectKernelTunables|ProtectKernelLogs|ProtectHostname)=' \
+    $UNITS/devpocket-worker.service $UNITS/devpocket-websocketd.service &&
+    dpkg-query -W -f='\${Depends}' devpocket | grep -q bubblewrap"
 check "units: hardened services" sh -c "grep -qx ProtectSystem=strict $UNITS/devpocket-auth.service &&
     grep -qx NoNewPrivileges=yes $UNITS/devpocket-worker.service &&
     grep -qx StandardInput=socket $UNITS/devpocket-auth.service"
