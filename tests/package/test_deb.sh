@@ -192,8 +192,14 @@ start_lighttpd() {
 	server.errorlog = "$work/log/lighttpd-error.log"
 	server.upload-dirs = ( "$d/tmp" )
 	server.modules = ( )
-	include "/etc/lighttpd/conf-available/50-devpocket.conf"
 	EOF
+	# Debian's own lighttpd.conf sets server.http-parseopts: the site
+	# must add to it, not set it again (lighty-enable-mod).
+	sed -n '/^server.http-parseopts *= *(/,/^)/p' /etc/lighttpd/lighttpd.conf \
+	    >>"$d/lighttpd.conf"
+	grep -q '^server.http-parseopts' "$d/lighttpd.conf" || return 1
+	echo 'include "/etc/lighttpd/conf-available/50-devpocket.conf"' \
+	    >>"$d/lighttpd.conf"
 	lighttpd -tt -f "$d/lighttpd.conf" &&
 	    start_bg lighttpd lighttpd -D -f "$d/lighttpd.conf"
 }
