@@ -351,6 +351,9 @@ check "units: no hardening that stops bubblewrap in the worker and websocketd" s
     "! grep -Eq '^(ProtectKernelTunables|ProtectKernelLogs|ProtectHostname)=' \
     $UNITS/devpocket-worker.service $UNITS/devpocket-websocketd.service &&
     dpkg-query -W -f='\${Depends}' devpocket | grep -q bubblewrap"
+check "control: Static-Built-Using names what ws/terminal links in" sh -c \
+    "dpkg-query -W -f='\${Static-Built-Using}' devpocket | grep -q 'json-c (= ' &&
+    dpkg-query -W -f='\${Static-Built-Using}' devpocket | grep -q 'nettle (= '"
 check "units: hardened services" sh -c "grep -qx ProtectSystem=strict $UNITS/devpocket-auth.service &&
     grep -qx NoNewPrivileges=yes $UNITS/devpocket-worker.service &&
     grep -qx StandardInput=socket $UNITS/devpocket-auth.service"
