@@ -85,7 +85,8 @@ static const char sql_recover[] =
  * Retention.  Consumed refresh tokens are kept until they expire: reuse
  * detection needs them.  A revoked login session is useless once every
  * token it could have issued has expired.  Ended terminal sessions go
- * after [limits] session_retention_days (CONTRACT §1.10).  Each
+ * after [limits] session_retention_days (CONTRACT §1.10); environment
+ * status changes after a day.  Each
  * statement's $1, if any, is its arg: the refresh TTL in seconds, or the
  * session retention in days.
  */
@@ -108,6 +109,9 @@ static const struct {
 	    "AND updated_at < now() - interval '7 days'", P_NONE },
 	{ "DELETE FROM jobs WHERE state = 'failed' "
 	    "AND updated_at < now() - interval '30 days'", P_NONE },
+	/* Read by logs sockets within a poll or two (sql/010). */
+	{ "DELETE FROM environment_status_changes WHERE at < now() - "
+	    "interval '1 day'", P_NONE },
 	{ "DELETE FROM terminal_sessions WHERE NOT active AND ended_at < "
 	    "now() - $1::double precision * interval '1 day'",
 	    P_SESSION_DAYS },

@@ -309,12 +309,25 @@ out:
 	return rc;
 }
 
+/* Act on status s (at: its time, or NULL) if it is not the last seen. */
+static void
+status_seen(struct logs *l, const char *s, const char *at)
+{
+	if (l->status != NULL && strcmp(s, l->status) == 0)
+		return;
+	status_changed(l, l->status, s, at);
+	free(l->status);
+	l->status = dp_xstrdup(s);
+}
+
 /*
- * New entries and the status, in one statement (one snapshot: a status
- * change and the entries its transaction wrote are seen together); at
- * least one row, the entry columns null when there is none.  The status
- * is acted on once the entries are caught up (a batch short of the
- * limit), so that it never goes ahead of entries written before it.
+ * New entries, status changes (sql/010: numbered with the entries, so
+ * one order) and the status, in one statement (one snapshot); at least
+ * one row, the entry columns null when there is none.  A change's row
+ * has no source; its message is the status, its ts the change's time.
+ * The status itself is compared once the rows are caught up (a batch
+ * short of the limit): the changes cover it, but not a purge (no row
+ * left: terminated) or a change older than the socket's first row.
  * 1 when a full batch came (poll again at once), 0, or -1 when the
  * database failed.
  */
@@ -325,8 +338,12 @@ poll_entries(struct logs *l)
 	    "SELECT x.id, x.ts, x.level, x.message, x.source, e.status, "
 	    "e.updated_at FROM (SELECT 1) one "
 	    "LEFT JOIN environments e ON e.id = $1 "
-	    "LEFT JOIN LATERAL (SELECT " ENTRY_COLS " FROM environment_logs "
+	    "LEFT JOIN LATERAL ((SELECT " ENTRY_COLS " FROM environment_logs "
 	    "WHERE environment_id = $1 AND id > $2::bigint ORDER BY id "
+	    "LIMIT " DP_XSTR(POLL_BATCH) ") UNION ALL (SELECT id, at, NULL, "
+	    "status, NULL FROM environment_status_changes "
+	    "WHERE environment_id = $1 AND id > $2::bigint ORDER BY id "
+	    "LIMIT " DP_XSTR(POLL_BATCH) ") ORDER BY id "
 	    "LIMIT " DP_XSTR(POLL_BATCH) ") x ON true ORDER BY x.id";
 	const char	*p[2] = { l->env.id, l->last_id };
 	const char	*s;
@@ -339,7 +356,9 @@ poll_entries(struct logs *l)
 		goto out;
 	n = PQgetisnull(r, 0, 0) ? 0 : PQntuples(r);
 	for (i = 0; i < n; i++) {
-		if (strcmp(PQgetvalue(r, i, 4), "install") == 0)
+		if (PQgetisnull(r, i, 4))
+			status_seen(l, PQgetvalue(r, i, 3), dp_db_val(r, i, 1));
+		else if (strcmp(PQgetvalue(r, i, 4), "install") == 0)
 			send_install(l, r, i);
 		else
 			send_log(l, r, i);
@@ -353,11 +372,7 @@ poll_entries(struct logs *l)
 	}
 	if ((s = dp_db_val(r, 0, 5)) == NULL)
 		s = "terminated";	/* purged */
-	if (l->status == NULL || strcmp(s, l->status) != 0) {
-		status_changed(l, l->status, s, dp_db_val(r, 0, 6));
-		free(l->status);
-		l->status = dp_xstrdup(s);
-	}
+	status_seen(l, s, dp_db_val(r, 0, 6));
 	if (strcmp(s, "terminated") == 0)
 		closing(l, 1000, "Environment terminated");
 	rc = 0;

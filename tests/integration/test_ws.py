@@ -1176,6 +1176,46 @@ def test_ws_logs_status_after_its_entries():
     ws.close()
     wait_slots(u["id"], 0)
 
+def test_ws_logs_every_status_change():
+    """Every status change is sent, in order, however short it lasted
+    (sql/010): four changes committed together, which the poll (the
+    status now against the last seen) reported as none; then a real
+    restart on the local driver, whose creating lasts a few ms."""
+    u, env = env_user()
+    ws = wsclient.connect("/api/v1/ws/logs/%s?token=%s&lines=0"
+                          % (env, u["access_token"]))
+    eq(ws.recv(10)["type"], "welcome", "welcome")
+    sql("BEGIN; UPDATE environments SET status = 'stopped' WHERE id = :'p1'; "
+        "UPDATE environments SET status = 'creating' WHERE id = :'p1'; "
+        "UPDATE environments SET status = 'installing' WHERE id = :'p1'; "
+        "UPDATE environments SET status = 'running', updated_at = now() "
+        "WHERE id = :'p1'; COMMIT", env)
+    got = []
+    for _ in range(4):
+        m, _seen = ws.until(lambda m: m["type"] == "status", timeout=10,
+                            what="status %d" % (len(got) + 1))
+        got.append(m["status"])
+    eq(got, ["stopped", "creating", "installing", "running"], "each change")
+    want = sql("SELECT to_char(updated_at AT TIME ZONE 'UTC', "
+               "'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') FROM environments "
+               "WHERE id = :'p1'", env)[0][0]
+    eq(m["timestamp"], want, "the change's time")
+    m, _seen = ws.until(lambda m: m["type"] == "installation_complete",
+                        timeout=10, what="installation_complete")
+    r = post_empty("/api/v1/environments/%s/restart" % env, u)
+    eq(r.status, 200, "restart: %s" % r.body[:200])
+    seen = []
+    while not seen or seen[-1] != "running":
+        m, _seen = ws.until(lambda m: m["type"] == "status", timeout=30,
+                            what="the restart's statuses %r" % seen)
+        seen.append(m["status"])
+    eq(seen, ["creating", "installing", "running"], "the restart's changes")
+    m, _seen = ws.until(lambda m: m["type"] == "installation_complete",
+                        timeout=10, what="installation_complete after running")
+    ws.close()
+    wait_slots(u["id"], 0)
+
+
 # ---- the admission ticket (lib/wsticket.h) ----------------------------
 
 def jwt_claims(token):

@@ -707,7 +707,25 @@ START_TEST(test_jobs_purge)
 	    "('t_old', 'u1', 'environment', 'e', false, "
 	    "now() - interval '31 days')");
 
-	ck_assert_int_eq(dp_jobs_purge(db, &cfg), 8);
+	/* Status changes (sql/010, made by the trigger): after a day. */
+	run(db, "INSERT INTO templates (id, name, display_name, description, "
+	    "category, docker_image, default_resources) VALUES ('tp', 'tp', "
+	    "'T', 'd', 'programming_language', 'img', '{}')");
+	run(db, "INSERT INTO clusters (id, name, region, provider) VALUES "
+	    "('cl', 'cl', 'us-east', 'local')");
+	run(db, "INSERT INTO environments (id, user_id, name, template_id, "
+	    "docker_image, port, resources, cluster_id) VALUES ('en', 'u1', "
+	    "'en', 'tp', 'img', 8080, '{}', 'cl')");
+	run(db, "UPDATE environments SET status = 'installing', "
+	    "updated_at = now() - interval '25 hours' WHERE id = 'en'");
+	run(db, "UPDATE environments SET status = 'running', "
+	    "updated_at = now() WHERE id = 'en'");
+	ck_str(db, "SELECT string_agg(status, ',' ORDER BY id) FROM "
+	    "environment_status_changes", "installing,running");
+
+	ck_assert_int_eq(dp_jobs_purge(db, &cfg), 9);
+	ck_str(db, "SELECT string_agg(status, ',' ORDER BY id) FROM "
+	    "environment_status_changes", "running");
 	ck_str(db, "SELECT string_agg(id, ',' ORDER BY id) FROM "
 	    "terminal_sessions", "t_live,t_recent");
 	ck_str(db, "SELECT string_agg(token_hash, ',' ORDER BY token_hash) "
