@@ -288,7 +288,9 @@ jwk_load(struct json_object *jk, struct gkey *k)
 		goto out;
 	for (off = 0; off < n.len && n.s[off] == '\0'; off++)
 		continue;
-	if (n.len - off > RSA_BYTES_MAX || e.len == 0 || e.len > 8)
+	/* (An empty n leaves n.s NULL: refused before it is used.) */
+	if (n.len - off < RSA_BITS_MIN / 8 || n.len - off > RSA_BYTES_MAX ||
+	    e.len == 0 || e.len > 8)
 		goto out;
 	if (rsa_pem((unsigned char *)n.s + off, n.len - off,
 	    (unsigned char *)e.s, e.len, &k->pem, &k->pemlen) == -1)

@@ -74,11 +74,14 @@ tree_ok(struct json_object *o)
 }
 
 /*
- * What json-c parsed but RFC 8259 or we do not take, from the raw text s:
- * a single-quoted string (json-c reads them even when strict), and an
- * object key holding an escaped NUL (json-c keeps keys as C strings, so
- * "name\u0000x" would be read as "name").  A string is a key when a ':'
- * follows it.  True when the text is fine.
+ * What json-c parsed but RFC 8259 or we do not take, from the raw text s
+ * (found by reading and by fuzzing): a single-quoted string (json-c reads
+ * them even when strict), a control character not escaped inside a
+ * string (RFC 8259 §7), a number with a leading zero ("00", "-01": json-c
+ * reads them as integers, §6), and an object key holding an escaped NUL
+ * (json-c keeps keys as C strings, so "name\u0000x" would be read as
+ * "name").  A string is a key when a ':' follows it.  One pass; true
+ * when the text is fine.
  */
 static bool
 raw_ok(const char *s, size_t len)
@@ -86,20 +89,36 @@ raw_ok(const char *s, size_t len)
 	size_t	 i = 0;
 	bool	 nul;
 
-	if (memchr(s, '\'', len) == NULL &&
-	    memmem(s, len, "\\u0000", 6) == NULL)
-		return true;
 	while (i < len) {
 		if (s[i] == '\'')
 			return false;
+		if (s[i] == '-' || (s[i] >= '0' && s[i] <= '9')) {
+			/* A number (outside strings nothing else starts
+			 * so): a leading 0 must stand alone. */
+			if (s[i] == '-')
+				i++;
+			if (i + 1 < len && s[i] == '0' && s[i + 1] >= '0' &&
+			    s[i + 1] <= '9')
+				return false;
+			while (i < len && ((s[i] >= '0' && s[i] <= '9') ||
+			    s[i] == '.' || s[i] == 'e' || s[i] == 'E' ||
+			    s[i] == '+' || s[i] == '-'))
+				i++;
+			continue;
+		}
 		if (s[i++] != '"')
 			continue;
-		for (nul = false; i < len && s[i] != '"'; i++)
-			if (s[i] == '\\' && ++i < len && s[i] == 'u' &&
-			    i + 4 < len && memcmp(s + i + 1, "0000", 4) == 0) {
+		for (nul = false; i < len && s[i] != '"'; i++) {
+			if ((unsigned char)s[i] < 0x20)
+				return false;
+			if (s[i] != '\\')
+				continue;
+			if (++i < len && s[i] == 'u' && i + 4 < len &&
+			    memcmp(s + i + 1, "0000", 4) == 0) {
 				nul = true;
 				i += 4;
 			}
+		}
 		i++;
 		while (i < len && (s[i] == ' ' || s[i] == '\t' ||
 		    s[i] == '\n' || s[i] == '\r'))

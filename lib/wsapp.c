@@ -795,25 +795,22 @@ dp_wsapp_flush_wait(int fd, struct dp_buf *b, int ms)
 
 enum jstate { J_WHOLE, J_OPEN, J_BAD };
 
-/* Whether s (n bytes) is a whole JSON object, the start of one, or not. */
+/*
+ * What t's parse of the n bytes at s, the latest it was given, found: a
+ * whole JSON object (nothing but blanks after it), the start of one, or
+ * not one.
+ */
 static enum jstate
-jstate(const char *s, size_t n)
+jstate_of(struct json_tokener *t, const char *s, size_t n)
 {
-	struct json_tokener	*t;
 	struct json_object	*o;
 	enum json_tokener_error	 e;
-	size_t			 i = 0, end;
+	size_t			 end;
 
-	while (i < n && (s[i] == ' ' || s[i] == '\t' || s[i] == '\r'))
-		i++;
-	if (i == n || s[i] != '{' || (t = json_tokener_new_ex(32)) == NULL)
-		return J_BAD;
-	json_tokener_set_flags(t, JSON_TOKENER_STRICT);
 	o = json_tokener_parse_ex(t, s, (int)n);
 	e = json_tokener_get_error(t);
 	end = json_tokener_get_parse_end(t);
 	json_object_put(o);
-	json_tokener_free(t);
 	if (e == json_tokener_continue)
 		return J_OPEN;
 	if (e != json_tokener_success)
@@ -821,6 +818,43 @@ jstate(const char *s, size_t n)
 	while (end < n && strchr(" \t\r", s[end]) != NULL)
 		end++;
 	return end == n ? J_WHOLE : J_BAD;
+}
+
+/*
+ * Whether s (n bytes) is a whole JSON object, the start of one, or not.
+ * For the start of one, *keep (when not NULL) gets the tokener, which
+ * takes the message's next bytes where it stopped: a message split into
+ * many lines is parsed once, not again with each line (that was
+ * quadratic: 64 KiB of "{" and line ends took seconds).
+ */
+static enum jstate
+jstate(const char *s, size_t n, struct json_tokener **keep)
+{
+	struct json_tokener	*t;
+	enum jstate		 st;
+	size_t			 i = 0;
+
+	while (i < n && (s[i] == ' ' || s[i] == '\t' || s[i] == '\r'))
+		i++;
+	if (i == n || s[i] != '{' || (t = json_tokener_new_ex(32)) == NULL)
+		return J_BAD;
+	json_tokener_set_flags(t, JSON_TOKENER_STRICT);
+	st = jstate_of(t, s, n);
+	if (st == J_OPEN && keep != NULL)
+		*keep = t;
+	else
+		json_tokener_free(t);
+	return st;
+}
+
+/* The message that waited is done with. */
+static void
+pend_reset(struct dp_wslines *l)
+{
+	dp_buf_reset(&l->pend);
+	if (l->tok != NULL)
+		json_tokener_free(l->tok);
+	l->tok = NULL;
 }
 
 /* A whole line: the messages it ends or holds, to cb. */
@@ -834,26 +868,33 @@ line_done(struct dp_wslines *l, const char *s, size_t n, dp_wsline_cb cb,
 
 	if (l->pend.len > 0) {
 		if (l->pend.len + 1 + n > DP_WS_LINE_MAX) {
-			dp_buf_reset(&l->pend);
+			pend_reset(l);
 			cb(arg, NULL, 0, true);
 			return;
 		}
 		dp_buf_addc(&l->pend, '\n');
 		dp_buf_add(&l->pend, s, n);
-		if ((st = jstate(l->pend.s, l->pend.len)) == J_OPEN)
+		/* The line end, then the line, where the parse stopped. */
+		if (l->tok == NULL)
+			st = J_BAD;	/* (pend is only kept with its parse) */
+		else if ((st = jstate_of(l->tok, "\n", 1)) == J_OPEN)
+			st = jstate_of(l->tok, s, n);
+		else if (st == J_WHOLE && n > 0)
+			st = J_BAD;
+		if (st == J_OPEN)
 			return;
 		if (st == J_WHOLE) {
 			cb(arg, l->pend.s, l->pend.len, false);
-			dp_buf_reset(&l->pend);
+			pend_reset(l);
 			return;
 		}
 		/* Not one message: what waited was one of its own. */
 		l->pend.len -= 1 + n;
 		l->pend.s[l->pend.len] = '\0';
 		cb(arg, l->pend.s, l->pend.len, false);
-		dp_buf_reset(&l->pend);
+		pend_reset(l);
 	}
-	if ((st = jstate(s, n)) == J_OPEN) {
+	if ((st = jstate(s, n, &l->tok)) == J_OPEN) {
 		dp_buf_add(&l->pend, s, n);
 		return;
 	}
@@ -862,7 +903,7 @@ line_done(struct dp_wslines *l, const char *s, size_t n, dp_wsline_cb cb,
 		for (p = s + 1, tries = 0; tries < 8 && p < s + n &&
 		    (p = memchr(p, '{', (size_t)(s + n - p))) != NULL;
 		    p++, tries++)
-			if (jstate(p, (size_t)(s + n - p)) == J_WHOLE) {
+			if (jstate(p, (size_t)(s + n - p), NULL) == J_WHOLE) {
 				struct dp_buf	 glued = { 0 };
 
 				dp_buf_add(&glued, s, (size_t)(p - s));
@@ -879,6 +920,7 @@ void
 dp_wslines_release(struct dp_wslines *l)
 {
 	dp_buf_release(&l->line);
+	pend_reset(l);
 	dp_buf_release(&l->pend);
 }
 
@@ -902,7 +944,7 @@ dp_wsapp_feed_lines(struct dp_wslines *l, const char *p, size_t n,
 		if (nl == NULL)
 			break;
 		if (l->discarding) {
-			dp_buf_reset(&l->pend);
+			pend_reset(l);
 			cb(arg, NULL, 0, true);
 		} else
 			line_done(l, l->line.s ? l->line.s : "", l->line.len,
@@ -919,7 +961,7 @@ dp_wsapp_feed_lines(struct dp_wslines *l, const char *p, size_t n,
 	 */
 	if (l->pend.len > 0 && l->line.len == 0 && !l->discarding) {
 		cb(arg, l->pend.s, l->pend.len, false);
-		dp_buf_reset(&l->pend);
+		pend_reset(l);
 	}
 }
 

@@ -184,9 +184,11 @@ int64_t	 dp_wsapp_env_ms(const char *name, int64_t dflt);
  * object is the bytes before it (an error for the callback) and that
  * message.  Release with dp_wslines_release.
  */
+struct json_tokener;
 struct dp_wslines {
 	struct dp_buf	 line;
 	struct dp_buf	 pend;		/* a message not yet whole */
+	struct json_tokener *tok;	/* its parse so far (with pend) */
 	bool		 discarding;
 };
 void	 dp_wslines_release(struct dp_wslines *);

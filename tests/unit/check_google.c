@@ -873,6 +873,8 @@ START_TEST(test_google_bad_jwks)
 			{ "alg", "\"RS512\"" }, { "use", "\"enc\"" },
 			{ "kty", "\"oct\"" }, { "e", "\"Ag\"" },
 			{ "e", "\"AQ\"" }, { "kid", "\"\"" }, { "n", "7" },
+			/* (fuzzing: an empty modulus was used from NULL) */
+			{ "n", "\"\"" }, { "n", "\"AAAA\"" }, { "e", "\"\"" },
 		};
 		for (i = 0; i < DP_NITEMS(mut); i++) {
 			doc = json_tokener_parse(jw.s);

@@ -313,6 +313,15 @@ START_TEST(test_http_strict_json)
 		"{\"name\":'abc'}",
 		"{'name\\u0000x':\"abc\"}",
 		"{'a\"':1,\"name\\u0000\":\"abc\"}",
+		/* found by fuzzing: raw control characters in strings... */
+		"{\"name\":\"x\001y\"}",
+		"{\"name\":\"tab\there\"}",
+		"{\"name\":\"abc\",\"x\":{\"a\034u0000\" : 1}}",
+		"{\"na\nme\":\"abc\"}",
+		/* ...and integers with a leading zero */
+		"{\"name\":00}",
+		"{\"name\":\"abc\",\"x\":[1,-01]}",
+		"{\"name\":\"abc\",\"x\":012.5}",
 	};
 	static const char *const good[] = {
 		"{\"name\":\"\xf0\x9f\x98\x80\"}",	/* U+1F600 */
@@ -321,6 +330,8 @@ START_TEST(test_http_strict_json)
 		/* a backslash, then "u0000"; a NUL in a value is the field's */
 		"{\"name\":\"abc\",\"\\\\u0000k\":\"\\u0000\"}",
 		"{\"name\":\"it's\"}",	/* a quote inside a string */
+		"{\"name\":\"007\",\"x\":[0,-0,0.5,10,100,-0.0e0]}",
+		"{\"name\":\"\\t\\u001f\x7f\"}",	/* escaped; DEL */
 	};
 	size_t	 i;
 
