@@ -684,9 +684,9 @@ header_value(const char *head, const char *name, char *out, size_t n)
 	return NULL;
 }
 
-/* True if the comma-separated list holds token (case-insensitive). */
+/* True if the comma-separated list holds token (icase: in any case). */
 static bool
-list_has(const char *list, const char *tok)
+list_has(const char *list, const char *tok, bool icase)
 {
 	size_t	 tl = strlen(tok), n;
 
@@ -694,7 +694,8 @@ list_has(const char *list, const char *tok)
 		while (*list == ' ' || *list == ',' || *list == '\t')
 			list++;
 		n = strcspn(list, ", \t");
-		if (n == tl && strncasecmp(list, tok, tl) == 0)
+		if (n == tl && (icase ? strncasecmp(list, tok, tl) :
+		    strncmp(list, tok, tl)) == 0)
 			return true;
 		list += n;
 	}
@@ -804,7 +805,7 @@ dp_ws_handshake(struct dp_ws *ws, const char *host, const char *path,
 	if (header_value(head, "Upgrade", v, sizeof(v)) == NULL ||
 	    strcasecmp(v, "websocket") != 0 ||
 	    header_value(head, "Connection", v, sizeof(v)) == NULL ||
-	    !list_has(v, "upgrade")) {
+	    !list_has(v, "upgrade", true)) {
 		dp_err_set(err, 0, "101 without the upgrade headers");
 		goto out;
 	}
@@ -814,7 +815,8 @@ dp_ws_handshake(struct dp_ws *ws, const char *host, const char *path,
 		goto out;
 	}
 	if (header_value(head, "Sec-WebSocket-Protocol", v, sizeof(v)) != NULL) {
-		if (protocols == NULL || !list_has(protocols, v)) {
+		/* Subprotocol names are case-sensitive (RFC 6455 11.3.4). */
+		if (protocols == NULL || !list_has(protocols, v, false)) {
 			dp_err_set(err, 0, "unrequested subprotocol");
 			goto out;
 		}

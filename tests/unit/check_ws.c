@@ -407,8 +407,11 @@ serve(int fd, int mode)
 	} else {
 		dp_buf_printf(&b, "HTTP/1.1 101 Switching Protocols\r\n"
 		    "Upgrade: websocket\r\nConnection: Upgrade\r\n"
-		    "Sec-WebSocket-Accept: %s\r\n\r\n",
-		    mode == 2 ? "AAAAAAAAAAAAAAAAAAAAAAAAAAA=" : accept);
+		    "Sec-WebSocket-Accept: %s\r\n%s\r\n",
+		    mode == 2 ? "AAAAAAAAAAAAAAAAAAAAAAAAAAA=" : accept,
+		    mode == 3 ? "Sec-WebSocket-Protocol: V4.CHANNEL.K8S.IO\r\n" :
+		    mode == 4 ? "Sec-WebSocket-Protocol: v4.channel.k8s.io\r\n" :
+		    "");
 		frame(&b, DP_WS_TEXT, true, "hello", 5, false);
 	}
 	if (write(fd, b.s, b.len) < 0)
@@ -450,6 +453,7 @@ START_TEST(test_ws_handshake)
 	struct dp_err		 err = { 0 };
 	struct dp_buf		 body = { 0 };
 	const char *const	 hdrs[] = { "Authorization: Bearer x", NULL };
+	char			 proto[64];
 	int			 sv[2], st;
 	pid_t			 pid;
 
@@ -484,6 +488,27 @@ START_TEST(test_ws_handshake)
 	ck_assert_int_eq(dp_ws_handshake(ws, "h", "/p", NULL, NULL, NULL, 0,
 	    NULL, 5000, &err), -1);
 	ck_assert_str_eq(err.msg, "wrong Sec-WebSocket-Accept");
+	dp_ws_free(ws);
+	waitpid(pid, &st, 0);
+
+	/*
+	 * Subprotocols are compared exactly (RFC 6455 11.3.4; found by
+	 * fuzzing): one the client did not ask for in that case is not it.
+	 */
+	pid = server(sv, 3);
+	ws = dp_ws_new_fd(sv[0], true, false, 0);
+	ck_assert_int_eq(dp_ws_handshake(ws, "h", "/p", NULL,
+	    "v5.channel.k8s.io, v4.channel.k8s.io", proto, sizeof(proto),
+	    NULL, 5000, &err), -1);
+	ck_assert_str_eq(err.msg, "unrequested subprotocol");
+	dp_ws_free(ws);
+	waitpid(pid, &st, 0);
+	pid = server(sv, 4);
+	ws = dp_ws_new_fd(sv[0], true, false, 0);
+	ck_assert_int_eq(dp_ws_handshake(ws, "h", "/p", NULL,
+	    "v5.channel.k8s.io, v4.channel.k8s.io", proto, sizeof(proto),
+	    NULL, 5000, &err), 101);
+	ck_assert_str_eq(proto, "v4.channel.k8s.io");
 	dp_ws_free(ws);
 	waitpid(pid, &st, 0);
 
