@@ -660,8 +660,17 @@ static const char *
 list_sql(struct dp_req *req, bool st, bool incl, bool tmpl, bool off,
     bool count, int *np)
 {
-	const char	*where, *tpart = "", *lpart = "";
-	int		 n;
+	/* Built once per process: each request used to print its own. */
+	static char	*made[32];
+	static int	 made_np[32];
+	const char	*where, *tpart = "", *lpart = "", *sql;
+	int		 n, i;
+
+	i = st | incl << 1 | tmpl << 2 | off << 3 | count << 4;
+	if (made[i] != NULL) {
+		*np = made_np[i];
+		return made[i];
+	}
 
 	if (st) {
 		where = "e.status = $2 AND " DP_ENV_VISIBLE(3);
@@ -678,25 +687,28 @@ list_sql(struct dp_req *req, bool st, bool incl, bool tmpl, bool off,
 		tpart = dp_arena_printf(&req->arena,
 		    " AND (t.id = $%d OR t.name = $%d)", n, n);
 	}
-	if (count) {
-		*np = n;
-		return dp_arena_printf(&req->arena, "%s WHERE e.user_id = $1 "
+	if (count)
+		sql = dp_arena_printf(&req->arena, "%s WHERE e.user_id = $1 "
 		    "AND %s%s", "SELECT count(*) FROM environments e "
 		    "JOIN templates t ON t.id = e.template_id", where, tpart);
+	else {
+		if (off) {
+			lpart = dp_arena_printf(&req->arena,
+			    " LIMIT $%d OFFSET $%d", n + 1, n + 2);
+			n += 2;
+		} else {
+			lpart = dp_arena_printf(&req->arena, " LIMIT $%d",
+			    n + 1);
+			n++;
+		}
+		sql = dp_arena_printf(&req->arena, "SELECT %s, count(*) OVER () "
+		    "%s WHERE e.user_id = $1 AND %s%s "
+		    "ORDER BY e.created_at DESC, e.id%s", DP_ENV_COLS,
+		    DP_ENV_FROM, where, tpart, lpart);
 	}
-	if (off) {
-		lpart = dp_arena_printf(&req->arena, " LIMIT $%d OFFSET $%d",
-		    n + 1, n + 2);
-		n += 2;
-	} else {
-		lpart = dp_arena_printf(&req->arena, " LIMIT $%d", n + 1);
-		n++;
-	}
-	*np = n;
-	return dp_arena_printf(&req->arena, "SELECT %s, count(*) OVER () %s "
-	    "WHERE e.user_id = $1 AND %s%s "
-	    "ORDER BY e.created_at DESC, e.id%s", DP_ENV_COLS, DP_ENV_FROM,
-	    where, tpart, lpart);
+	made[i] = dp_xstrdup(sql);
+	made_np[i] = *np = n;
+	return made[i];
 }
 
 /*

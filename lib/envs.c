@@ -237,21 +237,6 @@ dp_env_format_resource(enum dp_res_key k, int64_t v, char *out, size_t n)
 
 /* ---- JSON ----------------------------------------------------------------- */
 
-/* A jsonb column as an object (a new reference; {} when unreadable). */
-static struct json_object *
-jsonb_object(const char *s)
-{
-	struct json_object	*o = NULL;
-
-	if (s != NULL)
-		o = json_tokener_parse(s);
-	if (o == NULL || !json_object_is_type(o, json_type_object)) {
-		json_object_put(o);
-		o = json_object_new_object();
-	}
-	return o;
-}
-
 static int64_t
 col_int(const PGresult *r, int row, int c)
 {
@@ -263,24 +248,10 @@ col_int(const PGresult *r, int row, int c)
 	return v;
 }
 
-static double
-col_double(const PGresult *r, int row, int c)
-{
-	const char	*s = dp_db_val(r, row, c);
-	char		*end;
-	double		 v;
-
-	if (s == NULL)
-		return 0;
-	v = strtod(s, &end);
-	return *end == '\0' ? v : 0;
-}
-
 struct json_object *
 dp_env_json(const PGresult *r, int row, int c)
 {
-	struct json_object	*o = json_object_new_object(), *res, *t, *v;
-	const char		*keys[DP_RES__MAX];
+	struct json_object	*o = json_object_new_object(), *res;
 	int			 k;
 
 	dp_json_str(o, "id", dp_db_val(r, row, c + 0));
@@ -294,34 +265,27 @@ dp_env_json(const PGresult *r, int row, int c)
 	dp_json_int(o, "port", col_int(r, row, c + 8));
 	dp_json_int(o, "web_port", col_int(r, row, c + 8));
 	json_object_object_add(o, "ssh_port", NULL);
-	/* Exactly the three keys, strings. */
-	t = jsonb_object(dp_db_val(r, row, c + 9));
+	/* Exactly the three keys, strings (the statement takes them out:
+	 * no jsonb to parse). */
 	res = json_object_new_object();
-	for (k = 0; k < DP_RES__MAX; k++) {
-		keys[k] = dp_res_keys[k];
-		if (json_object_object_get_ex(t, keys[k], &v) &&
-		    json_object_is_type(v, json_type_string))
-			dp_json_str(res, keys[k], json_object_get_string(v));
-		else
-			dp_json_str(res, keys[k], "");
-	}
-	json_object_put(t);
+	for (k = 0; k < DP_RES__MAX; k++)
+		dp_json_str(res, dp_res_keys[k], dp_db_val(r, row, c + 9 + k));
 	json_object_object_add(o, "resources", res);
 	json_object_object_add(o, "resource_limits", json_object_get(res));
 	json_object_object_add(o, "environment_variables",
-	    jsonb_object(dp_db_val(r, row, c + 10)));
+	    dp_json_pg_object(dp_db_val(r, row, c + 12)));
 	dp_json_bool(o, "installation_completed",
-	    strcmp(PQgetvalue(r, row, c + 11), "t") == 0);
-	dp_json_str(o, "external_url", dp_db_val(r, row, c + 12));
-	dp_json_str(o, "cluster_id", dp_db_val(r, row, c + 13));
-	dp_json_str(o, "region", dp_db_val(r, row, c + 14));
-	dp_json_ts(o, "created_at", dp_db_val(r, row, c + 15));
-	dp_json_ts(o, "updated_at", dp_db_val(r, row, c + 16));
-	dp_json_ts(o, "last_accessed", dp_db_val(r, row, c + 17));
-	dp_json_ts(o, "last_activity", dp_db_val(r, row, c + 18));
-	dp_json_double(o, "cpu_usage", col_double(r, row, c + 19));
-	dp_json_double(o, "memory_usage", col_double(r, row, c + 20));
-	dp_json_int(o, "storage_usage", col_int(r, row, c + 21));
+	    strcmp(PQgetvalue(r, row, c + 13), "t") == 0);
+	dp_json_str(o, "external_url", dp_db_val(r, row, c + 14));
+	dp_json_str(o, "cluster_id", dp_db_val(r, row, c + 15));
+	dp_json_str(o, "region", dp_db_val(r, row, c + 16));
+	dp_json_ts(o, "created_at", dp_db_val(r, row, c + 17));
+	dp_json_ts(o, "updated_at", dp_db_val(r, row, c + 18));
+	dp_json_ts(o, "last_accessed", dp_db_val(r, row, c + 19));
+	dp_json_ts(o, "last_activity", dp_db_val(r, row, c + 20));
+	dp_json_pg_double(o, "cpu_usage", dp_db_val(r, row, c + 21));
+	dp_json_pg_double(o, "memory_usage", dp_db_val(r, row, c + 22));
+	dp_json_int(o, "storage_usage", col_int(r, row, c + 23));
 	return o;
 }
 

@@ -113,12 +113,15 @@ void	 dp_env_format_resource(enum dp_res_key, int64_t, char *out, size_t n);
  */
 #define DP_ENV_COLS \
 	"e.id, e.name, e.description, t.name, e.template_id, " \
-	"t.display_name, e.status, e.docker_image, e.port, e.resources, " \
+	"t.display_name, e.status, e.docker_image, e.port, " \
+	"coalesce(e.resources->>'cpu', ''), " \
+	"coalesce(e.resources->>'memory', ''), " \
+	"coalesce(e.resources->>'storage', ''), " \
 	"t.environment_variables || e.environment_variables, " \
 	"e.installation_completed, e.external_url, e.cluster_id, c.region, " \
 	"e.created_at, e.updated_at, e.last_accessed, e.last_activity, " \
 	"s.cpu_usage, s.memory_usage, s.storage_usage"
-#define DP_ENV_NCOLS	22
+#define DP_ENV_NCOLS	24
 #define DP_ENV_FROM \
 	"FROM environments e JOIN templates t ON t.id = e.template_id " \
 	"JOIN clusters c ON c.id = e.cluster_id " \

@@ -4,6 +4,8 @@
 #include <string.h>
 #include <time.h>
 
+#include <json-c/printbuf.h>
+
 #include "http.h"
 #include "validate.h"
 
@@ -207,6 +209,37 @@ dp_json_double(struct json_object *o, const char *k, double v)
 }
 
 /*
+ * A float8 column's text s as dp_json_double writes its value (0 when
+ * NULL), without the double's round trip through strtod and "%.15g": a
+ * plain decimal from PostgreSQL (its shortest exact form) is kept as it
+ * is, with ".0" on a whole number; anything else goes the long way.
+ */
+void
+dp_json_pg_double(struct json_object *o, const char *k, const char *s)
+{
+	char	 buf[40];
+	size_t	 n;
+
+	if (s == NULL) {
+		json_object_object_add(o, k, json_object_new_double_s(0,
+		    "0.0"));
+		return;
+	}
+	n = strlen(s);
+	if (n == 0 || n + 3 > sizeof(buf) || n > 17 || !number_ok(s)) {
+		dp_json_double(o, k, strtod(s, NULL));
+		return;
+	}
+	if (strspn(s, "-0123456789") == n) {
+		memcpy(buf, s, n);
+		memcpy(buf + n, ".0", 3);
+		s = buf;
+	}
+	json_object_object_add(o, k, json_object_new_double_s(strtod(s, NULL),
+	    s));
+}
+
+/*
  * PostgreSQL sends timestamptz as "2024-01-01 12:00:00.123+00" (the
  * session runs with TimeZone UTC, set at connect), possibly without a
  * fraction.  Render exactly six fractional digits and Z.
@@ -230,4 +263,53 @@ dp_json_ts(struct json_object *o, const char *k, const char *pg)
 	}
 	snprintf(out, sizeof(out), "%.10sT%.8s.%sZ", pg, pg + 11, frac);
 	json_object_object_add(o, k, json_object_new_string(out));
+}
+
+/*
+ * Serializer of a dp_json_pg object: its userdata, PostgreSQL's jsonb
+ * text, without the blanks jsonb_out puts after ':' and ','.  Strings are
+ * copied as they are (jsonb_out escapes what JSON must).
+ */
+static int
+pg_serialize(struct json_object *o, struct printbuf *pb, int level,
+    int flags)
+{
+	const char	*s = json_object_get_userdata(o), *p, *run;
+	bool		 in = false, esc = false;
+
+	(void)level;
+	(void)flags;
+	for (p = run = s; *p != '\0'; p++) {
+		if (in) {
+			if (esc)
+				esc = false;
+			else if (*p == '\\')
+				esc = true;
+			else if (*p == '"')
+				in = false;
+		} else if (*p == '"')
+			in = true;
+		else if (*p == ' ' || *p == '\n' || *p == '\t' || *p == '\r') {
+			if (p > run)
+				printbuf_memappend(pb, run, (int)(p - run));
+			run = p + 1;
+		}
+	}
+	if (p > run)
+		printbuf_memappend(pb, run, (int)(p - run));
+	return 0;
+}
+
+struct json_object *
+dp_json_pg_object(const char *s)
+{
+	struct json_object	*o = json_object_new_object();
+	size_t			 n;
+
+	/* A jsonb object's text: "{" … "}" (anything else: {}). */
+	if (s == NULL || s[0] != '{' || (n = strlen(s)) < 2 || s[n - 1] != '}')
+		return o;
+	json_object_set_serializer(o, pg_serialize, dp_xstrdup(s),
+	    json_object_free_userdata);
+	return o;
 }

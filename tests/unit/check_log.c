@@ -273,6 +273,40 @@ START_TEST(test_log_escape)
 	json_object_put(o);
 	free(out);
 
+	/*
+	 * Written directly, a line is what json-c writes for the object it
+	 * reads back (the form the lines had when json-c built them): every
+	 * control character, quote, backslash, slash and DEL included.
+	 */
+	{
+		char	 msg[64];
+		int	 c;
+
+		for (c = 1; c < 0x20; c++)
+			msg[c - 1] = (char)c;
+		memcpy(msg + 31, "\"\\/\x7f\xc3\xa9", 7);	/* and the NUL */
+		cap_begin();
+		dp_log_set_request("r\"1");
+		dp_info("%s", msg);
+		dp_log_access("GET", "/x\n", 200, 1.5, NULL, "\x01");
+		dp_log_set_request(NULL);
+		out = cap_end(&len);
+		for (m = out; *m != '\0'; m = strchr(m, '\n') + 1) {
+			size_t	 ll = (size_t)(strchr(m, '\n') - m);
+
+			o = json_tokener_parse(m);
+			ck_assert_ptr_nonnull(o);
+			ck_assert_uint_eq(strlen(json_object_to_json_string_ext(o,
+			    JSON_C_TO_STRING_PLAIN |
+			    JSON_C_TO_STRING_NOSLASHESCAPE)), ll);
+			ck_assert(strncmp(json_object_to_json_string_ext(o,
+			    JSON_C_TO_STRING_PLAIN |
+			    JSON_C_TO_STRING_NOSLASHESCAPE), m, ll) == 0);
+			json_object_put(o);
+		}
+		free(out);
+	}
+
 	/* A NUL made by %c does not end the line early. */
 	cap_begin();
 	dp_info("x%cy", '\0');
