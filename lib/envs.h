@@ -114,6 +114,7 @@ void	 dp_env_format_resource(enum dp_res_key, int64_t, char *out, size_t n);
 #define DP_ENV_COLS \
 	"e.id, e.name, e.description, t.name, e.template_id, " \
 	"t.display_name, e.status, e.docker_image, e.port, " \
+	/* in dp_res_keys' order: dp_env_json reads them so */ \
 	"coalesce(e.resources->>'cpu', ''), " \
 	"coalesce(e.resources->>'memory', ''), " \
 	"coalesce(e.resources->>'storage', ''), " \

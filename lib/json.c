@@ -211,9 +211,22 @@ dp_json_double(struct json_object *o, const char *k, double v)
 /*
  * A float8 column's text s as dp_json_double writes its value (0 when
  * NULL), without the double's round trip through strtod and "%.15g": a
- * plain decimal from PostgreSQL (its shortest exact form) is kept as it
- * is, with ".0" on a whole number; anything else goes the long way.
+ * plain decimal from PostgreSQL (its shortest exact form) of at most 15
+ * digits, which "%.15g" would print the same, is kept as it is, with
+ * ".0" on a whole number; anything else goes the long way.
  */
+/* Digits of a number's mantissa (number_ok's text). */
+static size_t
+digits(const char *s)
+{
+	size_t	 n = 0;
+
+	for (; *s != '\0' && *s != 'e' && *s != 'E'; s++)
+		if (*s >= '0' && *s <= '9')
+			n++;
+	return n;
+}
+
 void
 dp_json_pg_double(struct json_object *o, const char *k, const char *s)
 {
@@ -226,7 +239,8 @@ dp_json_pg_double(struct json_object *o, const char *k, const char *s)
 		return;
 	}
 	n = strlen(s);
-	if (n == 0 || n + 3 > sizeof(buf) || n > 17 || !number_ok(s)) {
+	if (n == 0 || n + 3 > sizeof(buf) || !number_ok(s) ||
+	    digits(s) > 15) {
 		dp_json_double(o, k, strtod(s, NULL));
 		return;
 	}

@@ -7,8 +7,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <json-c/json.h>
-
 #include "log.h"
 #include "util.h"
 

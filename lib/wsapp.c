@@ -875,12 +875,11 @@ line_done(struct dp_wslines *l, const char *s, size_t n, dp_wsline_cb cb,
 		dp_buf_addc(&l->pend, '\n');
 		dp_buf_add(&l->pend, s, n);
 		/* The line end, then the line, where the parse stopped. */
-		if (l->tok == NULL)
-			st = J_BAD;	/* (pend is only kept with its parse) */
-		else if ((st = jstate_of(l->tok, "\n", 1)) == J_OPEN)
+		/* (pend is only kept with its parse, which a line end
+		 * cannot complete) */
+		st = l->tok != NULL ? jstate_of(l->tok, "\n", 1) : J_BAD;
+		if (st == J_OPEN)
 			st = jstate_of(l->tok, s, n);
-		else if (st == J_WHOLE && n > 0)
-			st = J_BAD;
 		if (st == J_OPEN)
 			return;
 		if (st == J_WHOLE) {
