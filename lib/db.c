@@ -12,8 +12,8 @@ unsigned long dp_db_errors;
 /* A statement prepared on this connection, keyed by its SQL text. */
 struct stmt {
 	char		*sql;
+	size_t		 len;
 	char		 name[16];
-	uint64_t	 hash;
 	struct stmt	*next;
 };
 
@@ -150,14 +150,23 @@ connection_lost(struct dp_db *db)
 	return PQstatus(db->conn) != CONNECTION_OK;
 }
 
+/*
+ * The statement of this text, moved to the front (a route asks the same
+ * few again and again).  The length tells most apart before a byte is
+ * compared.
+ */
 static struct stmt *
-find_stmt(struct dp_db *db, const char *sql, uint64_t h)
+find_stmt(struct dp_db *db, const char *sql, size_t len)
 {
-	struct stmt	*s;
+	struct stmt	*s, **pp;
 
-	for (s = db->stmts; s != NULL; s = s->next)
-		if (s->hash == h && strcmp(s->sql, sql) == 0)
+	for (pp = &db->stmts; (s = *pp) != NULL; pp = &s->next)
+		if (s->len == len && memcmp(s->sql, sql, len) == 0) {
+			*pp = s->next;
+			s->next = db->stmts;
+			db->stmts = s;
 			return s;
+		}
 	return NULL;
 }
 
@@ -167,13 +176,13 @@ exec_once(struct dp_db *db, const char *sql, int n,
 {
 	struct stmt	*s;
 	PGresult	*r;
-	uint64_t	 h = dp_fnv1a(sql, strlen(sql));
+	size_t		 len = strlen(sql);
 
 	*lost = false;
-	if ((s = find_stmt(db, sql, h)) == NULL) {
+	if ((s = find_stmt(db, sql, len)) == NULL) {
 		s = dp_xcalloc(1, sizeof(*s));
 		s->sql = dp_xstrdup(sql);
-		s->hash = h;
+		s->len = len;
 		snprintf(s->name, sizeof(s->name), "dp%u", db->nstmts++);
 		r = PQprepare(db->conn, s->name, sql, 0, NULL);
 		if (r == NULL || PQresultStatus(r) != PGRES_COMMAND_OK) {

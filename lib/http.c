@@ -60,10 +60,21 @@ dp_req_param(struct dp_req *req, const char *name)
 {
 	struct io	*io = req->io;
 
+	char		**e;
+	size_t		 len;
+
 	/* Without a FastCGI request, this is CGI: the environment. */
-	if (io != NULL && io->fr != NULL)
-		return FCGX_GetParam(name, io->fr->envp);
-	return getenv(name);
+	if (io == NULL || io->fr == NULL)
+		return getenv(name);
+	/* FCGX_GetParam's scan, with the first byte looked at first. */
+	if (name == NULL || io->fr->envp == NULL)
+		return NULL;
+	len = strlen(name);
+	for (e = io->fr->envp; *e != NULL; e++)
+		if ((*e)[0] == name[0] && strncmp(*e, name, len) == 0 &&
+		    (*e)[len] == '=')
+			return *e + len + 1;
+	return NULL;
 }
 
 const char *
@@ -346,8 +357,8 @@ route_match(const char *pat, const char *path, const char **params,
 			return (*pat == '\0' && *path == '\0') ? score : -1;
 		pat++;
 		path++;
-		pe = pat + strcspn(pat, "/");
-		se = path + strcspn(path, "/");
+		pe = strchrnul(pat, '/');
+		se = strchrnul(path, '/');
 		if (se == path)
 			return -1;	/* empty segment */
 		score <<= 1;
@@ -1079,8 +1090,12 @@ render(struct dp_req *req, struct dp_res *res, struct dp_buf *out)
 	if (res->status >= 400 && res->json != NULL &&
 	    json_object_object_get_ex(res->json, "detail", NULL))
 		dp_json_str(res->json, "request_id", req->request_id);
-	dp_buf_printf(out, "Status: %d %s\r\n", res->status,
-	    status_text(res->status));
+	/* Without printf: this runs for every response. */
+	dp_buf_adds(out, "Status: ");
+	dp_buf_addi(out, res->status);
+	dp_buf_addc(out, ' ');
+	dp_buf_adds(out, status_text(res->status));
+	dp_buf_adds(out, "\r\n");
 	if (res->status != 204) {
 		if (res->json != NULL) {
 			body = json_object_to_json_string_length(res->json,
@@ -1090,13 +1105,18 @@ render(struct dp_req *req, struct dp_res *res, struct dp_buf *out)
 		} else {
 			body = res->body.s ? res->body.s : "";
 			blen = res->body.len;
-			dp_buf_printf(out, "Content-Type: %s\r\n",
-			    res->content_type ? res->content_type :
-			    "application/json");
+			dp_buf_adds(out, "Content-Type: ");
+			dp_buf_adds(out, res->content_type ?
+			    res->content_type : "application/json");
+			dp_buf_adds(out, "\r\n");
 		}
-		dp_buf_printf(out, "Content-Length: %zu\r\n", blen);
+		dp_buf_adds(out, "Content-Length: ");
+		dp_buf_addi(out, (long long)blen);
+		dp_buf_adds(out, "\r\n");
 	}
-	dp_buf_printf(out, "X-Request-ID: %s\r\n", req->request_id);
+	dp_buf_adds(out, "X-Request-ID: ");
+	dp_buf_adds(out, req->request_id);
+	dp_buf_adds(out, "\r\n");
 	dp_buf_adds(out,
 	    "X-Content-Type-Options: nosniff\r\n"
 	    "X-Frame-Options: DENY\r\n"
@@ -1120,11 +1140,15 @@ render(struct dp_req *req, struct dp_res *res, struct dp_buf *out)
 		    "X-Total-Count, X-RateLimit-Limit, X-RateLimit-Remaining, "
 		    "X-RateLimit-Reset, Retry-After, ETag\r\n", req->origin);
 	}
-	if (req->rl.set)
-		dp_buf_printf(out, "X-RateLimit-Limit: %lld\r\n"
-		    "X-RateLimit-Remaining: %lld\r\nX-RateLimit-Reset: %lld\r\n",
-		    (long long)req->rl.limit, (long long)req->rl.remaining,
-		    (long long)req->rl.reset);
+	if (req->rl.set) {
+		dp_buf_adds(out, "X-RateLimit-Limit: ");
+		dp_buf_addi(out, (long long)req->rl.limit);
+		dp_buf_adds(out, "\r\nX-RateLimit-Remaining: ");
+		dp_buf_addi(out, (long long)req->rl.remaining);
+		dp_buf_adds(out, "\r\nX-RateLimit-Reset: ");
+		dp_buf_addi(out, (long long)req->rl.reset);
+		dp_buf_adds(out, "\r\n");
+	}
 	if (res->headers.len)
 		dp_buf_add(out, res->headers.s, res->headers.len);
 	dp_buf_adds(out, "\r\n");

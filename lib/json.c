@@ -261,7 +261,7 @@ dp_json_pg_double(struct json_object *o, const char *k, const char *s)
 void
 dp_json_ts(struct json_object *o, const char *k, const char *pg)
 {
-	char		 out[40], frac[7] = "000000";
+	char		 out[27], frac[7] = "000000";
 	const char	*p;
 	size_t		 i;
 
@@ -275,8 +275,14 @@ dp_json_ts(struct json_object *o, const char *k, const char *pg)
 			if (i < 6)
 				frac[i] = *p;
 	}
-	snprintf(out, sizeof(out), "%.10sT%.8s.%sZ", pg, pg + 11, frac);
-	json_object_object_add(o, k, json_object_new_string(out));
+	/* "%.10sT%.8s.%sZ" of pg, pg + 11, frac, without printf. */
+	memcpy(out, pg, 10);
+	out[10] = 'T';
+	memcpy(out + 11, pg + 11, 8);
+	out[19] = '.';
+	memcpy(out + 20, frac, 6);
+	out[26] = 'Z';
+	json_object_object_add(o, k, json_object_new_string_len(out, 27));
 }
 
 /*

@@ -322,7 +322,10 @@ static uint64_t		 vcache_hits;
 static struct vcache *
 vcache_slot(const char *token, size_t len)
 {
-	return &vcache[dp_fnv1a(token, len) % VCACHE_SLOTS];
+	size_t	 tail = len < 32 ? len : 32;
+
+	/* The end is the signature: enough to spread tokens over slots. */
+	return &vcache[dp_fnv1a(token + len - tail, tail) % VCACHE_SLOTS];
 }
 
 /* An entry emptied, its copy of the token wiped. */

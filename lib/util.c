@@ -107,6 +107,22 @@ dp_buf_addc(struct dp_buf *b, char c)
 }
 
 void
+dp_buf_addi(struct dp_buf *b, long long v)
+{
+	char			 d[24], *p = d + sizeof(d);
+	unsigned long long	 u;
+
+	u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
+	do {
+		*--p = (char)('0' + u % 10);
+		u /= 10;
+	} while (u != 0);
+	if (v < 0)
+		*--p = '-';
+	dp_buf_add(b, p, (size_t)(d + sizeof(d) - p));
+}
+
+void
 dp_buf_vprintf(struct dp_buf *b, const char *fmt, va_list ap)
 {
 	va_list	 cp;
@@ -399,14 +415,24 @@ dp_is_id(const char *s)
 bool
 dp_ct_equal(const void *a, size_t alen, const void *b, size_t blen)
 {
-	const volatile unsigned char	*x = a, *y = b;
-	unsigned char			 d = 0;
-	size_t				 i;
+	const unsigned char	*x = a, *y = b;
+	uint64_t		 d = 0, u, v;
+	size_t			 i;
 
 	if (alen != blen)
 		return false;
-	for (i = 0; i < alen; i++)
-		d |= x[i] ^ y[i];
+	/* Eight bytes a step; the barrier keeps the compiler from ending
+	 * the loop at the first difference. */
+	for (i = 0; i + 8 <= alen; i += 8) {
+		memcpy(&u, x + i, 8);
+		memcpy(&v, y + i, 8);
+		d |= u ^ v;
+		__asm__ volatile ("" : "+r" (d));
+	}
+	for (; i < alen; i++) {
+		d |= (uint64_t)(x[i] ^ y[i]);
+		__asm__ volatile ("" : "+r" (d));
+	}
 	return d == 0;
 }
 

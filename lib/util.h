@@ -34,6 +34,8 @@ void	 dp_buf_grow(struct dp_buf *, size_t extra);
 void	 dp_buf_add(struct dp_buf *, const void *, size_t);
 void	 dp_buf_adds(struct dp_buf *, const char *);
 void	 dp_buf_addc(struct dp_buf *, char);
+/* The decimal digits of v ("%lld" without printf). */
+void	 dp_buf_addi(struct dp_buf *, long long v);
 void	 dp_buf_printf(struct dp_buf *, const char *, ...)
 	    __attribute__((format(printf, 2, 3)));
 void	 dp_buf_vprintf(struct dp_buf *, const char *, va_list);
