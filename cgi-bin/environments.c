@@ -718,7 +718,7 @@ list_sql(struct dp_req *req, bool st, bool incl, bool tmpl, bool off,
 static int
 envs_list(struct dp_req *req, struct dp_res *res)
 {
-	struct json_object	*a;
+	struct dp_buf		 body = { 0 };
 	const char		*st, *field = "status", *tmpl, *sql, *p[6];
 	PGresult		*r;
 	int64_t			 limit, offset, n = 0;
@@ -755,9 +755,13 @@ envs_list(struct dp_req *req, struct dp_res *res)
 		PQclear(r);
 		return dp_fail_db(req, res);
 	}
-	a = json_object_new_array();
-	for (i = 0; i < PQntuples(r); i++)
-		json_object_array_add(a, dp_env_json(r, i, 0));
+	dp_buf_addc(&body, '[');
+	for (i = 0; i < PQntuples(r); i++) {
+		if (i > 0)
+			dp_buf_addc(&body, ',');
+		dp_env_write(&body, r, i, 0);
+	}
+	dp_buf_addc(&body, ']');
 	if (PQntuples(r) > 0)
 		(void)dp_parse_int64(PQgetvalue(r, 0, DP_ENV_NCOLS), 0,
 		    INT64_MAX, &n);
@@ -769,14 +773,14 @@ envs_list(struct dp_req *req, struct dp_res *res)
 		r = dp_db_exec(req->db, sql, np, p);
 		if (!dp_db_ok(r) || PQntuples(r) != 1) {
 			PQclear(r);
-			json_object_put(a);
+			dp_buf_release(&body);
 			return dp_fail_db(req, res);
 		}
 		(void)dp_parse_int64(PQgetvalue(r, 0, 0), 0, INT64_MAX, &n);
 		PQclear(r);
 	}
 	dp_res_total(res, n);
-	return dp_ok(res, 200, a);
+	return dp_ok(res, 200, dp_json_raw(&body));
 }
 
 /* ---- /environments/{id} ------------------------------------------------- */

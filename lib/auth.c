@@ -74,30 +74,47 @@ dp_auth_bearer(struct dp_req *req, const char *token, bool count,
 	return 0;
 }
 
+/* The User object of row r from column c, as JSON text (one layout). */
+static void
+user_write(struct dp_buf *b, const PGresult *r, int row, int c)
+{
+	dp_buf_addc(b, '{');
+	dp_jw_str(b, "id", dp_db_val(r, row, c + 0));
+	dp_jw_str(b, "username", dp_db_val(r, row, c + 1));
+	dp_jw_str(b, "email", dp_db_val(r, row, c + 2));
+	dp_jw_str(b, "full_name", dp_db_val(r, row, c + 3));
+	dp_jw_str(b, "preferred_region", dp_db_val(r, row, c + 4));
+	dp_jw_str(b, "avatar_url", dp_db_val(r, row, c + 5));
+	dp_jw_bool(b, "is_active", PQgetvalue(r, row, c + 6)[0] == 't');
+	dp_jw_bool(b, "is_verified", PQgetvalue(r, row, c + 7)[0] == 't');
+	dp_jw_str(b, "subscription_plan", dp_db_val(r, row, c + 8));
+	dp_jw_ts(b, "created_at", dp_db_val(r, row, c + 9));
+	dp_jw_ts(b, "updated_at", dp_db_val(r, row, c + 10));
+	dp_jw_ts(b, "last_login", dp_db_val(r, row, c + 11));
+	dp_buf_addc(b, '}');
+}
+
+/* A body only: written as text, no object per value. */
 struct json_object *
 dp_user_json_self(const struct dp_user *u)
 {
-	return dp_user_json(u->row, 0, 0);
+	struct dp_buf	 b = { 0 };
+
+	user_write(&b, u->row, 0, 0);
+	return dp_json_raw(&b);
 }
 
+/* An object its callers read (register flattens it): the text, parsed. */
 struct json_object *
 dp_user_json(const PGresult *r, int row, int c)
 {
-	struct json_object	*o = json_object_new_object();
+	struct dp_buf		 b = { 0 };
+	struct json_object	*o;
 
-	dp_json_str(o, "id", dp_db_val(r, row, c + 0));
-	dp_json_str(o, "username", dp_db_val(r, row, c + 1));
-	dp_json_str(o, "email", dp_db_val(r, row, c + 2));
-	dp_json_str(o, "full_name", dp_db_val(r, row, c + 3));
-	dp_json_str(o, "preferred_region", dp_db_val(r, row, c + 4));
-	dp_json_str(o, "avatar_url", dp_db_val(r, row, c + 5));
-	dp_json_bool(o, "is_active", PQgetvalue(r, row, c + 6)[0] == 't');
-	dp_json_bool(o, "is_verified", PQgetvalue(r, row, c + 7)[0] == 't');
-	dp_json_str(o, "subscription_plan", dp_db_val(r, row, c + 8));
-	dp_json_ts(o, "created_at", dp_db_val(r, row, c + 9));
-	dp_json_ts(o, "updated_at", dp_db_val(r, row, c + 10));
-	dp_json_ts(o, "last_login", dp_db_val(r, row, c + 11));
-	return o;
+	user_write(&b, r, row, c);
+	o = dp_json_parse(b.s, b.len, 2);
+	dp_buf_release(&b);
+	return o != NULL ? o : json_object_new_object();
 }
 
 struct json_object *

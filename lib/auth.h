@@ -27,7 +27,8 @@ struct dp_user;
  */
 int	 dp_auth_bearer(struct dp_req *, const char *token, bool count,
 	    struct dp_user **out);
-/* The authenticated caller's User object. */
+/* The authenticated caller's User object (for a body: it serializes
+ * only, dp_json_raw). */
 struct json_object *dp_user_json_self(const struct dp_user *);
 /* User object from row r of a result whose columns start at c (DP_USER_COLS). */
 struct json_object *dp_user_json(const PGresult *, int r, int c);

@@ -248,45 +248,57 @@ col_int(const PGresult *r, int row, int c)
 	return v;
 }
 
+void
+dp_env_write(struct dp_buf *b, const PGresult *r, int row, int c)
+{
+	int	 k, i;
+
+	dp_buf_addc(b, '{');
+	dp_jw_str(b, "id", dp_db_val(r, row, c + 0));
+	dp_jw_str(b, "name", dp_db_val(r, row, c + 1));
+	dp_jw_str(b, "description", dp_db_val(r, row, c + 2));
+	dp_jw_str(b, "template", dp_db_val(r, row, c + 3));
+	dp_jw_str(b, "template_id", dp_db_val(r, row, c + 4));
+	dp_jw_str(b, "template_name", dp_db_val(r, row, c + 5));
+	dp_jw_str(b, "status", dp_db_val(r, row, c + 6));
+	dp_jw_str(b, "docker_image", dp_db_val(r, row, c + 7));
+	dp_jw_int(b, "port", col_int(r, row, c + 8));
+	dp_jw_int(b, "web_port", col_int(r, row, c + 8));
+	dp_jw_str(b, "ssh_port", NULL);
+	/* Exactly the three keys, strings (the statement takes them out:
+	 * no jsonb to parse), twice. */
+	for (i = 0; i < 2; i++) {
+		dp_jw_key(b, i == 0 ? "resources" : "resource_limits");
+		dp_buf_addc(b, '{');
+		for (k = 0; k < DP_RES__MAX; k++)
+			dp_jw_str(b, dp_res_keys[k],
+			    dp_db_val(r, row, c + 9 + k));
+		dp_buf_addc(b, '}');
+	}
+	dp_jw_pg_object(b, "environment_variables",
+	    dp_db_val(r, row, c + 12));
+	dp_jw_bool(b, "installation_completed",
+	    strcmp(PQgetvalue(r, row, c + 13), "t") == 0);
+	dp_jw_str(b, "external_url", dp_db_val(r, row, c + 14));
+	dp_jw_str(b, "cluster_id", dp_db_val(r, row, c + 15));
+	dp_jw_str(b, "region", dp_db_val(r, row, c + 16));
+	dp_jw_ts(b, "created_at", dp_db_val(r, row, c + 17));
+	dp_jw_ts(b, "updated_at", dp_db_val(r, row, c + 18));
+	dp_jw_ts(b, "last_accessed", dp_db_val(r, row, c + 19));
+	dp_jw_ts(b, "last_activity", dp_db_val(r, row, c + 20));
+	dp_jw_pg_double(b, "cpu_usage", dp_db_val(r, row, c + 21));
+	dp_jw_pg_double(b, "memory_usage", dp_db_val(r, row, c + 22));
+	dp_jw_int(b, "storage_usage", col_int(r, row, c + 23));
+	dp_buf_addc(b, '}');
+}
+
 struct json_object *
 dp_env_json(const PGresult *r, int row, int c)
 {
-	struct json_object	*o = json_object_new_object(), *res;
-	int			 k;
+	struct dp_buf	 b = { 0 };
 
-	dp_json_str(o, "id", dp_db_val(r, row, c + 0));
-	dp_json_str(o, "name", dp_db_val(r, row, c + 1));
-	dp_json_str(o, "description", dp_db_val(r, row, c + 2));
-	dp_json_str(o, "template", dp_db_val(r, row, c + 3));
-	dp_json_str(o, "template_id", dp_db_val(r, row, c + 4));
-	dp_json_str(o, "template_name", dp_db_val(r, row, c + 5));
-	dp_json_str(o, "status", dp_db_val(r, row, c + 6));
-	dp_json_str(o, "docker_image", dp_db_val(r, row, c + 7));
-	dp_json_int(o, "port", col_int(r, row, c + 8));
-	dp_json_int(o, "web_port", col_int(r, row, c + 8));
-	json_object_object_add(o, "ssh_port", NULL);
-	/* Exactly the three keys, strings (the statement takes them out:
-	 * no jsonb to parse). */
-	res = json_object_new_object();
-	for (k = 0; k < DP_RES__MAX; k++)
-		dp_json_str(res, dp_res_keys[k], dp_db_val(r, row, c + 9 + k));
-	json_object_object_add(o, "resources", res);
-	json_object_object_add(o, "resource_limits", json_object_get(res));
-	json_object_object_add(o, "environment_variables",
-	    dp_json_pg_object(dp_db_val(r, row, c + 12)));
-	dp_json_bool(o, "installation_completed",
-	    strcmp(PQgetvalue(r, row, c + 13), "t") == 0);
-	dp_json_str(o, "external_url", dp_db_val(r, row, c + 14));
-	dp_json_str(o, "cluster_id", dp_db_val(r, row, c + 15));
-	dp_json_str(o, "region", dp_db_val(r, row, c + 16));
-	dp_json_ts(o, "created_at", dp_db_val(r, row, c + 17));
-	dp_json_ts(o, "updated_at", dp_db_val(r, row, c + 18));
-	dp_json_ts(o, "last_accessed", dp_db_val(r, row, c + 19));
-	dp_json_ts(o, "last_activity", dp_db_val(r, row, c + 20));
-	dp_json_pg_double(o, "cpu_usage", dp_db_val(r, row, c + 21));
-	dp_json_pg_double(o, "memory_usage", dp_db_val(r, row, c + 22));
-	dp_json_int(o, "storage_usage", col_int(r, row, c + 23));
-	return o;
+	dp_env_write(&b, r, row, c);
+	return dp_json_raw(&b);
 }
 
 /* ---- logs ----------------------------------------------------------------- */

@@ -138,7 +138,11 @@ void	 dp_env_format_resource(enum dp_res_key, int64_t, char *out, size_t n);
 	"(e.status <> 'terminated' OR e.terminated_at > now() - " \
 	"$" #n "::double precision * interval '1 hour')"
 
-/* Environment object of row r, columns from c (DP_ENV_COLS). */
+/*
+ * Environment object of row r, columns from c (DP_ENV_COLS): appended to
+ * a buffer as JSON text, or as a json-c value that serializes to it.
+ */
+void	 dp_env_write(struct dp_buf *, const PGresult *, int r, int c);
 struct json_object *dp_env_json(const PGresult *, int r, int c);
 
 /*

@@ -222,6 +222,21 @@ struct json_object *dp_json_pg_object(const char *s);
 /* PostgreSQL timestamptz text → "YYYY-MM-DDTHH:MM:SS.ffffffZ" (or null). */
 void	 dp_json_ts(struct json_object *, const char *key, const char *pgts);
 /*
+ * JSON written directly into a buffer, as json-c serializes the dp_json_*
+ * call of the same name (an object per value costs more than the value):
+ * the caller opens and closes objects; a key after the first gets its
+ * comma.  dp_json_raw makes a json-c value whose serialization is text
+ * (the buffer moves into it), for a response body.
+ */
+void	 dp_jw_key(struct dp_buf *, const char *key);
+void	 dp_jw_str(struct dp_buf *, const char *key, const char *s);
+void	 dp_jw_int(struct dp_buf *, const char *key, int64_t);
+void	 dp_jw_bool(struct dp_buf *, const char *key, bool);
+void	 dp_jw_pg_double(struct dp_buf *, const char *key, const char *s);
+void	 dp_jw_ts(struct dp_buf *, const char *key, const char *pgts);
+void	 dp_jw_pg_object(struct dp_buf *, const char *key, const char *s);
+struct json_object *dp_json_raw(struct dp_buf *text);
+/*
  * Parse a JSON text (RFC 8259: json-c's NaN, Infinity and "1." refused)
  * with a depth cap and strict UTF-8 in every string and key (no overlong
  * forms, surrogates or code points above U+10FFFF).  dp_json_parse_value

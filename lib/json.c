@@ -192,20 +192,29 @@ dp_json_bool(struct json_object *o, const char *k, bool v)
  * 0.10000000000000001); 15 round-trip every value we produce (percentages,
  * epoch seconds with microseconds) and read as people expect.
  */
-void
-dp_json_double(struct json_object *o, const char *k, double v)
+/* The text dp_json_double writes for v (non-finite: 0), in s. */
+static void
+double_text(double v, char s[40])
 {
-	char	 s[40];
 	size_t	 n;
 
 	if (!isfinite(v))
 		v = 0;
-	snprintf(s, sizeof(s), "%.15g", v);
+	snprintf(s, 40, "%.15g", v);
 	/* A whole number stays a JSON number with a fraction. */
 	n = strlen(s);
-	if (strspn(s, "-0123456789") == n && n + 3 <= sizeof(s))
+	if (strspn(s, "-0123456789") == n && n + 3 <= 40)
 		memcpy(s + n, ".0", 3);
-	json_object_object_add(o, k, json_object_new_double_s(v, s));
+}
+
+void
+dp_json_double(struct json_object *o, const char *k, double v)
+{
+	char	 s[40];
+
+	double_text(v, s);
+	json_object_object_add(o, k, json_object_new_double_s(isfinite(v) ?
+	    v : 0, s));
 }
 
 /*
@@ -227,30 +236,35 @@ digits(const char *s)
 	return n;
 }
 
-void
-dp_json_pg_double(struct json_object *o, const char *k, const char *s)
+/* The text dp_json_pg_double writes for column text s: s or buf. */
+static const char *
+pg_double_text(const char *s, char buf[40])
 {
-	char	 buf[40];
 	size_t	 n;
 
-	if (s == NULL) {
-		json_object_object_add(o, k, json_object_new_double_s(0,
-		    "0.0"));
-		return;
-	}
+	if (s == NULL)
+		return "0.0";
 	n = strlen(s);
-	if (n == 0 || n + 3 > sizeof(buf) || !number_ok(s) ||
-	    digits(s) > 15) {
-		dp_json_double(o, k, strtod(s, NULL));
-		return;
+	if (n == 0 || n + 3 > 40 || !number_ok(s) || digits(s) > 15) {
+		double_text(strtod(s, NULL), buf);
+		return buf;
 	}
 	if (strspn(s, "-0123456789") == n) {
 		memcpy(buf, s, n);
 		memcpy(buf + n, ".0", 3);
-		s = buf;
+		return buf;
 	}
-	json_object_object_add(o, k, json_object_new_double_s(strtod(s, NULL),
-	    s));
+	return s;
+}
+
+void
+dp_json_pg_double(struct json_object *o, const char *k, const char *s)
+{
+	char		 buf[40];
+	const char	*t = pg_double_text(s, buf);
+
+	json_object_object_add(o, k, json_object_new_double_s(strtod(t, NULL),
+	    t));
 }
 
 /*
@@ -258,17 +272,16 @@ dp_json_pg_double(struct json_object *o, const char *k, const char *s)
  * session runs with TimeZone UTC, set at connect), possibly without a
  * fraction.  Render exactly six fractional digits and Z.
  */
-void
-dp_json_ts(struct json_object *o, const char *k, const char *pg)
+/* The contract's form of pg in out (27 bytes, no NUL); false: null. */
+static bool
+ts_text(const char *pg, char out[27])
 {
-	char		 out[27], frac[7] = "000000";
+	char		 frac[7] = "000000";
 	const char	*p;
 	size_t		 i;
 
-	if (pg == NULL || strlen(pg) < 19) {
-		json_object_object_add(o, k, NULL);
-		return;
-	}
+	if (pg == NULL || strlen(pg) < 19)
+		return false;
 	p = pg + 19;
 	if (*p == '.') {
 		for (p++, i = 0; *p >= '0' && *p <= '9'; p++, i++)
@@ -282,7 +295,16 @@ dp_json_ts(struct json_object *o, const char *k, const char *pg)
 	out[19] = '.';
 	memcpy(out + 20, frac, 6);
 	out[26] = 'Z';
-	json_object_object_add(o, k, json_object_new_string_len(out, 27));
+	return true;
+}
+
+void
+dp_json_ts(struct json_object *o, const char *k, const char *pg)
+{
+	char	 out[27];
+
+	json_object_object_add(o, k, ts_text(pg, out) ?
+	    json_object_new_string_len(out, 27) : NULL);
 }
 
 /*
@@ -290,15 +312,17 @@ dp_json_ts(struct json_object *o, const char *k, const char *pg)
  * text, without the blanks jsonb_out puts after ':' and ','.  Strings are
  * copied as they are (jsonb_out escapes what JSON must).
  */
-static int
-pg_serialize(struct json_object *o, struct printbuf *pb, int level,
-    int flags)
+/*
+ * PostgreSQL's jsonb text s without the blanks jsonb_out puts after ':'
+ * and ','.  Strings are copied as they are (jsonb_out escapes what JSON
+ * must).
+ */
+static void
+pg_compact(struct dp_buf *b, const char *s)
 {
-	const char	*s = json_object_get_userdata(o), *p, *run;
+	const char	*p, *run;
 	bool		 in = false, esc = false;
 
-	(void)level;
-	(void)flags;
 	for (p = run = s; *p != '\0'; p++) {
 		if (in) {
 			if (esc)
@@ -310,13 +334,26 @@ pg_serialize(struct json_object *o, struct printbuf *pb, int level,
 		} else if (*p == '"')
 			in = true;
 		else if (*p == ' ' || *p == '\n' || *p == '\t' || *p == '\r') {
-			if (p > run)
-				printbuf_memappend(pb, run, (int)(p - run));
+			dp_buf_add(b, run, (size_t)(p - run));
 			run = p + 1;
 		}
 	}
-	if (p > run)
-		printbuf_memappend(pb, run, (int)(p - run));
+	dp_buf_add(b, run, (size_t)(p - run));
+}
+
+/* Serializer of a dp_json_pg object: its userdata, compacted. */
+static int
+pg_serialize(struct json_object *o, struct printbuf *pb, int level,
+    int flags)
+{
+	struct dp_buf	 b = { 0 };
+
+	(void)level;
+	(void)flags;
+	pg_compact(&b, json_object_get_userdata(o));
+	if (b.len > 0)
+		printbuf_memappend(pb, b.s, (int)b.len);
+	dp_buf_release(&b);
 	return 0;
 }
 
@@ -331,5 +368,117 @@ dp_json_pg_object(const char *s)
 		return o;
 	json_object_set_serializer(o, pg_serialize, dp_xstrdup(s),
 	    json_object_free_userdata);
+	return o;
+}
+
+/* ---- JSON written directly ------------------------------------------------ */
+
+/*
+ * The writer below appends to a buffer what json-c would serialize
+ * (JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE) for the
+ * dp_json_* call of the same name, without an object per value.
+ */
+void
+dp_jw_key(struct dp_buf *b, const char *k)
+{
+	if (b->len > 0 && b->s[b->len - 1] != '{' && b->s[b->len - 1] != '[')
+		dp_buf_addc(b, ',');
+	dp_buf_addc(b, '"');
+	dp_buf_adds(b, k);
+	dp_buf_add(b, "\":", 2);
+}
+
+void
+dp_jw_str(struct dp_buf *b, const char *k, const char *s)
+{
+	dp_jw_key(b, k);
+	if (s == NULL)
+		dp_buf_add(b, "null", 4);
+	else
+		dp_buf_add_jstr(b, s, strlen(s));
+}
+
+void
+dp_jw_int(struct dp_buf *b, const char *k, int64_t v)
+{
+	dp_jw_key(b, k);
+	dp_buf_addi(b, (long long)v);
+}
+
+void
+dp_jw_bool(struct dp_buf *b, const char *k, bool v)
+{
+	dp_jw_key(b, k);
+	dp_buf_adds(b, v ? "true" : "false");
+}
+
+void
+dp_jw_pg_double(struct dp_buf *b, const char *k, const char *s)
+{
+	char	 buf[40];
+
+	dp_jw_key(b, k);
+	dp_buf_adds(b, pg_double_text(s, buf));
+}
+
+void
+dp_jw_ts(struct dp_buf *b, const char *k, const char *pg)
+{
+	char	 out[27];
+
+	dp_jw_key(b, k);
+	if (!ts_text(pg, out)) {
+		dp_buf_add(b, "null", 4);
+		return;
+	}
+	dp_buf_addc(b, '"');
+	dp_buf_add(b, out, 27);
+	dp_buf_addc(b, '"');
+}
+
+void
+dp_jw_pg_object(struct dp_buf *b, const char *k, const char *s)
+{
+	size_t	 n;
+
+	dp_jw_key(b, k);
+	if (s == NULL || s[0] != '{' || (n = strlen(s)) < 2 || s[n - 1] != '}')
+		dp_buf_add(b, "{}", 2);
+	else
+		pg_compact(b, s);
+}
+
+static int
+raw_serialize(struct json_object *o, struct printbuf *pb, int level,
+    int flags)
+{
+	const struct dp_buf	*b = json_object_get_userdata(o);
+
+	(void)level;
+	(void)flags;
+	if (b->len > 0)
+		printbuf_memappend(pb, b->s, (int)b->len);
+	return 0;
+}
+
+static void
+raw_free(struct json_object *o, void *userdata)
+{
+	struct dp_buf	*b = userdata;
+
+	(void)o;
+	dp_buf_release(b);
+	free(b);
+}
+
+struct json_object *
+dp_json_raw(struct dp_buf *text)
+{
+	struct json_object	*o = json_object_new_object();
+	struct dp_buf		*b = dp_xmalloc(sizeof(*b));
+
+	*b = *text;
+	memset(text, 0, sizeof(*text));
+	json_object_set_serializer(o, raw_serialize, b, raw_free);
 	return o;
 }

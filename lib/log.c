@@ -151,57 +151,6 @@ struct field {
 	int		 num;		/* 1: integer, 2: decimal literal */
 };
 
-/*
- * Append s (n bytes, valid UTF-8: add_clean's) as a JSON string, escaped
- * as json-c escapes (JSON_C_TO_STRING_NOSLASHESCAPE): the quote, the
- * backslash and the control characters.
- */
-static void
-add_jstr(struct dp_buf *out, const char *s, size_t n)
-{
-	static const char	 hex[] = "0123456789abcdef";
-	const unsigned char	*p = (const unsigned char *)s;
-	char			 u[7] = "\\u00";
-	size_t			 i, run = 0;
-
-	dp_buf_addc(out, '"');
-	for (i = 0; i < n; i++) {
-		if (p[i] >= 0x20 && p[i] != '"' && p[i] != '\\')
-			continue;
-		dp_buf_add(out, s + run, i - run);
-		run = i + 1;
-		switch (p[i]) {
-		case '"':
-			dp_buf_adds(out, "\\\"");
-			break;
-		case '\\':
-			dp_buf_adds(out, "\\\\");
-			break;
-		case '\n':
-			dp_buf_adds(out, "\\n");
-			break;
-		case '\r':
-			dp_buf_adds(out, "\\r");
-			break;
-		case '\t':
-			dp_buf_adds(out, "\\t");
-			break;
-		case '\b':
-			dp_buf_adds(out, "\\b");
-			break;
-		case '\f':
-			dp_buf_adds(out, "\\f");
-			break;
-		default:
-			u[4] = hex[p[i] >> 4];
-			u[5] = hex[p[i] & 0xf];
-			dp_buf_add(out, u, 6);
-		}
-	}
-	dp_buf_add(out, s + run, n - run);
-	dp_buf_addc(out, '"');
-}
-
 /* "key": and the cleaned value s as a JSON string (null for NULL). */
 static void
 add_jfield(struct dp_buf *out, struct dp_buf *tmp, const char *key,
@@ -214,7 +163,7 @@ add_jfield(struct dp_buf *out, struct dp_buf *tmp, const char *key,
 	}
 	dp_buf_reset(tmp);
 	add_clean(tmp, s, n, false);
-	add_jstr(out, tmp->s != NULL ? tmp->s : "", tmp->len);
+	dp_buf_add_jstr(out, tmp->s != NULL ? tmp->s : "", tmp->len);
 }
 
 /*
@@ -260,7 +209,7 @@ log_line(enum dp_log_level lvl, const char *msg, size_t msglen,
 	}
 
 	dp_buf_adds(&line, "{\"time\":");
-	add_jstr(&line, tbuf, strlen(tbuf));
+	dp_buf_add_jstr(&line, tbuf, strlen(tbuf));
 	add_jfield(&line, &tmp, "level", level_names[lvl],
 	    strlen(level_names[lvl]));
 	add_jfield(&line, &tmp, "program", log_program, strlen(log_program));

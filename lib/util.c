@@ -107,6 +107,52 @@ dp_buf_addc(struct dp_buf *b, char c)
 }
 
 void
+dp_buf_add_jstr(struct dp_buf *out, const char *s, size_t n)
+{
+	static const char	 hex[] = "0123456789abcdef";
+	const unsigned char	*p = (const unsigned char *)s;
+	char			 u[7] = "\\u00";
+	size_t			 i, run = 0;
+
+	dp_buf_addc(out, '"');
+	for (i = 0; i < n; i++) {
+		if (p[i] >= 0x20 && p[i] != '"' && p[i] != '\\')
+			continue;
+		dp_buf_add(out, s + run, i - run);
+		run = i + 1;
+		switch (p[i]) {
+		case '"':
+			dp_buf_adds(out, "\\\"");
+			break;
+		case '\\':
+			dp_buf_adds(out, "\\\\");
+			break;
+		case '\n':
+			dp_buf_adds(out, "\\n");
+			break;
+		case '\r':
+			dp_buf_adds(out, "\\r");
+			break;
+		case '\t':
+			dp_buf_adds(out, "\\t");
+			break;
+		case '\b':
+			dp_buf_adds(out, "\\b");
+			break;
+		case '\f':
+			dp_buf_adds(out, "\\f");
+			break;
+		default:
+			u[4] = hex[p[i] >> 4];
+			u[5] = hex[p[i] & 0xf];
+			dp_buf_add(out, u, 6);
+		}
+	}
+	dp_buf_add(out, s + run, n - run);
+	dp_buf_addc(out, '"');
+}
+
+void
 dp_buf_addi(struct dp_buf *b, long long v)
 {
 	char			 d[24], *p = d + sizeof(d);

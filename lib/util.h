@@ -47,6 +47,12 @@ void	 dp_buf_release(struct dp_buf *);
 char	*dp_buf_detach(struct dp_buf *);
 /* Append s single-quoted for /bin/sh ('\'' for each quote). */
 void	 dp_buf_add_shquoted(struct dp_buf *, const char *s);
+/*
+ * Append s (n bytes of valid UTF-8) as a JSON string, escaped as json-c
+ * escapes (JSON_C_TO_STRING_NOSLASHESCAPE): the quote, the backslash and
+ * the control characters.
+ */
+void	 dp_buf_add_jstr(struct dp_buf *, const char *s, size_t n);
 /* Like dp_buf_release, but wipes the contents first (secrets). */
 void	 dp_buf_wipe(struct dp_buf *);
 

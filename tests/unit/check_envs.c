@@ -6,6 +6,7 @@
 #include <json-c/json.h>
 
 #include "config.h"
+#include "http.h"
 #include "envs.h"
 #include "lifecycle.h"
 #include "validate.h"
@@ -309,6 +310,74 @@ START_TEST(test_envs_parse_log_split)
 }
 END_TEST
 
+/*
+ * An Environment row written as JSON text: every kind of column, hostile
+ * strings, NULLs; exactly the expected text, and json-c reading it back
+ * and serializing it gives the same bytes (the writer writes what json-c
+ * would).  Needs DP_TEST_DB for a real PGresult (skipped without).
+ */
+START_TEST(test_envs_write)
+{
+	static const char sql[] =
+	    "SELECT 'aaaaaaaaaaaaaaaaaaaaaaaa', E'q\"b\\\\n\\nt\\t\\x01\\u00e9'"
+	    " || U&'\\+01F600', NULL, 'python', 'tttttttttttttttttttttttt', "
+	    "'Python 3', 'running', 'python:3.12', 8080, '500m', '1Gi', "
+	    "'10Gi', '{\"B\": \"a\\\"b\", \"A\": \"x, y: z\"}'::jsonb, true, "
+	    "NULL, 'cccccccccccccccccccccccc', 'us-east', "
+	    "'2024-01-02 03:04:05.5+00'::timestamptz, "
+	    "'2024-01-02 03:04:05+00'::timestamptz, NULL, "
+	    "'2024-01-02 03:04:05.1234567+00'::timestamptz, 3::float8, NULL, "
+	    "1048576::bigint";
+	static const char want[] = "{\"id\":\"aaaaaaaaaaaaaaaaaaaaaaaa\","
+	    "\"name\":\"q\\\"b\\\\n\\nt\\t\\u0001\xc3\xa9\xf0\x9f\x98\x80\","
+	    "\"description\":null,\"template\":\"python\","
+	    "\"template_id\":\"tttttttttttttttttttttttt\","
+	    "\"template_name\":\"Python 3\",\"status\":\"running\","
+	    "\"docker_image\":\"python:3.12\",\"port\":8080,\"web_port\":8080,"
+	    "\"ssh_port\":null,\"resources\":{\"cpu\":\"500m\","
+	    "\"memory\":\"1Gi\",\"storage\":\"10Gi\"},\"resource_limits\":"
+	    "{\"cpu\":\"500m\",\"memory\":\"1Gi\",\"storage\":\"10Gi\"},"
+	    "\"environment_variables\":{\"A\":\"x, y: z\",\"B\":\"a\\\"b\"},"
+	    "\"installation_completed\":true,\"external_url\":null,"
+	    "\"cluster_id\":\"cccccccccccccccccccccccc\",\"region\":\"us-east\","
+	    "\"created_at\":\"2024-01-02T03:04:05.500000Z\","
+	    "\"updated_at\":\"2024-01-02T03:04:05.000000Z\","
+	    "\"last_accessed\":null,"
+	    "\"last_activity\":\"2024-01-02T03:04:05.123457Z\","
+	    "\"cpu_usage\":3.0,\"memory_usage\":0.0,\"storage_usage\":1048576}";
+	const char		*ci = getenv("DP_TEST_DB");
+	struct dp_buf		 b = { 0 };
+	struct json_object	*o;
+	PGconn			*c;
+	PGresult		*r;
+
+	if (ci == NULL || *ci == '\0')
+		return;
+	c = PQconnectdb(ci);
+	ck_assert_int_eq(PQstatus(c), CONNECTION_OK);
+	PQclear(PQexec(c, "SET TimeZone = 'UTC'"));
+	r = PQexec(c, sql);
+	ck_assert_msg(PQresultStatus(r) == PGRES_TUPLES_OK, "%s",
+	    PQerrorMessage(c));
+	ck_assert_int_eq(PQnfields(r), DP_ENV_NCOLS);
+	dp_env_write(&b, r, 0, 0);
+	ck_assert_str_eq(b.s, want);
+	o = dp_json_parse(b.s, b.len, 8);
+	ck_assert_ptr_nonnull(o);
+	ck_assert_str_eq(json_object_to_json_string_ext(o,
+	    JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE), want);
+	json_object_put(o);
+	/* The json-c value serializes to the same text. */
+	o = dp_env_json(r, 0, 0);
+	ck_assert_str_eq(json_object_to_json_string_ext(o,
+	    JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE), want);
+	json_object_put(o);
+	dp_buf_release(&b);
+	PQclear(r);
+	PQfinish(c);
+}
+END_TEST
+
 static Suite *
 envs_suite(void)
 {
@@ -339,6 +408,9 @@ envs_suite(void)
 	tc = tcase_create("parse_log");
 	tcase_add_test(tc, test_envs_parse_log);
 	tcase_add_test(tc, test_envs_parse_log_split);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("write");
+	tcase_add_test(tc, test_envs_write);
 	suite_add_tcase(s, tc);
 	return s;
 }
