@@ -78,6 +78,7 @@ dp_auth_bearer(struct dp_req *req, const char *token, bool count,
 static void
 user_write(struct dp_buf *b, const PGresult *r, int row, int c)
 {
+	dp_buf_grow(b, 512);	/* what one usually takes */
 	dp_buf_addc(b, '{');
 	dp_jw_str(b, "id", dp_db_val(r, row, c + 0));
 	dp_jw_str(b, "username", dp_db_val(r, row, c + 1));

@@ -253,6 +253,7 @@ dp_env_write(struct dp_buf *b, const PGresult *r, int row, int c)
 {
 	int	 k, i;
 
+	dp_buf_grow(b, 1024);	/* what one usually takes */
 	dp_buf_addc(b, '{');
 	dp_jw_str(b, "id", dp_db_val(r, row, c + 0));
 	dp_jw_str(b, "name", dp_db_val(r, row, c + 1));

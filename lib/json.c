@@ -381,11 +381,20 @@ dp_json_pg_object(const char *s)
 void
 dp_jw_key(struct dp_buf *b, const char *k)
 {
-	if (b->len > 0 && b->s[b->len - 1] != '{' && b->s[b->len - 1] != '[')
-		dp_buf_addc(b, ',');
-	dp_buf_addc(b, '"');
-	dp_buf_adds(b, k);
-	dp_buf_add(b, "\":", 2);
+	size_t	 n = strlen(k);
+	char	*p;
+
+	dp_buf_grow(b, n + 4);
+	p = b->s + b->len;
+	if (b->len > 0 && p[-1] != '{' && p[-1] != '[')
+		*p++ = ',';
+	*p++ = '"';
+	memcpy(p, k, n);
+	p += n;
+	*p++ = '"';
+	*p++ = ':';
+	*p = '\0';
+	b->len = (size_t)(p - b->s);
 }
 
 void

@@ -114,7 +114,9 @@ dp_buf_add_jstr(struct dp_buf *out, const char *s, size_t n)
 	char			 u[7] = "\\u00";
 	size_t			 i, run = 0;
 
-	dp_buf_addc(out, '"');
+	/* Room for the usual case (nothing to escape) at once. */
+	dp_buf_grow(out, n + 2);
+	out->s[out->len++] = '"';
 	for (i = 0; i < n; i++) {
 		if (p[i] >= 0x20 && p[i] != '"' && p[i] != '\\')
 			continue;
