@@ -113,9 +113,13 @@ dp_user_json(const PGresult *r, int row, int c)
 	struct json_object	*o;
 
 	user_write(&b, r, row, c);
-	o = dp_json_parse(b.s, b.len, 2);
+	if ((o = dp_json_parse(b.s, b.len, 2)) == NULL) {
+		/* Cannot happen with UTF-8 columns: say so if it does. */
+		dp_error("a User row's JSON text does not parse");
+		o = json_object_new_object();
+	}
 	dp_buf_release(&b);
-	return o != NULL ? o : json_object_new_object();
+	return o;
 }
 
 struct json_object *

@@ -210,20 +210,14 @@ void	 dp_json_str(struct json_object *, const char *key, const char *s);
 void	 dp_json_int(struct json_object *, const char *key, int64_t);
 void	 dp_json_bool(struct json_object *, const char *key, bool);
 void	 dp_json_double(struct json_object *, const char *key, double);
-/* A float8 column's text as dp_json_double writes it (NULL: 0). */
-void	 dp_json_pg_double(struct json_object *, const char *key,
-	    const char *pgtext);
-/*
- * A jsonb object from PostgreSQL's text s, written out as that text (its
- * blanks dropped) instead of parsed and built again; {} when s is NULL or
- * not an object.  For output only: it has no members to read.
- */
-struct json_object *dp_json_pg_object(const char *s);
 /* PostgreSQL timestamptz text → "YYYY-MM-DDTHH:MM:SS.ffffffZ" (or null). */
 void	 dp_json_ts(struct json_object *, const char *key, const char *pgts);
 /*
  * JSON written directly into a buffer, as json-c serializes the dp_json_*
- * call of the same name (an object per value costs more than the value):
+ * call of the same name (an object per value costs more than the value);
+ * dp_jw_pg_double writes a float8 column's text as dp_json_double would
+ * its value (NULL: 0.0), dp_jw_pg_object a jsonb object's text without
+ * its blanks ({} when NULL or not an object):
  * the caller opens and closes objects; a key after the first gets its
  * comma.  dp_json_raw makes a json-c value whose serialization is text
  * (the buffer moves into it), for a response body.

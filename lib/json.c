@@ -236,7 +236,7 @@ digits(const char *s)
 	return n;
 }
 
-/* The text dp_json_pg_double writes for column text s: s or buf. */
+/* The text dp_jw_pg_double writes for column text s: s or buf. */
 static const char *
 pg_double_text(const char *s, char buf[40])
 {
@@ -255,16 +255,6 @@ pg_double_text(const char *s, char buf[40])
 		return buf;
 	}
 	return s;
-}
-
-void
-dp_json_pg_double(struct json_object *o, const char *k, const char *s)
-{
-	char		 buf[40];
-	const char	*t = pg_double_text(s, buf);
-
-	json_object_object_add(o, k, json_object_new_double_s(strtod(t, NULL),
-	    t));
 }
 
 /*
@@ -308,11 +298,6 @@ dp_json_ts(struct json_object *o, const char *k, const char *pg)
 }
 
 /*
- * Serializer of a dp_json_pg object: its userdata, PostgreSQL's jsonb
- * text, without the blanks jsonb_out puts after ':' and ','.  Strings are
- * copied as they are (jsonb_out escapes what JSON must).
- */
-/*
  * PostgreSQL's jsonb text s without the blanks jsonb_out puts after ':'
  * and ','.  Strings are copied as they are (jsonb_out escapes what JSON
  * must).
@@ -339,36 +324,6 @@ pg_compact(struct dp_buf *b, const char *s)
 		}
 	}
 	dp_buf_add(b, run, (size_t)(p - run));
-}
-
-/* Serializer of a dp_json_pg object: its userdata, compacted. */
-static int
-pg_serialize(struct json_object *o, struct printbuf *pb, int level,
-    int flags)
-{
-	struct dp_buf	 b = { 0 };
-
-	(void)level;
-	(void)flags;
-	pg_compact(&b, json_object_get_userdata(o));
-	if (b.len > 0)
-		printbuf_memappend(pb, b.s, (int)b.len);
-	dp_buf_release(&b);
-	return 0;
-}
-
-struct json_object *
-dp_json_pg_object(const char *s)
-{
-	struct json_object	*o = json_object_new_object();
-	size_t			 n;
-
-	/* A jsonb object's text: "{" … "}" (anything else: {}). */
-	if (s == NULL || s[0] != '{' || (n = strlen(s)) < 2 || s[n - 1] != '}')
-		return o;
-	json_object_set_serializer(o, pg_serialize, dp_xstrdup(s),
-	    json_object_free_userdata);
-	return o;
 }
 
 /* ---- JSON written directly ------------------------------------------------ */
