@@ -269,7 +269,7 @@ dp_env_write(struct dp_buf *b, const PGresult *r, int row, int c)
 	/* Exactly the three keys, strings (the statement takes them out:
 	 * no jsonb to parse), twice. */
 	for (i = 0; i < 2; i++) {
-		dp_jw_key(b, i == 0 ? "resources" : "resource_limits");
+		dp_buf_add_jkey(b, i == 0 ? "resources" : "resource_limits");
 		dp_buf_addc(b, '{');
 		for (k = 0; k < DP_RES__MAX; k++)
 			dp_jw_str(b, dp_res_keys[k],

@@ -59,7 +59,6 @@ const char *
 dp_req_param(struct dp_req *req, const char *name)
 {
 	struct io	*io = req->io;
-
 	char		**e;
 	size_t		 len;
 

@@ -214,15 +214,14 @@ void	 dp_json_double(struct json_object *, const char *key, double);
 void	 dp_json_ts(struct json_object *, const char *key, const char *pgts);
 /*
  * JSON written directly into a buffer, as json-c serializes the dp_json_*
- * call of the same name (an object per value costs more than the value);
+ * call of the same name (an object per value costs more than the value).
+ * The caller opens and closes objects; each key is dp_buf_add_jkey's.
  * dp_jw_pg_double writes a float8 column's text as dp_json_double would
  * its value (NULL: 0.0), dp_jw_pg_object a jsonb object's text without
- * its blanks ({} when NULL or not an object):
- * the caller opens and closes objects; a key after the first gets its
- * comma.  dp_json_raw makes a json-c value whose serialization is text
- * (the buffer moves into it), for a response body.
+ * its blanks ({} when NULL or not an object).  dp_json_raw makes a json-c
+ * value whose serialization is text (the buffer moves into it), for a
+ * response body.
  */
-void	 dp_jw_key(struct dp_buf *, const char *key);
 void	 dp_jw_str(struct dp_buf *, const char *key, const char *s);
 void	 dp_jw_int(struct dp_buf *, const char *key, int64_t);
 void	 dp_jw_bool(struct dp_buf *, const char *key, bool);

@@ -188,11 +188,11 @@ dp_json_bool(struct json_object *o, const char *k, bool v)
 }
 
 /*
- * json-c prints doubles with 17 significant digits (0.1 reads
+ * The text dp_json_double writes for v (non-finite: 0), in s.  json-c
+ * prints doubles with 17 significant digits (0.1 reads
  * 0.10000000000000001); 15 round-trip every value we produce (percentages,
  * epoch seconds with microseconds) and read as people expect.
  */
-/* The text dp_json_double writes for v (non-finite: 0), in s. */
 static void
 double_text(double v, char s[40])
 {
@@ -217,13 +217,6 @@ dp_json_double(struct json_object *o, const char *k, double v)
 	    v : 0, s));
 }
 
-/*
- * A float8 column's text s as dp_json_double writes its value (0 when
- * NULL), without the double's round trip through strtod and "%.15g": a
- * plain decimal from PostgreSQL (its shortest exact form) of at most 15
- * digits, which "%.15g" would print the same, is kept as it is, with
- * ".0" on a whole number; anything else goes the long way.
- */
 /* Digits of a number's mantissa (number_ok's text). */
 static size_t
 digits(const char *s)
@@ -236,7 +229,14 @@ digits(const char *s)
 	return n;
 }
 
-/* The text dp_jw_pg_double writes for column text s: s or buf. */
+/*
+ * The text of float8 column text s as dp_json_double writes its value
+ * ("0.0" when NULL), s itself or in buf, without the double's round trip
+ * through strtod and "%.15g": a plain decimal from PostgreSQL (its
+ * shortest exact form) of at most 15 digits, which "%.15g" would print
+ * the same, is kept as it is, with ".0" on a whole number; anything else
+ * goes the long way.
+ */
 static const char *
 pg_double_text(const char *s, char buf[40])
 {
@@ -260,9 +260,9 @@ pg_double_text(const char *s, char buf[40])
 /*
  * PostgreSQL sends timestamptz as "2024-01-01 12:00:00.123+00" (the
  * session runs with TimeZone UTC, set at connect), possibly without a
- * fraction.  Render exactly six fractional digits and Z.
+ * fraction.  Its contract form, exactly six fractional digits and Z, goes
+ * in out (27 bytes, no NUL); false: null.
  */
-/* The contract's form of pg in out (27 bytes, no NUL); false: null. */
 static bool
 ts_text(const char *pg, char out[27])
 {
@@ -334,28 +334,9 @@ pg_compact(struct dp_buf *b, const char *s)
  * dp_json_* call of the same name, without an object per value.
  */
 void
-dp_jw_key(struct dp_buf *b, const char *k)
-{
-	size_t	 n = strlen(k);
-	char	*p;
-
-	dp_buf_grow(b, n + 4);
-	p = b->s + b->len;
-	if (b->len > 0 && p[-1] != '{' && p[-1] != '[')
-		*p++ = ',';
-	*p++ = '"';
-	memcpy(p, k, n);
-	p += n;
-	*p++ = '"';
-	*p++ = ':';
-	*p = '\0';
-	b->len = (size_t)(p - b->s);
-}
-
-void
 dp_jw_str(struct dp_buf *b, const char *k, const char *s)
 {
-	dp_jw_key(b, k);
+	dp_buf_add_jkey(b, k);
 	if (s == NULL)
 		dp_buf_add(b, "null", 4);
 	else
@@ -365,14 +346,14 @@ dp_jw_str(struct dp_buf *b, const char *k, const char *s)
 void
 dp_jw_int(struct dp_buf *b, const char *k, int64_t v)
 {
-	dp_jw_key(b, k);
+	dp_buf_add_jkey(b, k);
 	dp_buf_addi(b, (long long)v);
 }
 
 void
 dp_jw_bool(struct dp_buf *b, const char *k, bool v)
 {
-	dp_jw_key(b, k);
+	dp_buf_add_jkey(b, k);
 	dp_buf_adds(b, v ? "true" : "false");
 }
 
@@ -381,7 +362,7 @@ dp_jw_pg_double(struct dp_buf *b, const char *k, const char *s)
 {
 	char	 buf[40];
 
-	dp_jw_key(b, k);
+	dp_buf_add_jkey(b, k);
 	dp_buf_adds(b, pg_double_text(s, buf));
 }
 
@@ -390,7 +371,7 @@ dp_jw_ts(struct dp_buf *b, const char *k, const char *pg)
 {
 	char	 out[27];
 
-	dp_jw_key(b, k);
+	dp_buf_add_jkey(b, k);
 	if (!ts_text(pg, out)) {
 		dp_buf_add(b, "null", 4);
 		return;
@@ -405,7 +386,7 @@ dp_jw_pg_object(struct dp_buf *b, const char *k, const char *s)
 {
 	size_t	 n;
 
-	dp_jw_key(b, k);
+	dp_buf_add_jkey(b, k);
 	if (s == NULL || s[0] != '{' || (n = strlen(s)) < 2 || s[n - 1] != '}')
 		dp_buf_add(b, "{}", 2);
 	else

@@ -156,7 +156,7 @@ static void
 add_jfield(struct dp_buf *out, struct dp_buf *tmp, const char *key,
     const char *s, size_t n)
 {
-	dp_buf_printf(out, ",\"%s\":", key);
+	dp_buf_add_jkey(out, key);
 	if (s == NULL) {
 		dp_buf_adds(out, "null");
 		return;
@@ -217,14 +217,14 @@ log_line(enum dp_log_level lvl, const char *msg, size_t msglen,
 		add_jfield(&line, &tmp, "request_id", log_request,
 		    strlen(log_request));
 	for (i = 0; i < nf; i++) {
-		if (f[i].val != NULL && f[i].num == 1)
-			dp_buf_printf(&line, ",\"%s\":%lld", f[i].key,
-			    strtoll(f[i].val, NULL, 10));
-		else if (f[i].val != NULL && f[i].num == 2)
+		if (f[i].val != NULL && f[i].num == 1) {
+			dp_buf_add_jkey(&line, f[i].key);
+			dp_buf_addi(&line, strtoll(f[i].val, NULL, 10));
+		} else if (f[i].val != NULL && f[i].num == 2) {
 			/* The printed precision ("%.3f"), not %.17g. */
-			dp_buf_printf(&line, ",\"%s\":%s", f[i].key,
-			    f[i].val);
-		else
+			dp_buf_add_jkey(&line, f[i].key);
+			dp_buf_adds(&line, f[i].val);
+		} else
 			add_jfield(&line, &tmp, f[i].key, f[i].val,
 			    f[i].val != NULL ? strnlen(f[i].val,
 			    LOG_MAX_FIELD) : 0);

@@ -155,6 +155,25 @@ dp_buf_add_jstr(struct dp_buf *out, const char *s, size_t n)
 }
 
 void
+dp_buf_add_jkey(struct dp_buf *b, const char *k)
+{
+	size_t	 n = strlen(k);
+	char	*p;
+
+	dp_buf_grow(b, n + 4);
+	p = b->s + b->len;
+	if (b->len > 0 && p[-1] != '{' && p[-1] != '[')
+		*p++ = ',';
+	*p++ = '"';
+	memcpy(p, k, n);
+	p += n;
+	*p++ = '"';
+	*p++ = ':';
+	*p = '\0';
+	b->len = (size_t)(p - b->s);
+}
+
+void
 dp_buf_addi(struct dp_buf *b, long long v)
 {
 	char			 d[24], *p = d + sizeof(d);

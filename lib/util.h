@@ -53,6 +53,11 @@ void	 dp_buf_add_shquoted(struct dp_buf *, const char *s);
  * the control characters.
  */
 void	 dp_buf_add_jstr(struct dp_buf *, const char *s, size_t n);
+/*
+ * Append "key": (key needs no escaping: a name from the code), after a
+ * comma unless it is the first key of an object.
+ */
+void	 dp_buf_add_jkey(struct dp_buf *, const char *key);
 /* Like dp_buf_release, but wipes the contents first (secrets). */
 void	 dp_buf_wipe(struct dp_buf *);
 

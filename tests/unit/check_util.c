@@ -53,6 +53,25 @@ START_TEST(test_buf_addi)
 }
 END_TEST
 
+/* A key's comma: none first in an object or array, one after a value. */
+START_TEST(test_buf_add_jkey)
+{
+	struct dp_buf	 b = { 0 };
+
+	dp_buf_add_jkey(&b, "top");
+	dp_buf_adds(&b, "[{");
+	dp_buf_add_jkey(&b, "a");
+	dp_buf_addi(&b, 1);
+	dp_buf_add_jkey(&b, "b");
+	dp_buf_adds(&b, "{}");
+	dp_buf_add_jkey(&b, "c");
+	dp_buf_adds(&b, "\"x\"}]");
+	ck_assert_str_eq(b.s, "\"top\":[{\"a\":1,\"b\":{},\"c\":\"x\"}]");
+	ck_assert_uint_eq(b.len, strlen(b.s));
+	dp_buf_release(&b);
+}
+END_TEST
+
 /* PostgreSQL's timestamptz text to the contract's: six digits and Z. */
 START_TEST(test_json_ts)
 {
@@ -92,6 +111,7 @@ util_suite(void)
 
 	tcase_add_test(tc, test_ct_equal);
 	tcase_add_test(tc, test_buf_addi);
+	tcase_add_test(tc, test_buf_add_jkey);
 	tcase_add_test(tc, test_json_ts);
 	suite_add_tcase(s, tc);
 	return s;
