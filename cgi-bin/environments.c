@@ -654,7 +654,7 @@ envs_create(struct dp_req *req, struct dp_res *res)
  * custom one, so OFFSET is only there when the client asks for it.
  * Parameters: $1 user, then status, retention, template, limit, offset
  * as they apply; *np is their number.  count selects the X-Total-Count
- * statement of the same filters instead.
+ * statement of the same filters instead (without limit and offset).
  */
 static const char *
 list_sql(struct dp_req *req, bool st, bool incl, bool tmpl, bool off,
@@ -701,7 +701,7 @@ list_sql(struct dp_req *req, bool st, bool incl, bool tmpl, bool off,
 			    n + 1);
 			n++;
 		}
-		sql = dp_arena_printf(&req->arena, "SELECT %s, count(*) OVER () "
+		sql = dp_arena_printf(&req->arena, "SELECT %s "
 		    "%s WHERE e.user_id = $1 AND %s%s "
 		    "ORDER BY e.created_at DESC, e.id%s", DP_ENV_COLS,
 		    DP_ENV_FROM, where, tpart, lpart);
@@ -713,7 +713,10 @@ list_sql(struct dp_req *req, bool st, bool incl, bool tmpl, bool off,
 
 /*
  * GET /environments: 200 [Environment] newest first, X-Total-Count;
- * 422 (status, include_terminated, limit, offset).
+ * 422 (status, include_terminated, limit, offset).  A page that is not
+ * full says the total itself (offset + its rows); a full page, or none
+ * past an offset, asks the count statement.  (A window count(*) OVER ()
+ * on every page cost a fifth of the list statement.)
  */
 static int
 envs_list(struct dp_req *req, struct dp_res *res)
@@ -723,7 +726,7 @@ envs_list(struct dp_req *req, struct dp_res *res)
 	PGresult		*r;
 	int64_t			 limit, offset, n = 0;
 	bool			 incl;
-	int			 i, np, nf;
+	int			 i, np, nf, rows;
 
 	if ((st = dp_req_query(req, "status")) == NULL &&
 	    (st = dp_req_query(req, "status_filter")) != NULL)
@@ -762,12 +765,11 @@ envs_list(struct dp_req *req, struct dp_res *res)
 		dp_env_write(&body, r, i, 0);
 	}
 	dp_buf_addc(&body, ']');
-	if (PQntuples(r) > 0)
-		(void)dp_parse_int64(PQgetvalue(r, 0, DP_ENV_NCOLS), 0,
-		    INT64_MAX, &n);
+	rows = PQntuples(r);
 	PQclear(r);
-	if (n == 0 && offset > 0) {
-		/* Past the end: the window function saw no row. */
+	if (rows > 0 && rows < limit)
+		n = offset + rows;
+	else if (rows == limit || offset > 0) {
 		sql = list_sql(req, st != NULL, incl, tmpl != NULL, false,
 		    true, &np);
 		r = dp_db_exec(req->db, sql, np, p);

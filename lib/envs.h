@@ -109,7 +109,7 @@ void	 dp_env_format_resource(enum dp_res_key, int64_t, char *out, size_t n);
  * The columns of the Environment object (§1.3) and the FROM clause they
  * need: "SELECT " DP_ENV_COLS " " DP_ENV_FROM " WHERE …".  The metric
  * columns come from the newest sample of a running environment that is
- * at most 5 minutes old.
+ * at most 5 minutes old (environment_usage: sql/011).
  */
 #define DP_ENV_COLS \
 	"e.id, e.name, e.description, t.name, e.template_id, " \
@@ -126,10 +126,8 @@ void	 dp_env_format_resource(enum dp_res_key, int64_t, char *out, size_t n);
 #define DP_ENV_FROM \
 	"FROM environments e JOIN templates t ON t.id = e.template_id " \
 	"JOIN clusters c ON c.id = e.cluster_id " \
-	"LEFT JOIN LATERAL (SELECT m.cpu_usage, m.memory_usage, " \
-	"m.storage_usage FROM metric_samples m WHERE e.status = 'running' " \
-	"AND m.environment_id = e.id AND m.ts > now() - interval '5 minutes' " \
-	"ORDER BY m.ts DESC LIMIT 1) s ON true"
+	"LEFT JOIN environment_usage s ON s.environment_id = e.id " \
+	"AND e.status = 'running' AND s.ts > now() - interval '5 minutes'"
 /*
  * Visible to its owner: not terminated, or terminated within the
  * retention period; $N must be [limits] terminated_retention_hours.

@@ -503,6 +503,13 @@ def test_env_list_filters_and_pages():
     eq(r.headers["X-Total-Count"], "4", "total with terminated")
     r = req("GET", API + "?include_terminated=1&offset=10", u)
     eq((r.json, r.headers["X-Total-Count"]), ([], "4"), "past the end")
+    # A page that is not full counts itself; a full one asks the count.
+    r = req("GET", API + "?include_terminated=true&limit=2&offset=3", u)
+    eq(([e["id"] for e in r.json], r.headers["X-Total-Count"]), ([ids[2]], "4"), "last page")
+    for q, n in (("limit=4", 3), ("limit=3", 3), ("limit=1", 1), ("limit=2&offset=2", 1)):
+        r = req("GET", API + "?" + q, u)
+        eq((len(r.json), r.headers["X-Total-Count"]), (n, "3"), q)
+    eq(req("GET", API + "?status=running", u).headers["X-Total-Count"], "0", "none")
     eq([e["id"] for e in req("GET", API + "?status=terminated", u).json], [ids[2]], "terminated")
     eq([e["id"] for e in req("GET", API + "?status_filter=error", u).json], [ids[1]], "alias")
     eq([e["id"] for e in req("GET", API + "?status=stopped&status_filter=error", u).json],
