@@ -644,6 +644,10 @@ envs_create(struct dp_req *req, struct dp_res *res)
 
 /* ---- GET /environments -------------------------------------------------- */
 
+/* What the list statements share with the list's rider (list_rider). */
+#define LIST_ALIVE	"e.status <> 'terminated'"
+#define LIST_ORDER	"ORDER BY e.created_at DESC, e.id"
+
 /*
  * The list statement for one combination of filters.  Each combination
  * is its own prepared statement with no "$n IS NULL OR …" predicates, so
@@ -679,7 +683,7 @@ list_sql(struct dp_req *req, bool st, bool incl, bool tmpl, bool off,
 		where = DP_ENV_VISIBLE(2);
 		n = 2;
 	} else {
-		where = "e.status <> 'terminated'";
+		where = LIST_ALIVE;
 		n = 1;
 	}
 	if (tmpl) {
@@ -702,9 +706,8 @@ list_sql(struct dp_req *req, bool st, bool incl, bool tmpl, bool off,
 			n++;
 		}
 		sql = dp_arena_printf(&req->arena, "SELECT %s "
-		    "%s WHERE e.user_id = $1 AND %s%s "
-		    "ORDER BY e.created_at DESC, e.id%s", DP_ENV_COLS,
-		    DP_ENV_FROM, where, tpart, lpart);
+		    "%s WHERE e.user_id = $1 AND %s%s " LIST_ORDER "%s",
+		    DP_ENV_COLS, DP_ENV_FROM, where, tpart, lpart);
 	}
 	made[i] = dp_xstrdup(sql);
 	made_np[i] = *np = n;
@@ -726,7 +729,7 @@ envs_list(struct dp_req *req, struct dp_res *res)
 	PGresult		*r;
 	int64_t			 limit, offset, n = 0;
 	bool			 incl;
-	int			 i, np, nf, rows;
+	int			 i, np, nf, rows, c = 0;
 
 	if ((st = dp_req_query(req, "status")) == NULL &&
 	    (st = dp_req_query(req, "status_filter")) != NULL)
@@ -751,22 +754,30 @@ envs_list(struct dp_req *req, struct dp_res *res)
 		p[nf++] = tmpl;
 	p[nf] = dp_arena_printf(&req->arena, "%" PRId64, limit);
 	p[nf + 1] = dp_arena_printf(&req->arena, "%" PRId64, offset);
-	sql = list_sql(req, st != NULL, incl, tmpl != NULL, offset > 0, false,
-	    &np);
-	r = dp_db_exec(req->db, sql, np, p);
-	if (!dp_db_ok(r)) {
-		PQclear(r);
-		return dp_fail_db(req, res);
+	if (req->user->rider > 0) {
+		/* No query: the first page came with the authentication. */
+		r = req->user->row;
+		c = req->user->rider;
+		rows = PQgetisnull(r, 0, c) ? 0 : PQntuples(r);
+	} else {
+		sql = list_sql(req, st != NULL, incl, tmpl != NULL,
+		    offset > 0, false, &np);
+		r = dp_db_exec(req->db, sql, np, p);
+		if (!dp_db_ok(r)) {
+			PQclear(r);
+			return dp_fail_db(req, res);
+		}
+		rows = PQntuples(r);
 	}
 	dp_buf_addc(&body, '[');
-	for (i = 0; i < PQntuples(r); i++) {
+	for (i = 0; i < rows; i++) {
 		if (i > 0)
 			dp_buf_addc(&body, ',');
-		dp_env_write(&body, r, i, 0);
+		dp_env_write(&body, r, i, c);
 	}
 	dp_buf_addc(&body, ']');
-	rows = PQntuples(r);
-	PQclear(r);
+	if (r != req->user->row)
+		PQclear(r);
 	if (rows > 0 && rows < limit)
 		n = offset + rows;
 	else if (rows == limit || offset > 0) {
@@ -784,6 +795,13 @@ envs_list(struct dp_req *req, struct dp_res *res)
 	dp_res_total(res, n);
 	return dp_ok(res, 200, dp_json_raw(&body));
 }
+
+/* The first page of GET /environments without a query (dp_http_rider). */
+static const struct dp_rider list_rider = {
+	envs_list,
+	"SELECT " DP_ENV_COLS " " DP_ENV_FROM " WHERE e.user_id = me.id AND "
+	LIST_ALIVE " " LIST_ORDER " LIMIT " DP_XSTR(DP_PAGE_LIMIT)
+};
 
 /* ---- /environments/{id} ------------------------------------------------- */
 
@@ -1263,5 +1281,6 @@ static const struct dp_route routes[] = {
 int
 main(int argc, char *argv[])
 {
+	dp_http_rider(&list_rider);
 	return dp_serve(argc, argv, "environments", routes, DP_NITEMS(routes));
 }

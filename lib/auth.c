@@ -12,23 +12,54 @@
 #include "log.h"
 #include "outbox.h"
 
+/*
+ * The caller (me: the User columns, has_pw, age) and the count of its
+ * general window (hit); the statement's SELECT follows.
+ */
+#define AUTH_WITH \
+	"WITH me AS (SELECT " DP_USER_COLS ", " \
+	"u.password_hash IS NOT NULL AS has_pw, " \
+	"extract(epoch FROM now() - s.authenticated_at)::bigint AS age " \
+	"FROM login_sessions s JOIN users u ON u.id = s.user_id " \
+	"WHERE s.id = $1 AND u.id = $2 AND s.revoked_at IS NULL " \
+	"AND u.is_active AND u.deleted_at IS NULL), " \
+	"hit AS (INSERT INTO rate_windows (key, window_start, window_len, " \
+	"count) SELECT 'user:' || $2, $3::bigint, $4::int, 1 " \
+	"WHERE $5::bool AND EXISTS (SELECT 1 FROM me) " \
+	"ON CONFLICT (key, window_start) DO UPDATE " \
+	"SET count = rate_windows.count + 1 RETURNING count) "
+/* me's columns and the count: where a rider's columns begin. */
+#define AUTH_NCOLS	(DP_USER_NCOLS + 3)
+
+/* The statement, with the rider's subquery (built once: one per process). */
+static const char *
+auth_sql(const struct dp_rider *rider)
+{
+	static const char		 sql[] =
+	    AUTH_WITH "SELECT me.*, (SELECT count FROM hit) FROM me";
+	static const struct dp_rider	*made_for;
+	static char			*made;
+	struct dp_buf			 b = { 0 };
+
+	if (rider == NULL)
+		return sql;
+	if (made_for == rider)
+		return made;
+	dp_buf_adds(&b, AUTH_WITH "SELECT me.*, (SELECT count FROM hit), "
+	    "x.* FROM me LEFT JOIN LATERAL (");
+	dp_buf_adds(&b, rider->sql);
+	dp_buf_adds(&b, ") x ON true");
+	free(made);
+	made = dp_buf_detach(&b);
+	made_for = rider;
+	return made;
+}
+
 int
 dp_auth_bearer(struct dp_req *req, const char *token, bool count,
-    struct dp_user **out)
+    const struct dp_rider *rider, struct dp_user **out)
 {
-	static const char sql[] =
-	    "WITH me AS (SELECT " DP_USER_COLS ", "
-	    "u.password_hash IS NOT NULL AS has_pw, "
-	    "extract(epoch FROM now() - s.authenticated_at)::bigint AS age "
-	    "FROM login_sessions s JOIN users u ON u.id = s.user_id "
-	    "WHERE s.id = $1 AND u.id = $2 AND s.revoked_at IS NULL "
-	    "AND u.is_active AND u.deleted_at IS NULL), "
-	    "hit AS (INSERT INTO rate_windows (key, window_start, window_len, "
-	    "count) SELECT 'user:' || $2, $3::bigint, $4::int, 1 "
-	    "WHERE $5::bool AND EXISTS (SELECT 1 FROM me) "
-	    "ON CONFLICT (key, window_start) DO UPDATE "
-	    "SET count = rate_windows.count + 1 RETURNING count) "
-	    "SELECT me.*, (SELECT count FROM hit) FROM me";
+	const char		*sql = auth_sql(rider);
 	const struct dp_buf	*key = dp_auth_key();
 	struct dp_access_claims	 c;
 	struct dp_err		 err = { 0 };
@@ -51,7 +82,15 @@ dp_auth_bearer(struct dp_req *req, const char *token, bool count,
 	p[3] = wl;
 	p[4] = count ? "true" : "false";
 	r = dp_db_exec(req->db, sql, 5, p);
-	if (!dp_db_ok(r) || PQntuples(r) != 1) {
+	if (!dp_db_ok(r) && rider != NULL) {
+		/* The rider's failure is not the caller's: ask without it
+		 * (the handler asks its own, and answers its own error). */
+		PQclear(r);
+		rider = NULL;
+		r = dp_db_exec(req->db, auth_sql(NULL), 5, p);
+	}
+	if (!dp_db_ok(r) || PQntuples(r) < 1 ||
+	    (rider == NULL && PQntuples(r) != 1)) {
 		PQclear(r);
 		return -1;
 	}
@@ -69,6 +108,7 @@ dp_auth_bearer(struct dp_req *req, const char *token, bool count,
 	if (!PQgetisnull(r, 0, DP_USER_NCOLS + 2))
 		u->window_count = strtoll(PQgetvalue(r, 0, DP_USER_NCOLS + 2),
 		    NULL, 10);
+	u->rider = rider != NULL ? AUTH_NCOLS : 0;
 	u->row = r;	/* freed with the request */
 	*out = u;
 	return 0;

@@ -22,11 +22,13 @@ struct dp_user;
  * Check an access token: JWT (dp_jwt_verify_access) and, in one query,
  * that its login session is unrevoked and its user exists and is active;
  * with count, the same statement counts the user's general rate-limit
- * window (user->window_count).  0 with *out (arena; out->row holds the
- * User columns) set; -1 when invalid or on database failure.
+ * window (user->window_count), and with a rider (or NULL) it asks that
+ * too (struct dp_rider).  0 with *out (arena; out->row holds the User
+ * columns) set; -1 when invalid or on database failure.
  */
+struct dp_rider;
 int	 dp_auth_bearer(struct dp_req *, const char *token, bool count,
-	    struct dp_user **out);
+	    const struct dp_rider *, struct dp_user **out);
 /* The authenticated caller's User object (for a body: it serializes
  * only, dp_json_raw). */
 struct json_object *dp_user_json_self(const struct dp_user *);

@@ -181,7 +181,7 @@ dp_query_bool(struct dp_req *req, const char *name, bool dflt, bool *out)
 bool
 dp_query_page(struct dp_req *req, int64_t *limit, int64_t *offset)
 {
-	bool	 a = dp_query_int(req, "limit", 1, 500, 100, limit);
+	bool	 a = dp_query_int(req, "limit", 1, 500, DP_PAGE_LIMIT, limit);
 	bool	 b = dp_query_int(req, "offset", 0, INT32_MAX, 0, offset);
 
 	return a && b;
@@ -863,6 +863,14 @@ route_limits(struct dp_req *req, struct dp_res *res, unsigned flags)
 	return 0;
 }
 
+static const struct dp_rider *rider;
+
+void
+dp_http_rider(const struct dp_rider *r)
+{
+	rider = r;
+}
+
 void
 dp_http_dispatch(struct dp_req *req, struct dp_res *res,
     const struct dp_route *routes, size_t n)
@@ -871,7 +879,7 @@ dp_http_dispatch(struct dp_req *req, struct dp_res *res,
 	const char		*m = dp_req_param(req, "REQUEST_METHOD");
 	const char		*uri = dp_req_param(req, "DOCUMENT_URI");
 	const char		*tok, *pattern = NULL;
-	bool			 has_bearer, head = false, general;
+	bool			 has_bearer, head = false, general, ride;
 	char			*path, *key;
 	long			 best = -1, s;
 	size_t			 i, len;
@@ -987,7 +995,10 @@ dp_http_dispatch(struct dp_req *req, struct dp_res *res,
 	tok = bearer(req, &has_bearer);
 	general = !(rt->flags & (DP_NOLIMIT | DP_AUTHLIMIT));
 	if (has_bearer && req->db != NULL) {
-		if (dp_auth_bearer(req, tok, general, &req->user) < 0 &&
+		ride = rider != NULL && rider->handler == rt->handler &&
+		    (req->query == NULL || req->query[0] == '\0');
+		if (dp_auth_bearer(req, tok, general, ride ? rider : NULL,
+		    &req->user) < 0 &&
 		    req->db && !dp_db_ping(req->db)) {
 			dp_fail(res, 503, "Service temporarily unavailable");
 			return;

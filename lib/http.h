@@ -85,6 +85,8 @@ struct dp_user {
 	int64_t	 auth_age;	/* seconds since the session authenticated */
 	int64_t	 window_count;	/* general limiter count, 0 = not counted */
 	PGresult *row;		/* DP_USER_COLS at column 0 (owned) */
+	int	 rider;		/* the route's rider's first column in row,
+				   0 when it did not ride (struct dp_rider) */
 };
 
 struct dp_req;
@@ -98,6 +100,22 @@ struct dp_route {
 	const struct dp_field	*fields;	/* NULL-name terminated, or NULL */
 	unsigned		 flags;
 };
+
+/*
+ * A handler's first read, asked in the authentication's own statement so
+ * that its request costs one round trip to PostgreSQL, not two: sql is
+ * a subquery over the caller's id (me.id) and no parameter, LEFT JOIN
+ * LATERAL to the caller's row.  Its rows come back in user->row from
+ * column user->rider on (the User columns repeated on each; one row of
+ * NULLs when it has none).  Only for an authenticated request without a
+ * query string, whose handler would ask the same; the handler asks it
+ * itself when user->rider is 0.  Set before dp_serve; one per responder.
+ */
+struct dp_rider {
+	dp_handler		 handler;
+	const char		*sql;
+};
+void	 dp_http_rider(const struct dp_rider *);
 
 /* A rate limiter state for the X-RateLimit-* headers. */
 struct dp_rl {
@@ -171,7 +189,8 @@ struct dp_value *dp_fields_check(struct dp_req *, const struct dp_field *);
 bool	 dp_query_int(struct dp_req *, const char *name, int64_t min,
 	    int64_t max, int64_t dflt, int64_t *out);
 bool	 dp_query_bool(struct dp_req *, const char *name, bool dflt, bool *out);
-/* Parse limit/offset (§0.4). */
+/* Parse limit/offset (§0.4); limit is DP_PAGE_LIMIT when absent. */
+#define DP_PAGE_LIMIT	100
 bool	 dp_query_page(struct dp_req *, int64_t *limit, int64_t *offset);
 
 /* Add one 422 entry. */

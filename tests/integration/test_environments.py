@@ -523,6 +523,49 @@ def test_env_list_filters_and_pages():
         eq(req("GET", API + "?" + q, u).status, 422, q)
 
 
+def test_env_list_first_page_with_authentication():
+    """GET /environments without a query reads its page in the bearer
+    check's statement (lib/auth.c, the rider): the same body as the
+    environments statement's (?limit=100), a full page counted, and a
+    failure of that read neither a 401 nor the caller's fault."""
+    u = user("admin")
+    tid, _ = template()
+    ids = [insert_env(u, st, tid=tid) for st in ("running", "stopped", "error", "terminated")]
+    sql("UPDATE environments SET created_at = now() - (interval '1 minute' * "
+        "array_position(ARRAY[:'p1', :'p2', :'p3', :'p4'], id)) WHERE user_id = :'p5'",
+        ids[0], ids[1], ids[2], ids[3], u["id"])
+    sql("INSERT INTO metric_samples (environment_id, cpu_usage, memory_usage, storage_usage, "
+        "network_rx, network_tx) VALUES (:'p1', 12.5, 40, 4096, 0, 0)", ids[0])
+    a = req("GET", API, u)
+    b = req("GET", API + "?limit=100", u)
+    eq((a.status, b.status), (200, 200), "both paths")
+    eq(a.body, b.body, "the same bytes either way")
+    eq([e["id"] for e in a.json], ids[:3], "newest first, no terminated")
+    eq((a.json[0]["cpu_usage"], a.json[0]["storage_usage"]), (12.5, 4096), "usage")
+    eq(a.headers["X-Total-Count"], "3", "total")
+    eq(req("GET", API, user()).json, [], "none for another user")
+    # A full first page (100) is counted; the 101st is on the next.
+    sql("INSERT INTO environments (id, user_id, name, template_id, docker_image, port, "
+        "resources, cluster_id, status) SELECT substr(md5(random()::text || n), 1, 24), "
+        "user_id, name || '-' || n, template_id, docker_image, port, resources, cluster_id, "
+        "'stopped' FROM environments, generate_series(1, 98) AS n WHERE id = :'p1'", ids[1])
+    a = req("GET", API, u)
+    eq((len(a.json), a.headers["X-Total-Count"]), (100, "101"), "full page")
+    eq(a.body, req("GET", API + "?limit=100", u).body, "full page, both paths")
+    eq(len(req("GET", API + "?offset=100", u).json), 1, "the rest")
+    # The read failing (its table away): the caller is still the caller.
+    v = user()
+    insert_env(v, "running")
+    try:
+        sql("ALTER TABLE environment_usage RENAME TO environment_usage_away")
+        r = req("GET", API, v)
+        eq(r.status, 500, "the list's own failure, not 401")
+        eq(req("GET", "/api/v1/auth/me", v).status, 200, "the caller")
+    finally:
+        sql("ALTER TABLE environment_usage_away RENAME TO environment_usage")
+    eq(len(req("GET", API, v).json), 1, "back")
+
+
 def test_env_isolation_and_malformed_ids():
     a = user()
     eid = insert_env(a, "running")
