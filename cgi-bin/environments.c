@@ -689,12 +689,13 @@ list_sql(struct dp_req *req, bool st, bool incl, bool tmpl, bool off,
 	if (tmpl) {
 		n++;
 		tpart = dp_arena_printf(&req->arena,
-		    " AND (t.id = $%d OR t.name = $%d)", n, n);
+		    " AND (e.template_id = $%d OR e.template_name = $%d)", n,
+		    n);
 	}
 	if (count)
 		sql = dp_arena_printf(&req->arena, "%s WHERE e.user_id = $1 "
-		    "AND %s%s", "SELECT count(*) FROM environments e "
-		    "JOIN templates t ON t.id = e.template_id", where, tpart);
+		    "AND %s%s", "SELECT count(*) FROM environments e", where,
+		    tpart);
 	else {
 		if (off) {
 			lpart = dp_arena_printf(&req->arena,

@@ -107,27 +107,27 @@ void	 dp_env_format_resource(enum dp_res_key, int64_t, char *out, size_t n);
 
 /*
  * The columns of the Environment object (§1.3) and the FROM clause they
- * need: "SELECT " DP_ENV_COLS " " DP_ENV_FROM " WHERE …".  The metric
- * columns come from the newest sample of a running environment that is
- * at most 5 minutes old (environment_usage: sql/011).
+ * need: "SELECT " DP_ENV_COLS " " DP_ENV_FROM " WHERE …".  The
+ * template's and cluster's values are the row's own copies (sql/012);
+ * the metric columns come from the newest sample of a running
+ * environment that is at most 5 minutes old (environment_usage: sql/011).
  */
 #define DP_ENV_COLS \
-	"e.id, e.name, e.description, t.name, e.template_id, " \
-	"t.display_name, e.status, e.docker_image, e.port, " \
+	"e.id, e.name, e.description, e.template_name, e.template_id, " \
+	"e.template_display_name, e.status, e.docker_image, e.port, " \
 	/* in dp_res_keys' order: dp_env_json reads them so */ \
 	"coalesce(e.resources->>'cpu', ''), " \
 	"coalesce(e.resources->>'memory', ''), " \
 	"coalesce(e.resources->>'storage', ''), " \
-	"t.environment_variables || e.environment_variables, " \
-	"e.installation_completed, e.external_url, e.cluster_id, c.region, " \
+	"e.template_variables || e.environment_variables, " \
+	"e.installation_completed, e.external_url, e.cluster_id, e.region, " \
 	"e.created_at, e.updated_at, e.last_accessed, e.last_activity, " \
 	"s.cpu_usage, s.memory_usage, s.storage_usage"
 #define DP_ENV_NCOLS	24
 #define DP_ENV_FROM \
-	"FROM environments e JOIN templates t ON t.id = e.template_id " \
-	"JOIN clusters c ON c.id = e.cluster_id " \
-	"LEFT JOIN environment_usage s ON s.environment_id = e.id " \
-	"AND e.status = 'running' AND s.ts > now() - interval '5 minutes'"
+	"FROM environments e LEFT JOIN environment_usage s " \
+	"ON s.environment_id = e.id AND e.status = 'running' " \
+	"AND s.ts > now() - interval '5 minutes'"
 /*
  * Visible to its owner: not terminated, or terminated within the
  * retention period; $N must be [limits] terminated_retention_hours.

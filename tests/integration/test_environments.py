@@ -566,6 +566,42 @@ def test_env_list_first_page_with_authentication():
     eq(len(req("GET", API, v).json), 1, "back")
 
 
+def test_env_shows_template_and_cluster_changes():
+    """An environment's template and region are copies on its row
+    (sql/012): a template or cluster changed through the API shows at
+    once in every environment of it, and one created after shows the new
+    values."""
+    a = admin()
+    u = user()
+    tid, tname = template(env={"A": "t", "B": "t"})
+    cid = hexid()
+    sql("INSERT INTO clusters (id, name, region, provider, endpoint, status) VALUES (:'p1', "
+        ":'p2', 'eu-central', 'kubernetes', 'https://127.0.0.1:9', 'maintenance')",
+        cid, "c-" + cid[:12])
+    eid = insert_env(u, "stopped", tid=tid)
+    sql("UPDATE environments SET cluster_id = :'p1', environment_variables = "
+        "'{\"B\": \"mine\"}' WHERE id = :'p2'", cid, eid)
+    e = req("GET", API + "/" + eid, u).json
+    eq((e["template"], e["template_name"], e["region"], e["environment_variables"]),
+       (tname, "Test " + tname, "eu-central", {"A": "t", "B": "mine"}), "copied")
+    r = req("PUT", "/api/v1/templates/" + tid, a, {"display_name": "Renamed",
+            "environment_variables": {"A": "new", "C": "new"}})
+    eq(r.status, 200, "template updated: %s" % r.body)
+    r = req("PUT", "/api/v1/clusters/" + cid, a, {"region": "us-west"})
+    eq(r.status, 200, "cluster updated: %s" % r.body)
+    for e in (req("GET", API + "/" + eid, u).json, req("GET", API, u).json[0],
+              req("GET", API + "?template_id=" + tname, u).json[0]):
+        eq((e["id"], e["template_name"], e["region"], e["environment_variables"]),
+           (eid, "Renamed", "us-west", {"A": "new", "B": "mine", "C": "new"}), "followed")
+    sql("UPDATE templates SET name = :'p1' WHERE id = :'p2'", tname + "x", tid)
+    eq(req("GET", API + "/" + eid, u).json["template"], tname + "x", "renamed (templates load)")
+    eq([e["id"] for e in req("GET", API + "?template_id=" + tname + "x", u).json], [eid],
+       "filtered by the new name")
+    eid2 = insert_env(u, "stopped", tid=tid)
+    e = req("GET", API + "/" + eid2, u).json
+    eq((e["template"], e["template_name"]), (tname + "x", "Renamed"), "created after")
+
+
 def test_env_isolation_and_malformed_ids():
     a = user()
     eid = insert_env(a, "running")
