@@ -612,6 +612,14 @@ envs_create(struct dp_req *req, struct dp_res *res)
 	p[6] = envmap != NULL ? json_param(req, envmap) : "{}";
 	p[7] = cluster;
 	json_object_put(resobj);
+	/*
+	 * The template's row is locked first (a change of it committed
+	 * meanwhile is then what the insert reads, image and port as well
+	 * as the copies sql/012 makes), and undone with the rest if the
+	 * insert does not happen.
+	 */
+	if (dp_db_run(req->db, usage, 1, (const char *const[]){ tmpl_id }) < 0)
+		return dp_fail_db(req, res);
 	r = dp_db_exec(req->db, insert, 8, p);
 	if (!dp_db_ok(r)) {
 		bool dup = strcmp(dp_db_sqlstate(r), "23505") == 0;
@@ -630,8 +638,7 @@ envs_create(struct dp_req *req, struct dp_res *res)
 		    "no such active template");
 		return dp_fail_invalid(req, res);
 	}
-	if (dp_db_run(req->db, usage, 1, (const char *const[]){ tmpl_id }) < 0 ||
-	    dp_env_log(req->db, id, "info", "system", "Environment created") < 0 ||
+	if (dp_env_log(req->db, id, "info", "system", "Environment created") < 0 ||
 	    dp_env_enqueue(req->db, "env.provision", id, 1) < 0 ||
 	    (o = env_object(req, id)) == NULL)
 		return dp_fail_db(req, res);
@@ -720,7 +727,10 @@ list_sql(struct dp_req *req, bool st, bool incl, bool tmpl, bool off,
  * 422 (status, include_terminated, limit, offset).  A page that is not
  * full says the total itself (offset + its rows); a full page, or none
  * past an offset, asks the count statement.  (A window count(*) OVER ()
- * on every page cost a fifth of the list statement.)
+ * on every page cost a fifth of the list statement.)  That count is a
+ * statement of its own: an environment made or deleted meanwhile can
+ * make it disagree with the page by one, as it could with the page
+ * before or after anyway.
  */
 static int
 envs_list(struct dp_req *req, struct dp_res *res)
@@ -801,7 +811,8 @@ envs_list(struct dp_req *req, struct dp_res *res)
 static const struct dp_rider list_rider = {
 	envs_list,
 	"SELECT " DP_ENV_COLS " " DP_ENV_FROM " WHERE e.user_id = me.id AND "
-	LIST_ALIVE " " LIST_ORDER " LIMIT " DP_XSTR(DP_PAGE_LIMIT)
+	LIST_ALIVE " " LIST_ORDER " LIMIT " DP_XSTR(DP_PAGE_LIMIT),
+	"x.created_at DESC, x.id"
 };
 
 /* ---- /environments/{id} ------------------------------------------------- */

@@ -48,7 +48,8 @@ auth_sql(const struct dp_rider *rider)
 	dp_buf_adds(&b, AUTH_WITH "SELECT me.*, (SELECT count FROM hit), "
 	    "x.* FROM me LEFT JOIN LATERAL (");
 	dp_buf_adds(&b, rider->sql);
-	dp_buf_adds(&b, ") x ON true");
+	dp_buf_adds(&b, ") x ON true ORDER BY ");
+	dp_buf_adds(&b, rider->order);
 	free(made);
 	made = dp_buf_detach(&b);
 	made_for = rider;

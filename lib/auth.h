@@ -23,8 +23,11 @@ struct dp_user;
  * that its login session is unrevoked and its user exists and is active;
  * with count, the same statement counts the user's general rate-limit
  * window (user->window_count), and with a rider (or NULL) it asks that
- * too (struct dp_rider).  0 with *out (arena; out->row holds the User
- * columns) set; -1 when invalid or on database failure.
+ * too (struct dp_rider): out->rider then says where its columns begin
+ * in out->row, which may hold more rows than one; when the statement
+ * with the rider fails, it is asked again without (out->rider 0).  0
+ * with *out (arena; out->row holds the User columns) set; -1 when
+ * invalid or on database failure.
  */
 struct dp_rider;
 int	 dp_auth_bearer(struct dp_req *, const char *token, bool count,

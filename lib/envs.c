@@ -426,7 +426,9 @@ dp_envs_terminate_user(struct dp_db *db, const char *user_id)
 	    "UPDATE environments SET status = 'terminated', "
 	    "terminated_at = now(), generation = generation + 1, "
 	    "running_since = NULL, updated_at = now() "
-	    "WHERE user_id = $1 AND status <> 'terminated' "
+	    /* Locked in id order, as sql/012's rewrites lock them. */
+	    "WHERE id IN (SELECT id FROM environments WHERE user_id = $1 "
+	    "AND status <> 'terminated' ORDER BY id FOR NO KEY UPDATE) "
 	    "RETURNING id, generation";
 	PGresult	*r;
 	const char	*id;

@@ -120,8 +120,9 @@ void	 dp_env_format_resource(enum dp_res_key, int64_t, char *out, size_t n);
 	"coalesce(e.resources->>'memory', ''), " \
 	"coalesce(e.resources->>'storage', ''), " \
 	"e.template_variables || e.environment_variables, " \
-	"e.installation_completed, e.external_url, e.cluster_id, e.region, " \
-	"e.created_at, e.updated_at, e.last_accessed, e.last_activity, " \
+	"e.installation_completed, e.external_url, e.cluster_id, " \
+	"e.cluster_region, e.created_at, e.updated_at, e.last_accessed, " \
+	"e.last_activity, " \
 	"s.cpu_usage, s.memory_usage, s.storage_usage"
 #define DP_ENV_NCOLS	24
 #define DP_ENV_FROM \

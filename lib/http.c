@@ -49,6 +49,7 @@ struct io {
 };
 
 static struct dp_db	*db;
+static const struct dp_rider *rider;	/* dp_http_rider */
 static const char	*program = "devpocket";
 static volatile sig_atomic_t stopping;
 static volatile sig_atomic_t busy;
@@ -863,8 +864,6 @@ route_limits(struct dp_req *req, struct dp_res *res, unsigned flags)
 	return 0;
 }
 
-static const struct dp_rider *rider;
-
 void
 dp_http_rider(const struct dp_rider *r)
 {
@@ -990,7 +989,9 @@ dp_http_dispatch(struct dp_req *req, struct dp_res *res,
 	/*
 	 * Identify the caller (401 is decided after the rate limit).  The
 	 * same statement counts the user's general window when the route
-	 * uses it, so an authenticated request costs one round trip.
+	 * uses it, and reads the handler's first page when it has a rider
+	 * (struct dp_rider), so an authenticated request costs one round
+	 * trip.
 	 */
 	tok = bearer(req, &has_bearer);
 	general = !(rt->flags & (DP_NOLIMIT | DP_AUTHLIMIT));

@@ -104,16 +104,22 @@ struct dp_route {
 /*
  * A handler's first read, asked in the authentication's own statement so
  * that its request costs one round trip to PostgreSQL, not two: sql is
- * a subquery over the caller's id (me.id) and no parameter, LEFT JOIN
- * LATERAL to the caller's row.  Its rows come back in user->row from
- * column user->rider on (the User columns repeated on each; one row of
- * NULLs when it has none).  Only for an authenticated request without a
- * query string, whose handler would ask the same; the handler asks it
- * itself when user->rider is 0.  Set before dp_serve; one per responder.
+ * a subquery over the caller's id (me.id), with its own ORDER BY and
+ * LIMIT and no $n parameter (nor the names me and hit but for me.id),
+ * LEFT JOIN LATERAL to the caller's row as x and ordered by order (x's
+ * columns).  Its rows come back in user->row from column user->rider on
+ * (the User columns repeated on each; one row of NULLs when it has
+ * none, so its first column must never be NULL).  Only for an
+ * authenticated request without a query string, whose handler would ask
+ * the same; the handler asks it itself when user->rider is 0.  It is
+ * read before the rate limit and the 403s are decided (a refused
+ * request's read is wasted, and the caller's rate window stays locked
+ * while it runs).  Set before dp_serve; one per responder.
  */
 struct dp_rider {
 	dp_handler		 handler;
 	const char		*sql;
+	const char		*order;
 };
 void	 dp_http_rider(const struct dp_rider *);
 

@@ -8,8 +8,9 @@
 -- executor start cost more than the rest of the list statement did.  The
 -- newest sample is now a row of its own, kept by a trigger on every
 -- insert into metric_samples (whoever inserts), and read by a plain join
--- on its key.  A row per environment, written only by the sampler: no
--- lock on the environment's row is taken or waited for.
+-- on its key.  A row per environment, in a table of its own: keeping it
+-- locks no environment row beyond the foreign key's share lock that the
+-- sample itself takes.
 
 CREATE TABLE environment_usage (
 	environment_id	text PRIMARY KEY REFERENCES environments (id)
@@ -20,10 +21,15 @@ CREATE TABLE environment_usage (
 	storage_usage	bigint NOT NULL
 );
 
+-- No sample may come between the copy and the trigger.  Only samples a
+-- read would show (at most 5 minutes old) are copied: the table keeps
+-- up to 8 days of them, and the next sample makes the row anyway.
+LOCK TABLE metric_samples IN SHARE MODE;
 INSERT INTO environment_usage (environment_id, ts, cpu_usage, memory_usage,
     storage_usage)
     SELECT DISTINCT ON (environment_id) environment_id, ts, cpu_usage,
     memory_usage, storage_usage FROM metric_samples
+    WHERE ts > now() - interval '5 minutes'
     ORDER BY environment_id, ts DESC;
 
 -- An older sample inserted after a newer one (a backfill) leaves the

@@ -9,30 +9,37 @@
 -- or cluster (whoever writes it) and again, into every environment of
 -- it, when a template or cluster changes them: what the joins read.
 --
--- The copy locks the template and cluster rows (FOR NO KEY UPDATE, what
--- a change of them takes), so a change either commits before the copy
--- (which waits for it and reads the new values) or waits for the
--- environment's commit (and then rewrites it): never between.  Not FOR
--- SHARE: two creations from one template would each hold it and then
--- deadlock on the usage_count update; this way the first lock a
--- creation takes on the template is the strongest it needs.  (Creations
--- already ran one at a time, on the clusters lock.)
+-- The copy locks the template and cluster rows FOR NO KEY UPDATE, which
+-- conflicts with any change of them: a change either commits before the
+-- copy (which waits for it and reads the new values) or waits for the
+-- environment's commit (and then rewrites it), never between.  (FOR
+-- SHARE would do that too; this lock is what the creation's usage_count
+-- update takes anyway.)  A rewrite locks its environments in id order,
+-- as dp_envs_terminate_user does, so the two cannot deadlock.
 --
 -- The columns stay nullable: an unknown template or cluster is the
 -- foreign key's error (23503), as before, not a null's.
+
+-- No change of a template or cluster may come between the copy below
+-- and the triggers.
+LOCK TABLE templates, clusters IN SHARE MODE;
 
 ALTER TABLE environments
     ADD COLUMN template_name text,
     ADD COLUMN template_display_name text,
     ADD COLUMN template_variables jsonb,
-    ADD COLUMN region text;
+    ADD COLUMN cluster_region text;
 
 UPDATE environments e SET template_name = t.name,
     template_display_name = t.display_name,
-    template_variables = t.environment_variables
-    FROM templates t WHERE t.id = e.template_id;
-UPDATE environments e SET region = c.region
-    FROM clusters c WHERE c.id = e.cluster_id;
+    template_variables = t.environment_variables, cluster_region = c.region
+    FROM templates t, clusters c
+    WHERE t.id = e.template_id AND c.id = e.cluster_id;
+
+-- The rewrites find a template's environments by this (a cluster's by
+-- environments_cluster and, for the terminated ones, a scan: a region
+-- changes seldom).
+CREATE INDEX environments_template ON environments (template_id);
 
 CREATE FUNCTION devpocket_env_catalog() RETURNS trigger
 LANGUAGE plpgsql AS $$
@@ -47,7 +54,7 @@ BEGIN
 	END IF;
 	IF TG_OP = 'INSERT' OR NEW.cluster_id IS DISTINCT FROM
 	    OLD.cluster_id THEN
-		SELECT c.region INTO NEW.region
+		SELECT c.region INTO NEW.cluster_region
 		    FROM clusters c WHERE c.id = NEW.cluster_id
 		    FOR NO KEY UPDATE;
 	END IF;
@@ -65,7 +72,8 @@ BEGIN
 	UPDATE environments SET template_name = NEW.name,
 	    template_display_name = NEW.display_name,
 	    template_variables = NEW.environment_variables
-	    WHERE template_id = NEW.id;
+	    WHERE id IN (SELECT id FROM environments
+	    WHERE template_id = NEW.id ORDER BY id FOR NO KEY UPDATE);
 	RETURN NULL;
 END;
 $$;
@@ -80,8 +88,9 @@ CREATE TRIGGER templates_to_envs AFTER UPDATE OF name, display_name,
 CREATE FUNCTION devpocket_cluster_to_envs() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
-	UPDATE environments SET region = NEW.region
-	    WHERE cluster_id = NEW.id;
+	UPDATE environments SET cluster_region = NEW.region
+	    WHERE id IN (SELECT id FROM environments
+	    WHERE cluster_id = NEW.id ORDER BY id FOR NO KEY UPDATE);
 	RETURN NULL;
 END;
 $$;

@@ -356,6 +356,32 @@ def test_env_create_account_disabled_meanwhile():
        "no environment")
 
 
+def test_env_create_reads_a_template_changed_meanwhile():
+    """A template changed while a create of it runs: the environment
+    copies one version of it (image and names alike), the new one, and
+    two creates of one template at once both succeed (no deadlock on the
+    template's row, sql/012)."""
+    local_cluster()
+    tid, tname = template()
+    u = user("pro")
+    h = Held("UPDATE templates SET display_name = 'Changed', docker_image = 'ubuntu:24.04' "
+             "WHERE id = '%s';" % tid)
+    try:
+        ts, out = in_threads(lambda: req("POST", API, u, {"name": "mid", "template": tname}))
+        wait_backends("wait_event_type = 'Lock' AND application_name <> 'dp-test-held'", 1)
+    finally:
+        h.end("COMMIT;")
+    ts[0].join(30)
+    eq(out[0].status, 201, "created: %s" % out[0].body)
+    eq((out[0].json["template_name"], out[0].json["docker_image"]), ("Changed", "ubuntu:24.04"),
+       "one version of the template")
+    ts, out = in_threads(*[lambda i=i: req("POST", API, u, {"name": "par%d" % i,
+                                                         "template": tname}) for i in range(4)])
+    for t in ts:
+        t.join(30)
+    eq([r.status for r in out], [201] * 4, "creates at once")
+
+
 def test_env_create_cluster_capacity_race():
     """Two users' creates on a cluster with room for one: exactly one wins,
     whatever their timing (the count and the insert are serialised)."""
@@ -564,6 +590,31 @@ def test_env_list_first_page_with_authentication():
     finally:
         sql("ALTER TABLE environment_usage_away RENAME TO environment_usage")
     eq(len(req("GET", API, v).json), 1, "back")
+
+
+def test_env_list_first_page_refusals():
+    """The first page read with the bearer check (the rider) is the
+    same answer as the normal path's for HEAD, and never the answer of a
+    refused request: 429 over the limit, 401 for a disabled account."""
+    u = user()
+    insert_env(u, "stopped")
+    r = http("HEAD", API, headers=u["headers"])
+    eq((r.status, r.body, r.headers["X-Total-Count"], r.headers["X-RateLimit-Limit"]),
+       (200, b"", "1", "100"), "HEAD")
+    last = None
+    for _ in range(101):
+        last = req("GET", API, u)
+        if last.status == 429:
+            break
+    eq((last.status, last.json["detail"], last.headers["X-RateLimit-Remaining"]),
+       (429, "Too many requests. Please try again later.", "0"), "over the limit")
+    check("X-Total-Count" not in last.headers, "no page with the 429")
+    v = user()
+    insert_env(v, "stopped")
+    eq(req("GET", API, v).status, 200, "before")
+    sql("UPDATE users SET is_active = false WHERE id = :'p1'", v["id"])
+    r = req("GET", API, v)
+    eq((r.status, r.json["detail"]), (401, "Could not validate credentials"), "disabled")
 
 
 def test_env_shows_template_and_cluster_changes():
