@@ -852,6 +852,7 @@ static void
 pend_reset(struct dp_wslines *l)
 {
 	dp_buf_reset(&l->pend);
+	l->due = 0;
 	if (l->tok != NULL)
 		json_tokener_free(l->tok);
 	l->tok = NULL;
@@ -955,13 +956,27 @@ dp_wsapp_feed_lines(struct dp_wslines *l, const char *p, size_t n,
 	}
 	/*
 	 * websocketd writes a frame and its line end at once: an open
-	 * message at the end of what came, with no line begun after it, was
-	 * a whole frame (a truncated message), and is answered now.
+	 * message at the end of what came, with no line begun after it, is
+	 * a whole frame (a truncated message) unless the rest of a frame
+	 * larger than the pipe's atomic write comes at once.  It waits for
+	 * that a moment (dp_wslines_expire).
 	 */
+	if (l->pend.len > 0 && l->line.len == 0 && !l->discarding &&
+	    l->due == 0)
+		l->due = dp_mono_ms() + DP_WS_PEND_MS;
+}
+
+void
+dp_wslines_expire(struct dp_wslines *l, int64_t now_ms, dp_wsline_cb cb,
+    void *arg)
+{
+	if (l->due == 0 || now_ms < l->due)
+		return;
 	if (l->pend.len > 0 && l->line.len == 0 && !l->discarding) {
 		cb(arg, l->pend.s, l->pend.len, false);
 		pend_reset(l);
-	}
+	} else
+		l->due = 0;	/* a line began after it: its end decides */
 }
 
 int

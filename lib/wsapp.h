@@ -178,18 +178,23 @@ int64_t	 dp_wsapp_env_ms(const char *name, int64_t dflt);
  * with no line end) glues itself to the next.  The assembler gives the
  * callback messages instead: a line that starts a JSON object and is not
  * yet whole waits for the next one (joined with the line break, within
- * DP_WS_LINE_MAX) when more came with it (websocketd writes a frame at
- * once; at the end of what came it was the frame, and goes as it is); a
- * line that does not parse but ends with a whole JSON
- * object is the bytes before it (an error for the callback) and that
- * message.  Release with dp_wslines_release.
+ * DP_WS_LINE_MAX); one still open at the end of what came waits
+ * DP_WS_PEND_MS for more (websocketd writes a frame at once, but a pipe
+ * read may end inside a frame larger than PIPE_BUF) and then goes as it
+ * is (a truncated message): the caller's loop calls dp_wslines_expire
+ * by the time in due.  A line that does not parse but ends with a whole
+ * JSON object is the bytes before it (an error for the callback) and
+ * that message.  Release with dp_wslines_release.
  */
+#define DP_WS_PEND_MS	20
 struct json_tokener;
 struct dp_wslines {
 	struct dp_buf	 line;
 	struct dp_buf	 pend;		/* a message not yet whole */
 	struct json_tokener *tok;	/* its parse so far (with pend) */
 	bool		 discarding;
+	int64_t		 due;		/* dp_mono_ms() when pend goes as
+					   it is, or 0 */
 };
 void	 dp_wslines_release(struct dp_wslines *);
 typedef void (*dp_wsline_cb)(void *arg, const char *data, size_t len,
@@ -198,6 +203,9 @@ int	 dp_wsapp_read_lines(int fd, struct dp_wslines *, dp_wsline_cb,
 	    void *arg);
 /* Feed bytes to the assembler directly (tests). */
 void	 dp_wsapp_feed_lines(struct dp_wslines *, const char *, size_t,
+	    dp_wsline_cb, void *arg);
+/* The open message to cb as it is when its due time (ms) is past now. */
+void	 dp_wslines_expire(struct dp_wslines *, int64_t now_ms,
 	    dp_wsline_cb, void *arg);
 
 /*

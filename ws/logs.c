@@ -434,6 +434,8 @@ pump(struct logs *l, const sigset_t *waitmask)
 			next = l->last_ping + l->ping_ms;
 		if (!full && l->last_poll + POLL_MS < next)
 			next = l->last_poll + POLL_MS;
+		if (l->lines.due != 0 && l->lines.due < next)
+			next = l->lines.due;
 		ms = next <= now ? 0 : (int)(next - now);
 		fds[0].fd = STDIN_FILENO;
 		fds[0].events = POLLIN;
@@ -472,6 +474,7 @@ pump(struct logs *l, const sigset_t *waitmask)
 			l->client_gone = true;
 			break;
 		}
+		dp_wslines_expire(&l->lines, dp_mono_ms(), on_line, l);
 		wake = false;
 		if (nfds == 3 && r > 0 && (fds[2].revents & POLLIN)) {
 			(void)PQconsumeInput(c);

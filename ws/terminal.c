@@ -918,6 +918,8 @@ timeout_of(const struct term *t, int64_t now_us)
 		next = t->claim_at_us;
 	if (t->check_pid > 0 && t->check_end * 1000 < next)
 		next = t->check_end * 1000;
+	if (t->lines.due != 0 && t->lines.due * 1000 < next)
+		next = t->lines.due * 1000;
 	return next <= now_us ? 0 : next - now_us;
 }
 
@@ -1003,6 +1005,7 @@ pump(struct term *t, const sigset_t *waitmask)
 				break;
 			}
 		}
+		dp_wslines_expire(&t->lines, dp_mono_ms(), on_line, t);
 #ifndef TERMINAL_DB
 		if (r > 0 && fds[2].fd >= 0 &&
 		    (fds[2].revents & (POLLIN | POLLHUP | POLLERR)))

@@ -341,6 +341,7 @@ ck_messages(const char *in, ssize_t n, const char *want)
 
 	dp_wsapp_feed_lines(&l, in, n < 0 ? strlen(in) : (size_t)n, cb_all,
 	    &b);
+	dp_wslines_expire(&l, INT64_MAX, cb_all, &b);
 	ck_assert_str_eq(b.s != NULL ? b.s : "", want);
 	dp_buf_release(&b);
 	dp_wslines_release(&l);
@@ -371,7 +372,8 @@ START_TEST(test_wsapp_line_messages)
 	/* Lines that are not JSON objects go as they are, one each. */
 	ck_messages("hello\n42\n[1]\n\n", -1, "hello|42|[1]|");
 	ck_messages("{\"a\":1} x\n", -1, "{\"a\":1} x");
-	/* An open message at the end of what came was a whole frame. */
+	/* An open message at the end of what came was a whole frame
+	 * (once its moment for the rest has passed). */
 	ck_messages("{\"type\":\"ping\"\n", -1, "{\"type\":\"ping\"");
 	/* Joined lines past the cap are too large, once. */
 	dp_buf_adds(&big, "{\"type\":\"input\",\"data\":[");
@@ -395,6 +397,48 @@ START_TEST(test_wsapp_line_messages)
 		dp_wslines_release(&l);
 	}
 	dp_buf_release(&big);
+}
+END_TEST
+
+/*
+ * A frame with raw line breaks, larger than a pipe's atomic write, can
+ * end one read in its middle: the rest that comes at once joins it; only
+ * once DP_WS_PEND_MS passed without it does the open part go alone.
+ */
+START_TEST(test_wsapp_line_split_frame)
+{
+	struct dp_wslines	 l = { 0 };
+	struct dp_buf		 b = { 0 };
+	int64_t			 now;
+
+	dp_wsapp_feed_lines(&l, "{\"type\":\n", 9, cb_all, &b);
+	ck_assert_uint_eq(b.len, 0);
+	now = dp_mono_ms();
+	ck_assert(l.due >= now && l.due <= now + DP_WS_PEND_MS);
+	dp_wslines_expire(&l, l.due - 1, cb_all, &b);
+	ck_assert_uint_eq(b.len, 0);
+	dp_wsapp_feed_lines(&l, "\"ping\"}\n", 8, cb_all, &b);
+	ck_assert_str_eq(b.s, "{\"type\":\n\"ping\"}");
+	ck_assert_int_eq(l.due, 0);
+	/* Nothing more came: the open part goes as it is, once. */
+	dp_buf_reset(&b);
+	dp_wsapp_feed_lines(&l, "{\"type\":\n", 9, cb_all, &b);
+	dp_wslines_expire(&l, l.due, cb_all, &b);
+	ck_assert_str_eq(b.s, "{\"type\":");
+	ck_assert_int_eq(l.due, 0);
+	dp_wslines_expire(&l, INT64_MAX, cb_all, &b);
+	ck_assert_str_eq(b.s, "{\"type\":");
+	/* A line begun after it: that line's end decides, not the time. */
+	dp_buf_reset(&b);
+	dp_wsapp_feed_lines(&l, "{\"a\":\n", 6, cb_all, &b);
+	dp_wsapp_feed_lines(&l, "1", 1, cb_all, &b);
+	dp_wslines_expire(&l, INT64_MAX, cb_all, &b);
+	ck_assert_uint_eq(b.len, 0);
+	ck_assert_int_eq(l.due, 0);
+	dp_wsapp_feed_lines(&l, "}\n", 2, cb_all, &b);
+	ck_assert_str_eq(b.s, "{\"a\":\n1}");
+	dp_buf_release(&b);
+	dp_wslines_release(&l);
 }
 END_TEST
 
@@ -442,6 +486,7 @@ wsapp_suite(void)
 	tcase_add_test(tc, test_wsapp_lines);
 	tcase_add_test(tc, test_wsapp_lines_many);
 	tcase_add_test(tc, test_wsapp_line_messages);
+	tcase_add_test(tc, test_wsapp_line_split_frame);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("messages");
 	tcase_add_test(tc, test_wsapp_messages);
