@@ -115,7 +115,7 @@ void	 dp_env_format_resource(enum dp_res_key, int64_t, char *out, size_t n);
 #define DP_ENV_COLS \
 	"e.id, e.name, e.description, e.template_name, e.template_id, " \
 	"e.template_display_name, e.status, e.docker_image, e.port, " \
-	/* in dp_res_keys' order: dp_env_json reads them so */ \
+	/* in dp_res_keys' order: dp_env_write reads them so */ \
 	"coalesce(e.resources->>'cpu', ''), " \
 	"coalesce(e.resources->>'memory', ''), " \
 	"coalesce(e.resources->>'storage', ''), " \

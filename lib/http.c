@@ -246,6 +246,25 @@ dp_fail_internal(struct dp_req *req, struct dp_res *res, const char *why)
 	return dp_fail(res, 500, "Internal server error");
 }
 
+/* "Name: value\r\n" into a response's header block, without printf. */
+static void
+header_str(struct dp_buf *out, const char *name, const char *v)
+{
+	dp_buf_adds(out, name);
+	dp_buf_adds(out, ": ");
+	dp_buf_adds(out, v);
+	dp_buf_adds(out, "\r\n");
+}
+
+static void
+header_int(struct dp_buf *out, const char *name, long long v)
+{
+	dp_buf_adds(out, name);
+	dp_buf_adds(out, ": ");
+	dp_buf_addi(out, v);
+	dp_buf_adds(out, "\r\n");
+}
+
 void
 dp_res_header(struct dp_res *res, const char *name, const char *fmt, ...)
 {
@@ -262,7 +281,7 @@ dp_res_header(struct dp_res *res, const char *name, const char *fmt, ...)
 void
 dp_res_total(struct dp_res *res, int64_t total)
 {
-	dp_res_header(res, "X-Total-Count", "%lld", (long long)total);
+	header_int(&res->headers, "X-Total-Count", (long long)total);
 }
 
 /* ---- rate limits -------------------------------------------------------- */
@@ -1116,18 +1135,12 @@ render(struct dp_req *req, struct dp_res *res, struct dp_buf *out)
 		} else {
 			body = res->body.s ? res->body.s : "";
 			blen = res->body.len;
-			dp_buf_adds(out, "Content-Type: ");
-			dp_buf_adds(out, res->content_type ?
+			header_str(out, "Content-Type", res->content_type ?
 			    res->content_type : "application/json");
-			dp_buf_adds(out, "\r\n");
 		}
-		dp_buf_adds(out, "Content-Length: ");
-		dp_buf_addi(out, (long long)blen);
-		dp_buf_adds(out, "\r\n");
+		header_int(out, "Content-Length", (long long)blen);
 	}
-	dp_buf_adds(out, "X-Request-ID: ");
-	dp_buf_adds(out, req->request_id);
-	dp_buf_adds(out, "\r\n");
+	header_str(out, "X-Request-ID", req->request_id);
 	dp_buf_adds(out,
 	    "X-Content-Type-Options: nosniff\r\n"
 	    "X-Frame-Options: DENY\r\n"
@@ -1152,13 +1165,10 @@ render(struct dp_req *req, struct dp_res *res, struct dp_buf *out)
 		    "X-RateLimit-Reset, Retry-After, ETag\r\n", req->origin);
 	}
 	if (req->rl.set) {
-		dp_buf_adds(out, "X-RateLimit-Limit: ");
-		dp_buf_addi(out, (long long)req->rl.limit);
-		dp_buf_adds(out, "\r\nX-RateLimit-Remaining: ");
-		dp_buf_addi(out, (long long)req->rl.remaining);
-		dp_buf_adds(out, "\r\nX-RateLimit-Reset: ");
-		dp_buf_addi(out, (long long)req->rl.reset);
-		dp_buf_adds(out, "\r\n");
+		header_int(out, "X-RateLimit-Limit", (long long)req->rl.limit);
+		header_int(out, "X-RateLimit-Remaining",
+		    (long long)req->rl.remaining);
+		header_int(out, "X-RateLimit-Reset", (long long)req->rl.reset);
 	}
 	if (res->headers.len)
 		dp_buf_add(out, res->headers.s, res->headers.len);
