@@ -204,56 +204,37 @@ dp_wsapp_session_alive(struct dp_db *db, const struct dp_wsuser *u,
 /* ---- environment -------------------------------------------------------- */
 
 /*
- * The token (JWT, then its login session unrevoked and the user active)
- * and the environment, owned by the user and not purged, in one
- * statement.
+ * The login session sid unrevoked, its user (sub, or whoever holds it
+ * when NULL) active, and the environment, owned by that user and not
+ * purged, in one statement.
  */
-int
-dp_wsapp_admit(struct dp_db *db, bool prepared, const char *token,
+static int
+admit_row(struct dp_db *db, bool prepared, const char *sid, const char *sub,
     const char *env_id, struct dp_wsuser *u, struct dp_wsenv *e,
     struct dp_err *err)
 {
 	static const char sql[] =
-	    "SELECT u.is_verified, e.id, e.name, t.name, e.status, "
+	    "SELECT u.is_verified, e.id, e.name, e.template_name, e.status, "
 	    "e.installation_completed, e.docker_image, e.port, c.id, "
-	    "c.provider, c.endpoint, c.kube_config_sealed "
+	    "c.provider, c.endpoint, c.kube_config_sealed, u.id "
 	    "FROM login_sessions s JOIN users u ON u.id = s.user_id "
 	    "LEFT JOIN (environments e "
-	    "JOIN templates t ON t.id = e.template_id "
 	    "JOIN clusters c ON c.id = e.cluster_id) "
 	    "ON e.id = $3 AND e.user_id = u.id AND (e.status <> 'terminated' "
 	    "OR e.terminated_at IS NULL OR e.terminated_at > now() - "
 	    "make_interval(hours => $4::int)) "
-	    "WHERE s.id = $1 AND u.id = $2 AND s.revoked_at IS NULL "
-	    "AND u.is_active AND u.deleted_at IS NULL";
-	const struct dp_buf	*key = dp_auth_key();
-	struct dp_access_claims	 c;
-	char			 hours[24];
-	const char		*p[4];
-	PGresult		*r = NULL;
-	int64_t			 port;
-	int			 rc = 0;
+	    "WHERE s.id = $1 AND ($2::text IS NULL OR u.id = $2) "
+	    "AND s.revoked_at IS NULL AND u.is_active AND u.deleted_at IS NULL";
+	char		 hours[24];
+	const char	*p[4];
+	PGresult	*r = NULL;
+	int64_t		 port;
+	int		 rc = 0;
 
-	memset(u, 0, sizeof(*u));
-	memset(e, 0, sizeof(*e));
-	if (token == NULL) {
-		dp_err_set(err, 0, "no token");
-		goto out;
-	}
-	if (key == NULL || db == NULL) {
-		dp_err_set(err, 1, "no key or database");
-		rc = -1;
-		goto out;
-	}
-	if (dp_jwt_verify_access(token, key->s, key->len, dp_cfg.auth_issuer,
-	    (int64_t)dp_now(), &c, err) < 0) {
-		err->code = 0;
-		goto out;
-	}
 	snprintf(hours, sizeof(hours), "%lld",
 	    (long long)dp_cfg.limits_terminated_retention_hours);
-	p[0] = c.sid;
-	p[1] = c.sub;
+	p[0] = sid;
+	p[1] = sub;
 	/* Not an id: no environment (the query finds none for ""). */
 	p[2] = env_id != NULL && dp_is_id(env_id) ? env_id : "";
 	p[3] = hours;
@@ -267,8 +248,8 @@ dp_wsapp_admit(struct dp_db *db, bool prepared, const char *token,
 		dp_err_set(err, 0, "session revoked or user inactive");
 		goto out;
 	}
-	memcpy(u->id, c.sub, sizeof(u->id));
-	memcpy(u->sid, c.sid, sizeof(u->sid));
+	snprintf(u->id, sizeof(u->id), "%s", PQgetvalue(r, 0, 12));
+	snprintf(u->sid, sizeof(u->sid), "%s", sid);
 	u->verified = PQgetvalue(r, 0, 0)[0] == 't';
 	rc = 1;
 	if (PQgetisnull(r, 0, 1))
@@ -290,6 +271,46 @@ dp_wsapp_admit(struct dp_db *db, bool prepared, const char *token,
 out:
 	PQclear(r);
 	return rc;
+}
+
+/* The token (its JWT checked here), then admit_row for its claims. */
+int
+dp_wsapp_admit(struct dp_db *db, bool prepared, const char *token,
+    const char *env_id, struct dp_wsuser *u, struct dp_wsenv *e,
+    struct dp_err *err)
+{
+	const struct dp_buf	*key = dp_auth_key();
+	struct dp_access_claims	 c;
+
+	memset(u, 0, sizeof(*u));
+	memset(e, 0, sizeof(*e));
+	if (token == NULL) {
+		dp_err_set(err, 0, "no token");
+		return 0;
+	}
+	if (key == NULL || db == NULL) {
+		dp_err_set(err, 1, "no key or database");
+		return -1;
+	}
+	if (dp_jwt_verify_access(token, key->s, key->len, dp_cfg.auth_issuer,
+	    (int64_t)dp_now(), &c, err) < 0) {
+		err->code = 0;
+		return 0;
+	}
+	return admit_row(db, prepared, c.sid, c.sub, env_id, u, e, err);
+}
+
+int
+dp_wsapp_resume(struct dp_db *db, const char *sid, const char *env_id,
+    struct dp_wsuser *u, struct dp_wsenv *e, struct dp_err *err)
+{
+	memset(u, 0, sizeof(*u));
+	memset(e, 0, sizeof(*e));
+	if (db == NULL || !dp_is_id(sid)) {
+		dp_err_set(err, 1, "no database or session");
+		return -1;
+	}
+	return admit_row(db, false, sid, NULL, env_id, u, e, err);
 }
 
 #endif /* WSAPP_DB */

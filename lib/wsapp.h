@@ -88,6 +88,13 @@ struct dp_wsenv {
 int	 dp_wsapp_admit(struct dp_db *, bool prepared, const char *token,
 	    const char *env_id, struct dp_wsuser *, struct dp_wsenv *,
 	    struct dp_err *);
+/*
+ * The same for a socket already admitted whose terminal attaches again
+ * (ws/terminal-full --resume): by its login session sid, whose JWT was
+ * checked at the start (the periodic check goes on by sid too).
+ */
+int	 dp_wsapp_resume(struct dp_db *, const char *sid, const char *env_id,
+	    struct dp_wsuser *, struct dp_wsenv *, struct dp_err *);
 void	 dp_wsapp_env_release(struct dp_wsenv *);
 /* The welcome's "environment" object (CONTRACT §3.3). */
 struct json_object *dp_wsapp_env_json(const struct dp_wsenv *, bool pty);

@@ -64,6 +64,14 @@
 					   before stdin is no longer read */
 #define MARK_MS		60000	/* last_activity at most once a minute */
 #define CLAIM_DELAY_US	20000	/* the claim waits for the redraw */
+#define REATTACH_MAX	5	/* detaches answered by attaching again, */
+#define REATTACH_MS	60000	/* at most this many in this long */
+/* What tmux's client prints last when it was detached (the session
+ * lives on), not when the session ended ("[exited]"). */
+#define DETACHED_MSG	"[detached (from session "
+#define HELD_MAX	4096	/* held input a resume carries (hex) */
+#define HOLD_MS		1000	/* input after that line waits this long
+				   for the next client (not the old one) */
 
 static volatile sig_atomic_t got_term, got_int, got_chld;
 
@@ -110,6 +118,11 @@ struct term {
 	size_t			 check_got;
 	int			 close_code;
 	int64_t			 ping_ms, idle_ms, check_ms;
+	char			 tail[96];	/* the pty's last bytes */
+	size_t			 ntail;
+	int64_t			 held_since;	/* input held (ms), or 0 */
+	int			 reattaches;	/* since reattach_since */
+	int64_t			 reattach_since;
 };
 
 static void
@@ -203,6 +216,59 @@ send_output(struct term *t, bool final)
 	t->io_since_mark = true;
 }
 
+/* Keep the pty's last bytes (how its client ended: detached). */
+static void
+tail_add(struct term *t, const char *p, size_t n)
+{
+	size_t	 keep;
+
+	if (n >= sizeof(t->tail)) {
+		memcpy(t->tail, p + n - sizeof(t->tail), sizeof(t->tail));
+		t->ntail = sizeof(t->tail);
+		return;
+	}
+	keep = sizeof(t->tail) - n < t->ntail ? sizeof(t->tail) - n :
+	    t->ntail;
+	memmove(t->tail, t->tail + t->ntail - keep, keep);
+	memcpy(t->tail + keep, p, n);
+	t->ntail = keep + n;
+}
+
+/*
+ * The pty ended with tmux's "detached" line: the tmux session lives on
+ * (detach-client typed in it), only our client is gone.
+ */
+static bool
+detached(const struct term *t)
+{
+	const char	*p = t->tail, *end = t->tail + t->ntail;
+	const char	*hit = NULL, *q;
+
+	while ((q = memmem(p, (size_t)(end - p), DETACHED_MSG,
+	    sizeof(DETACHED_MSG) - 1)) != NULL) {
+		hit = q;
+		p = q + 1;
+	}
+	/* The last line, "[detached (from session NAME)]", and nothing
+	 * after it but its line end. */
+	if (hit == NULL || (q = memchr(hit, ']', (size_t)(end - hit))) == NULL)
+		return false;
+	for (q++; q < end; q++)
+		if (*q != '\r' && *q != '\n')
+			return false;
+	return true;
+}
+
+/* Input held for the next client (HOLD_MS at most: a program that
+ * printed tmux's line itself gets its keys then). */
+static bool
+holding(struct term *t)
+{
+	if (t->held_since != 0 && dp_mono_ms() - t->held_since >= HOLD_MS)
+		t->held_since = 0;
+	return t->held_since != 0;
+}
+
 /*
  * Read what the pty has and send it; false at its end.  Output after a
  * quiet spell goes at once, whatever one wake-up finds as one write (a
@@ -233,7 +299,12 @@ read_pty(struct term *t, bool due)
 			break;
 		}
 		dp_buf_add(&t->raw, buf, (size_t)r);
+		tail_add(t, buf, (size_t)r);
 		t->pty_read += (int64_t)r;
+		/* Keys typed once the client said it is detached are for
+		 * the next one: held (the old one exits unread). */
+		t->held_since = !detached(t) ? 0 : t->held_since != 0 ?
+		    t->held_since : dp_mono_ms();
 		if (t->raw.len >= DP_WS_OUTPUT_MAX)
 			send_output(t, false);
 		if ((size_t)r < sizeof(buf) || t->out.len >= PENDING_MAX)
@@ -268,6 +339,8 @@ write_pty(struct term *t)
 {
 	ssize_t	 w;
 
+	if (holding(t))
+		return;
 	while (t->pin.len > 0) {
 		w = write(t->att.fd, t->pin.s, t->pin.len);
 		if (w < 0 && errno == EINTR)
@@ -900,6 +973,135 @@ detach(struct term *t)
 	t->attached = false;
 }
 
+/* ---- attaching again ---------------------------------------------------- */
+
+/*
+ * tmux detached our client (detach-client typed in the session; its keys
+ * are unbound): the session lives on, so the terminal attaches again
+ * rather than end the socket as if the session had (CONTRACT §3.5: only
+ * the last shell's exit ends it).  At most REATTACH_MAX times in
+ * REATTACH_MS: a session that keeps detaching ends the socket as
+ * "Terminal unavailable".
+ */
+static bool
+reattach_allowed(struct term *t)
+{
+	int64_t	 now = dp_mono_ms();
+
+	if (t->reattaches == 0 || now - t->reattach_since >= REATTACH_MS) {
+		t->reattaches = 0;
+		t->reattach_since = now;
+	}
+	if (t->reattaches >= REATTACH_MAX) {
+		dp_warn("terminal %s: detached %d times, not attaching again",
+		    t->env.id, t->reattaches);
+		t->att_lost = true;
+		return false;
+	}
+	t->reattaches++;
+	return true;
+}
+
+/* The size the phone last asked for (its resize), for the next client. */
+static void
+size_keep(struct term *t)
+{
+	struct winsize	 wsz = { 0 };
+
+	if (t->att.fd >= 0 && ioctl(t->att.fd, TIOCGWINSZ, &wsz) == 0 &&
+	    wsz.ws_col > 0 && wsz.ws_row > 0) {
+		t->req.cols = wsz.ws_col;
+		t->req.rows = wsz.ws_row;
+	}
+	if (t->req.cols <= 0 || t->req.rows <= 0) {
+		t->req.cols = 80;
+		t->req.rows = 24;
+	}
+}
+
+#ifndef DP_TERMINAL_PUMP
+/* A new client of the same session, in this process; false: end. */
+static bool
+reattach(struct term *t)
+{
+	struct dp_err	 err = { 0 };
+
+	if (!reattach_allowed(t))
+		return false;
+	size_keep(t);
+	detach(t);
+	if (t->kubeconfig != NULL) {
+		explicit_bzero(t->kubeconfig, strlen(t->kubeconfig));
+		free(t->kubeconfig);
+		t->kubeconfig = NULL;
+	}
+	if (attach(t, &err) < 0) {
+		dp_error("attach %s again: %s", t->env.id, err.msg);
+		t->att_lost = true;
+		return false;
+	}
+	dp_info("terminal %s: detached by tmux, attached again", t->env.id);
+	t->ntail = 0;
+	t->held_since = 0;
+	if (t->raw.len > 0)
+		send_output(t, false);
+	write_pty(t);
+	return true;
+}
+#else
+/*
+ * The pump has no driver: it becomes "terminal-full --resume SID ENV
+ * SESSION SLOT CLAIM BYTES_IN BYTES_OUT COLS ROWS REATTACHES SINCE HELD"
+ * (same pid, mask kept as for --end; HELD the input held for the next
+ * client, hex, HELD_MAX bytes at most), which attaches and pumps again.
+ * Returns (false) only when the exec fails.
+ */
+static bool
+reattach(struct term *t)
+{
+	char	 bi[24], bo[24], cols[16], rows[16], n[16], since[24];
+	char	 held[2 * HELD_MAX + 1];
+	char	*argv[15];
+	bool	 owed;
+
+	if (!reattach_allowed(t))
+		return false;
+	size_keep(t);
+	owed = t->claim && (t->claim_at_us != 0 || t->claim_pid > 0);
+	claim_stop(t);
+	check_stop(t);
+	detach(t);
+	(void)dp_wsapp_flush_wait(STDOUT_FILENO, &t->out, FINAL_FLUSH_MS);
+	snprintf(bi, sizeof(bi), "%lld", (long long)t->bytes_in);
+	snprintf(bo, sizeof(bo), "%lld", (long long)t->bytes_out);
+	snprintf(cols, sizeof(cols), "%d", t->req.cols);
+	snprintf(rows, sizeof(rows), "%d", t->req.rows);
+	snprintf(n, sizeof(n), "%d", t->reattaches);
+	snprintf(since, sizeof(since), "%lld", (long long)t->reattach_since);
+	dp_hex(held, (const unsigned char *)t->pin.s,
+	    t->pin.len < HELD_MAX ? t->pin.len : HELD_MAX);
+	argv[0] = heavy_path;
+	argv[1] = (char *)"--resume";
+	argv[2] = t->user.sid;
+	argv[3] = t->env.id;
+	argv[4] = t->session;
+	argv[5] = t->slot;
+	argv[6] = (char *)(owed ? "1" : "0");
+	argv[7] = bi;
+	argv[8] = bo;
+	argv[9] = cols;
+	argv[10] = rows;
+	argv[11] = n;
+	argv[12] = since;
+	argv[13] = held;
+	argv[14] = NULL;
+	execv(argv[0], argv);
+	dp_error("exec %s: %s", argv[0], strerror(errno));
+	t->att_lost = true;
+	return false;
+}
+#endif
+
 /* ---- main loop ---------------------------------------------------------- */
 
 /* Microseconds to the next timer (now_us: mono_us()). */
@@ -920,6 +1122,8 @@ timeout_of(const struct term *t, int64_t now_us)
 		next = t->check_end * 1000;
 	if (t->lines.due != 0 && t->lines.due * 1000 < next)
 		next = t->lines.due * 1000;
+	if (t->held_since != 0 && (t->held_since + HOLD_MS) * 1000 < next)
+		next = (t->held_since + HOLD_MS) * 1000;
 	return next <= now_us ? 0 : next - now_us;
 }
 
@@ -976,7 +1180,7 @@ pump(struct term *t, const sigset_t *waitmask)
 		/* A burst gathering (flush_at_us) leaves the pty unwatched. */
 		fds[1].events = (t->out.len < PENDING_MAX &&
 		    t->flush_at_us == 0 ? POLLIN : 0) |
-		    (t->pin.len > 0 ? POLLOUT : 0);
+		    (t->pin.len > 0 && !holding(t) ? POLLOUT : 0);
 		/* Only a backlog waits for stdout (and then for its errors). */
 		fds[3].events = t->out.len > 0 ? POLLOUT : 0;
 		fds[0].revents = fds[1].revents = fds[2].revents = 0;
@@ -1047,6 +1251,10 @@ pump(struct term *t, const sigset_t *waitmask)
 			break;
 		if (ended) {
 			child_reap(t);
+			if (!t->att_lost && detached(t) && reattach(t)) {
+				ended = false;
+				continue;
+			}
 			check(t, true);	/* (stops one still running) */
 			break;
 		}
@@ -1195,7 +1403,7 @@ pump_to_end(struct term *t, const sigset_t *waitmask)
 }
 #endif
 
-#ifdef DP_TERMINAL_PUMP
+#if defined(DP_TERMINAL_PUMP) || defined(TERMINAL_DB)
 /* An id argument into a 25-byte field; 0 or -1. */
 static int
 arg_id(const char *a, char out[25])
@@ -1208,30 +1416,38 @@ arg_id(const char *a, char out[25])
 	}
 	return rc;
 }
+#endif
+
+#ifdef DP_TERMINAL_PUMP
 
 /*
- * terminal-pump FD PID ENV SID SESSION SLOT CLAIM LOGFORMAT LOGLEVEL,
- * exec'd by ws/terminal or ws/terminal-full after the welcome (FD the
- * pty, PID its tmux client, our child; CLAIM 1 when SLOT is a
- * reservation still to claim).  Pumps until the end, then becomes
- * "terminal-full --end".
+ * terminal-pump FD PID ENV SID SESSION SLOT CLAIM LOGFORMAT LOGLEVEL
+ * BYTES_IN BYTES_OUT REATTACHES SINCE, exec'd by ws/terminal-full after
+ * the welcome or a resume (FD the pty, PID its tmux client, our child;
+ * CLAIM 1 when SLOT is a reservation still to claim; the byte counts so
+ * far; the reattaches since SINCE, reattach_allowed).  Pumps until the
+ * end, then becomes "terminal-full --end".
  */
 int
 main(int argc, char *argv[])
 {
 	struct term	 t;
 	sigset_t	 waitmask;
-	int64_t		 fd, pid, claim;
+	int64_t		 fd, pid, claim, bi, bo, n, since;
 
 	memset(&t, 0, sizeof(t));
 	t.att.fd = t.att.pid = t.claim_fd = t.claim_pid = -1;
 	t.check_fd = t.check_pid = -1;
 	signals(&orig_mask, &waitmask);
-	if (argc != 10 || dp_parse_int64(argv[1], 3, 65535, &fd) < 0 ||
+	if (argc != 14 || dp_parse_int64(argv[1], 3, 65535, &fd) < 0 ||
 	    dp_parse_int64(argv[2], 2, INT32_MAX, &pid) < 0 ||
 	    arg_id(argv[3], t.env.id) < 0 || arg_id(argv[4], t.user.sid) < 0 ||
 	    arg_id(argv[5], t.session) < 0 || arg_id(argv[6], t.slot) < 0 ||
 	    dp_parse_int64(argv[7], 0, 1, &claim) < 0 ||
+	    dp_parse_int64(argv[10], 0, INT64_MAX, &bi) < 0 ||
+	    dp_parse_int64(argv[11], 0, INT64_MAX, &bo) < 0 ||
+	    dp_parse_int64(argv[12], 0, REATTACH_MAX, &n) < 0 ||
+	    dp_parse_int64(argv[13], 0, INT64_MAX, &since) < 0 ||
 	    beside(HEAVY_NAME, heavy_path, sizeof(heavy_path)) < 0) {
 		fprintf(stderr, "terminal-pump: run by ws/terminal only\n");
 		return 1;
@@ -1241,6 +1457,10 @@ main(int argc, char *argv[])
 	t.att.pid = (int)pid;
 	t.attached = true;
 	t.claim = claim == 1;
+	t.bytes_in = bi;
+	t.bytes_out = bo;
+	t.reattaches = (int)n;
+	t.reattach_since = since;
 	(void)fcntl(t.att.fd, F_SETFD, FD_CLOEXEC);
 	pump_to_end(&t, &waitmask);
 	return 0;
@@ -1281,8 +1501,9 @@ welcome(struct term *t)
 static void
 exec_pump(struct term *t)
 {
-	char	 path[4096], fd[16], pid[16];
-	char	*argv[11];
+	char	 path[4096], fd[16], pid[16], bi[24], bo[24], n[16];
+	char	 since[24];
+	char	*argv[15];
 	int	 fl;
 
 	if (beside(PUMP_NAME, path, sizeof(path)) < 0 ||
@@ -1301,7 +1522,15 @@ exec_pump(struct term *t)
 	argv[7] = (char *)(t->claim ? "1" : "0");
 	argv[8] = dp_cfg.web_log_format;
 	argv[9] = dp_cfg.web_log_level;
-	argv[10] = NULL;
+	snprintf(bi, sizeof(bi), "%lld", (long long)t->bytes_in);
+	snprintf(bo, sizeof(bo), "%lld", (long long)t->bytes_out);
+	snprintf(n, sizeof(n), "%d", t->reattaches);
+	snprintf(since, sizeof(since), "%lld", (long long)t->reattach_since);
+	argv[10] = bi;
+	argv[11] = bo;
+	argv[12] = n;
+	argv[13] = since;
+	argv[14] = NULL;
 	fl = fcntl(t->att.fd, F_GETFD);
 	(void)fcntl(t->att.fd, F_SETFD, fl & ~FD_CLOEXEC);
 	/* The mask stays: signals that came meanwhile wait for the pump. */
@@ -1539,6 +1768,89 @@ helper_end(struct term *t, char *argv[])
 	return 0;
 }
 
+/*
+ * terminal-full --resume SID ENV SESSION SLOT CLAIM BYTES_IN BYTES_OUT
+ * COLS ROWS REATTACHES SINCE HELD, which the pump becomes when tmux
+ * detached its client (reattach): the socket's login session and
+ * environment again, a new client of the same session (HELD, hex, is
+ * typed into it), then the pump.  The session row and the slot go on;
+ * main's end closes them.
+ */
+static int
+helper_resume(struct term *t, char *argv[], const sigset_t *waitmask)
+{
+	struct dp_err	 err = { 0 };
+	char		 sid[25], env[25];
+	int64_t		 claim, bi, bo, cols, rows, n, since;
+	size_t		 i, hl = strlen(argv[11]);
+	int		 r, hi, lo;
+
+	if (arg_id(argv[0], sid) < 0 || arg_id(argv[1], env) < 0 ||
+	    arg_id(argv[2], t->session) < 0 || arg_id(argv[3], t->slot) < 0 ||
+	    dp_parse_int64(argv[4], 0, 1, &claim) < 0 ||
+	    dp_parse_int64(argv[5], 0, INT64_MAX, &bi) < 0 ||
+	    dp_parse_int64(argv[6], 0, INT64_MAX, &bo) < 0 ||
+	    dp_parse_int64(argv[7], 1, 1000, &cols) < 0 ||
+	    dp_parse_int64(argv[8], 1, 1000, &rows) < 0 ||
+	    dp_parse_int64(argv[9], 0, REATTACH_MAX, &n) < 0 ||
+	    dp_parse_int64(argv[10], 0, INT64_MAX, &since) < 0 ||
+	    hl % 2 != 0 || hl > 2 * HELD_MAX) {
+		fprintf(stderr, "terminal-full: --resume is the pump's\n");
+		t->session[0] = t->slot[0] = '\0';
+		return 2;
+	}
+	for (i = 0; i < hl; i += 2) {
+		if ((hi = dp_hexval(argv[11][i])) < 0 ||
+		    (lo = dp_hexval(argv[11][i + 1])) < 0)
+			break;
+		dp_buf_addc(&t->pin, (char)(hi << 4 | lo));
+	}
+	t->bytes_in = bi;
+	t->bytes_out = bo;
+	t->reattaches = (int)n;
+	t->reattach_since = since;
+	if (db(t) == NULL)
+		return refuse(t, 1011, "Service temporarily unavailable");
+	if ((r = dp_wsapp_resume(t->db, sid, env, &t->user, &t->env,
+	    &err)) <= 0) {
+		snprintf(t->env.id, sizeof(t->env.id), "%s", env);
+		return refuse(t, r < 0 ? 1011 : 1008, r < 0 ?
+		    "Service temporarily unavailable" :
+		    "Authentication failed");
+	}
+	if (t->env.id[0] == '\0' || strcmp(t->env.status, "running") != 0) {
+		/* As the periodic check says it (§3.2). */
+		const char *why = dp_wsapp_status_reason(t->env.id[0] ?
+		    t->env.status : "terminated");
+
+		snprintf(t->env.id, sizeof(t->env.id), "%s", env);
+		dp_wsapp_info(&t->out, why);
+		return refuse(t, 1000, why);
+	}
+	if (claim == 1 && dp_wsapp_slot_claim(t->db, t->slot,
+	    (int)getpid()) != 1)
+		return refuse(t, 1011, "Service temporarily unavailable");
+	t->req.cols = (int)cols;
+	t->req.rows = (int)rows;
+	t->drv = dp_driver_get(t->env.provider);
+	if (attach(t, &err) < 0) {
+		dp_error("attach %s again: %s", t->env.id, err.msg);
+		return refuse(t, 1011, "Terminal unavailable");
+	}
+	dp_info("terminal %s: detached by tmux, attached again", t->env.id);
+	if (t->raw.len > 0)
+		send_output(t, false);
+	write_pty(t);
+	flush_out(t);
+	db_close(t);
+	if (t->done)
+		return 1;
+	exec_pump(t);
+	timers_start(t);
+	pump(t, waitmask);
+	return 0;
+}
+
 int
 main(int argc, char *argv[])
 {
@@ -1563,6 +1875,10 @@ main(int argc, char *argv[])
 	}
 	if (argc == 4 && strcmp(argv[1], "--claim") == 0) {
 		rc = helper_claim(&t, argv + 2);
+		goto out;
+	}
+	if (argc == 14 && strcmp(argv[1], "--resume") == 0) {
+		rc = helper_resume(&t, argv + 2, &waitmask);
 		goto out;
 	}
 	if (argc == 8 && strcmp(argv[1], "--end") == 0) {

@@ -577,7 +577,7 @@ def test_ws_pump_not_frozen_by_stalled_client():
                    DP_WS_CHECK_MS="86400000", DP_WS_PING_MS="86400000",
                    DEVPOCKET_CONF="/nonexistent/devpocket.conf")
         p = subprocess.Popen([pump, str(m), str(flood.pid), ident, ident, ident, ident, "0",
-                              "text", "error"], stdin=rin, stdout=wout,
+                              "text", "error", "0", "0", "0", "0"], stdin=rin, stdout=wout,
                              stderr=subprocess.DEVNULL, pass_fds=(m,), env=env)
         os.close(rin)
         os.close(wout)
@@ -618,7 +618,7 @@ def test_ws_pump_input_backlog_holds_back():
                DP_WS_CHECK_MS="86400000", DP_WS_PING_MS="86400000",
                DEVPOCKET_CONF="/nonexistent/devpocket.conf")
     p = subprocess.Popen([pump, str(m), str(idle.pid), ident, ident, ident,
-                          ident, "0", "text", "error"], stdin=subprocess.PIPE,
+                          ident, "0", "text", "error", "0", "0", "0", "0"], stdin=subprocess.PIPE,
                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                          pass_fds=(m,), env=env)
     os.close(m)
@@ -1385,6 +1385,67 @@ def test_ws_detach_key_does_not_end_the_socket():
     wait_slots(u["id"], 0)
 
 
+def test_ws_detach_command_attaches_again():
+    """`tmux detach-client` typed in the session detaches the socket's
+    own tmux client, but the session lives on (CONTRACT §3.5: only the
+    last shell's exit ends it): the terminal attaches again, so the socket
+    stays open on the same shell, size, slot and session row.  A session
+    that keeps detaching (a sixth time within a minute) ends the socket
+    as "Terminal unavailable"; the session is still there afterwards."""
+    u, env = env_user()
+    ws, w = open_term(u, env, cols=90, rows=28)
+    sid = w["session_id"]
+    marker = uuid_hex()
+    sent = 0
+
+    def typed(s):
+        nonlocal sent
+        ws.send({"type": "input", "data": s})
+        sent += len(s)
+
+    # (The pane is the terminal less tmux's status line.)
+    typed("KEEP=%s; echo ready-$((6*7)) SIZE=$(stty size | tr ' ' x)"
+          "=END$((1+1))\r" % marker)
+    text = ws.output_until("=END2", timeout=15)
+    size = re.search(r"ready-42 SIZE=([0-9]+x[0-9]+)=END2", text)
+    check(size is not None and size.group(1).endswith("x90"),
+          "pane size: %r" % text[-200:])
+    for i in range(5):
+        typed("tmux detach-client\r")
+        ws.output_until("[detached (from session ", timeout=10)
+        typed("echo back-%d-$((6*7))-$KEEP SIZE=$(stty size | tr ' ' x)\r"
+              % i)
+        ws.output_until("back-%d-42-%s SIZE=%s" % (i, marker, size.group(1)),
+                        timeout=10)
+        eq(slots(u["id"]), 1, "one slot after detach %d" % i)
+        eq(sql("SELECT id FROM terminal_sessions WHERE environment_id = "
+               ":'p1' AND active", env), [[sid]],
+           "the same session row after detach %d" % i)
+    typed("tmux detach-client\r")
+    m, _ = ws.until(lambda m: m["type"] == "close", timeout=10,
+                    what="close after the sixth detach")
+    eq((m["code"], m["reason"]), (1011, "Terminal unavailable"),
+       "a session that keeps detaching")
+    ws.close()
+    wait_slots(u["id"], 0)
+    deadline = time.time() + 5
+    while time.time() < deadline:
+        row = sql("SELECT active, close_code, bytes_in FROM "
+                  "terminal_sessions WHERE id = :'p1'", sid)
+        if row[0][0] == "f":
+            break
+        time.sleep(0.1)
+    eq(row, [["f", "1011", str(sent)]], "ended session row (bytes kept)")
+    ws, _ = open_term(u, env)
+    eq(ws.recv(10), {"type": "info",
+                     "message": "Reattached to existing session"},
+       "the session lived on")
+    ws.send({"type": "input", "data": "echo again-$KEEP\r"})
+    ws.output_until("again-" + marker, timeout=10)
+    ws.close()
+    wait_slots(u["id"], 0)
+
+
 def test_ws_environment_left_running_before_the_program():
     """The environment stopped between the upgrade's check and the
     program's own (here: websocketd reached directly, so no check before):
@@ -1534,6 +1595,62 @@ def test_ws_dead_socket_rows_dropped():
            ":'p1'", session), [["f", "1006"]], "its session row")
     ws.close()
     wait_slots(u["id"], 0)
+
+
+def test_ws_drop_locks_environments_in_id_order():
+    """devpocket_ws_drop (sql/013) locks the environments of the terminal
+    rows it drops in id order, as the template and cluster rewrites (012)
+    and the account deletion do, so that none of them deadlocks with it:
+    with the lower id held elsewhere it waits there, the higher one still
+    free, although both the rows and the table meet the higher one first
+    (it used to lock that one, then wait)."""
+    from test_environments import Held, wait_backends
+    u, a = env_user()
+    b = unique_id()
+    sql("INSERT INTO environments SELECT (jsonb_populate_record(e, "
+        "jsonb_build_object('id', :'p2', 'name', e.name || '-2'))).* "
+        "FROM environments e WHERE id = :'p1'", a, b)
+    lo, hi = sorted([a, b])
+    # lo's row version moves after hi's in the table.
+    sql("UPDATE environments SET description = description WHERE id = "
+        ":'p1'", lo)
+    eq(sql("SELECT (SELECT ctid FROM environments WHERE id = :'p1') < "
+           "(SELECT ctid FROM environments WHERE id = :'p2')", hi, lo),
+       [["t"]], "the higher id first in the table")
+    slots_ = []
+    for env in (hi, lo):        # hi's row first too
+        slot, session = unique_id(), unique_id()
+        sql("INSERT INTO terminal_sessions (id, user_id, type, "
+            "environment_id) VALUES (:'p1', :'p2', 'environment', :'p3')",
+            session, u["id"], env)
+        # A live pid on another host: no sweep drops them meanwhile.
+        sql("INSERT INTO ws_connections (id, user_id, kind, environment_id, "
+            "pid, host, session_id) VALUES (:'p1', :'p2', 'terminal', "
+            ":'p3', :'p4', 'elsewhere.example', :'p5')", slot, u["id"], env,
+            str(os.getpid()), session)
+        slots_.append(slot)
+    h = Held("SELECT 1 FROM environments WHERE id = '%s' FOR UPDATE;" % lo)
+    done = []
+    t = threading.Thread(target=lambda: done.append(sql(
+        "SELECT devpocket_ws_drop(:'p1', ARRAY[:'p2', :'p3'])",
+        u["id"], slots_[0], slots_[1])))
+    t.start()
+    try:
+        wait_backends("wait_event_type = 'Lock' AND query LIKE "
+                      "'%devpocket_ws_drop%'", 1)
+        eq(sql("SELECT count(*) FROM (SELECT 1 FROM environments WHERE "
+               "id = :'p1' FOR NO KEY UPDATE SKIP LOCKED) x", hi), [["1"]],
+           "the higher id not locked while the drop waits for the lower")
+    finally:
+        h.end()
+        t.join(30)
+    check(done != [], "the drop ended")
+    eq(sql("SELECT count(*) FROM ws_connections WHERE id IN (:'p1', :'p2')",
+           slots_[0], slots_[1]), [["0"]], "both rows dropped")
+    eq(sql("SELECT count(*) FROM environments WHERE id IN (:'p1', :'p2') "
+           "AND last_activity > now() - interval '1 minute'", lo, hi),
+       [["2"]], "both environments marked")
+    sql("DELETE FROM environments WHERE id = :'p1'", b)
 
 
 def test_ws_dead_terminal_row_counts_as_its_close():

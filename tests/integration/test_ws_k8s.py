@@ -298,6 +298,32 @@ def test_ws_k8s_reattach_redraws():
     wait_for("the terminal processes to end", lambda: not websocketd_children(), 5)
 
 
+def test_ws_k8s_detach_attaches_again():
+    """`tmux detach-client` in the pod's session ends the exec, not the
+    session: the terminal (the pump, then terminal-full --resume) execs
+    the client again and the same shell answers on the same socket."""
+    if "env" not in S:
+        fail("needs the environment of test_ws_k8s_setup")
+    fk, eid, adm = S["fake"], S["env"], S["admin"]
+    ws, w = open_term(eid, cols=100, rows=30)
+    ws.send({"type": "input", "data": "KEEP=k8s$((5*5)); echo set-$KEEP\r"})
+    ws.output_until("set-k8s25", 15)
+    before = len(tmux_execs(fk.requests(), S["ns"], eid))
+    ws.send({"type": "input", "data": "tmux detach-client\r"})
+    ws.output_until("[detached (from session ", 15)
+    ws.send({"type": "input", "data": "echo again-$KEEP\r"})
+    ws.output_until("again-k8s25", 15)
+    eq(len(tmux_execs(fk.requests(), S["ns"], eid)), before + 1,
+       "one more terminal exec")
+    pod_size(ws, "29 100")
+    eq(slots(adm["id"]), 1, "still one slot")
+    ws.close()
+    wait_for("the slot to go", lambda: slots(adm["id"]) == 0, 5)
+    row = sql("SELECT active, close_code FROM terminal_sessions "
+              "WHERE id = :'p1'", w["session_id"])
+    eq(row, [["f", "1000"]], "ended session row")
+
+
 def test_ws_k8s_v4_only_cluster():
     """An API server that speaks v4.channel.k8s.io only (older clusters):
     the bridge falls back to it; input, output and resize still work."""
