@@ -1705,8 +1705,8 @@ write_conf(const struct lenv *e, struct dp_err *err)
 	    "set -g window-size latest\n"
 	    "set -g default-shell %s\n"
 	    "set -g default-terminal %s\n"
-	    /* A detach ends the socket's client as the session's end would
-	     * (the socket says Session ended): C-b d and D do nothing. */
+	    /* A detach only makes the terminal attach again (ws/terminal.c,
+	     * reattach): C-b d and D do nothing on a phone. */
 	    "unbind-key d\n"
 	    "unbind-key D\n",
 	    e->shell, access("/usr/share/terminfo/t/tmux-256color", R_OK) == 0 ||

@@ -118,7 +118,7 @@ struct term {
 	size_t			 check_got;
 	int			 close_code;
 	int64_t			 ping_ms, idle_ms, check_ms;
-	char			 tail[96];	/* the pty's last bytes */
+	char			 tail[160];	/* the pty's last bytes */
 	size_t			 ntail;
 	int64_t			 held_since;	/* input held (ms), or 0 */
 	int			 reattaches;	/* since reattach_since */
@@ -251,7 +251,7 @@ detached(const struct term *t)
 	}
 	/* The last line, "[detached (from session NAME)]", and nothing
 	 * after it but its line end. */
-	if (hit == NULL || (q = memchr(hit, ']', (size_t)(end - hit))) == NULL)
+	if (hit == NULL || (q = memrchr(hit, ']', (size_t)(end - hit))) == NULL)
 		return false;
 	for (q++; q < end; q++)
 		if (*q != '\r' && *q != '\n')
@@ -1017,6 +1017,11 @@ size_keep(struct term *t)
 		t->req.cols = 80;
 		t->req.rows = 24;
 	}
+	/* (A program in the session may have set any size.) */
+	t->req.cols = t->req.cols < 10 ? 10 : t->req.cols > 500 ? 500 :
+	    t->req.cols;
+	t->req.rows = t->req.rows < 5 ? 5 : t->req.rows > 200 ? 200 :
+	    t->req.rows;
 }
 
 #ifndef DP_TERMINAL_PUMP
@@ -1051,9 +1056,10 @@ reattach(struct term *t)
 #else
 /*
  * The pump has no driver: it becomes "terminal-full --resume SID ENV
- * SESSION SLOT CLAIM BYTES_IN BYTES_OUT COLS ROWS REATTACHES SINCE HELD"
- * (same pid, mask kept as for --end; HELD the input held for the next
- * client, hex, HELD_MAX bytes at most), which attaches and pumps again.
+ * SESSION SLOT CLAIM BYTES_IN BYTES_OUT COLS ROWS REATTACHES SINCE"
+ * (same pid, mask kept as for --end; the input held for the next client
+ * in DP_TERM_HELD, hex, HELD_MAX bytes at most: the environment, unlike
+ * the command line, is its owner's only), which attaches and pumps again.
  * Returns (false) only when the exec fails.
  */
 static bool
@@ -1061,7 +1067,7 @@ reattach(struct term *t)
 {
 	char	 bi[24], bo[24], cols[16], rows[16], n[16], since[24];
 	char	 held[2 * HELD_MAX + 1];
-	char	*argv[15];
+	char	*argv[14];
 	bool	 owed;
 
 	if (!reattach_allowed(t))
@@ -1093,9 +1099,9 @@ reattach(struct term *t)
 	argv[10] = rows;
 	argv[11] = n;
 	argv[12] = since;
-	argv[13] = held;
-	argv[14] = NULL;
-	execv(argv[0], argv);
+	argv[13] = NULL;
+	if (setenv("DP_TERM_HELD", held, 1) == 0)
+		execv(argv[0], argv);
 	dp_error("exec %s: %s", argv[0], strerror(errno));
 	t->att_lost = true;
 	return false;
@@ -1122,7 +1128,8 @@ timeout_of(const struct term *t, int64_t now_us)
 		next = t->check_end * 1000;
 	if (t->lines.due != 0 && t->lines.due * 1000 < next)
 		next = t->lines.due * 1000;
-	if (t->held_since != 0 && (t->held_since + HOLD_MS) * 1000 < next)
+	if (t->held_since != 0 && t->pin.len > 0 &&
+	    (t->held_since + HOLD_MS) * 1000 < next)
 		next = (t->held_since + HOLD_MS) * 1000;
 	return next <= now_us ? 0 : next - now_us;
 }
@@ -1171,6 +1178,7 @@ pump(struct term *t, const sigset_t *waitmask)
 	fds[2].events = fds[4].events = POLLIN;
 	fds[3].fd = STDOUT_FILENO;
 	while (!t->done) {
+		(void)holding(t);	/* (a hold whose time passed ends) */
 		us = timeout_of(t, mono_us());
 		fds[0].fd = STDIN_FILENO;
 		/* Keystrokes the pty does not take wait in websocketd and
@@ -1770,41 +1778,49 @@ helper_end(struct term *t, char *argv[])
 
 /*
  * terminal-full --resume SID ENV SESSION SLOT CLAIM BYTES_IN BYTES_OUT
- * COLS ROWS REATTACHES SINCE HELD, which the pump becomes when tmux
- * detached its client (reattach): the socket's login session and
- * environment again, a new client of the same session (HELD, hex, is
- * typed into it), then the pump.  The session row and the slot go on;
- * main's end closes them.
+ * COLS ROWS REATTACHES SINCE, which the pump becomes when tmux detached
+ * its client (reattach): the socket's login session and environment
+ * again, a new client of the same session (DP_TERM_HELD, hex, is typed
+ * into it), then the pump.  The session row and the slot go on; main's
+ * end closes them.
  */
 static int
 helper_resume(struct term *t, char *argv[], const sigset_t *waitmask)
 {
 	struct dp_err	 err = { 0 };
 	char		 sid[25], env[25];
+	const char	*held = getenv("DP_TERM_HELD");
 	int64_t		 claim, bi, bo, cols, rows, n, since;
-	size_t		 i, hl = strlen(argv[11]);
-	int		 r, hi, lo;
+	size_t		 i, hl = held != NULL ? strlen(held) : 0;
+	int		 r, hi, lo, fl;
 
 	if (arg_id(argv[0], sid) < 0 || arg_id(argv[1], env) < 0 ||
-	    arg_id(argv[2], t->session) < 0 || arg_id(argv[3], t->slot) < 0 ||
-	    dp_parse_int64(argv[4], 0, 1, &claim) < 0 ||
+	    arg_id(argv[2], t->session) < 0 || arg_id(argv[3], t->slot) < 0) {
+		fprintf(stderr, "terminal-full: --resume is the pump's\n");
+		t->session[0] = t->slot[0] = '\0';
+		return 2;
+	}
+	/* The pump's stdout was non-blocking: what goes before the pump
+	 * (the redraw, a close) must not be cut short. */
+	if ((fl = fcntl(STDOUT_FILENO, F_GETFL)) != -1)
+		(void)fcntl(STDOUT_FILENO, F_SETFL, fl & ~O_NONBLOCK);
+	snprintf(t->env.id, sizeof(t->env.id), "%s", env);
+	if (dp_parse_int64(argv[4], 0, 1, &claim) < 0 ||
 	    dp_parse_int64(argv[5], 0, INT64_MAX, &bi) < 0 ||
 	    dp_parse_int64(argv[6], 0, INT64_MAX, &bo) < 0 ||
 	    dp_parse_int64(argv[7], 1, 1000, &cols) < 0 ||
 	    dp_parse_int64(argv[8], 1, 1000, &rows) < 0 ||
 	    dp_parse_int64(argv[9], 0, REATTACH_MAX, &n) < 0 ||
 	    dp_parse_int64(argv[10], 0, INT64_MAX, &since) < 0 ||
-	    hl % 2 != 0 || hl > 2 * HELD_MAX) {
-		fprintf(stderr, "terminal-full: --resume is the pump's\n");
-		t->session[0] = t->slot[0] = '\0';
-		return 2;
-	}
+	    hl % 2 != 0 || hl > 2 * HELD_MAX)
+		return refuse(t, 1011, "Terminal unavailable");
 	for (i = 0; i < hl; i += 2) {
-		if ((hi = dp_hexval(argv[11][i])) < 0 ||
-		    (lo = dp_hexval(argv[11][i + 1])) < 0)
+		if ((hi = dp_hexval(held[i])) < 0 ||
+		    (lo = dp_hexval(held[i + 1])) < 0)
 			break;
 		dp_buf_addc(&t->pin, (char)(hi << 4 | lo));
 	}
+	(void)unsetenv("DP_TERM_HELD");
 	t->bytes_in = bi;
 	t->bytes_out = bo;
 	t->reattaches = (int)n;
@@ -1845,7 +1861,9 @@ helper_resume(struct term *t, char *argv[], const sigset_t *waitmask)
 	db_close(t);
 	if (t->done)
 		return 1;
-	exec_pump(t);
+	if (t->pin.len == 0)	/* (else the keys the pty has not taken yet
+				   stay with us, and we pump) */
+		exec_pump(t);
 	timers_start(t);
 	pump(t, waitmask);
 	return 0;
@@ -1877,7 +1895,7 @@ main(int argc, char *argv[])
 		rc = helper_claim(&t, argv + 2);
 		goto out;
 	}
-	if (argc == 14 && strcmp(argv[1], "--resume") == 0) {
+	if (argc == 13 && strcmp(argv[1], "--resume") == 0) {
 		rc = helper_resume(&t, argv + 2, &waitmask);
 		goto out;
 	}

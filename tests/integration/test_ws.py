@@ -1446,6 +1446,37 @@ def test_ws_detach_command_attaches_again():
     wait_slots(u["id"], 0)
 
 
+def test_ws_detached_line_printed_by_a_program():
+    """A program that prints tmux's detached line itself (its client did
+    not go; after a clear, tmux draws it with nothing after its line end):
+    keys typed then are held a second at most, and the program that pumps
+    does not spin once the hold is over (it used to, at full CPU, until
+    the next key)."""
+    u, env = env_user()
+    before = set(websocketd_children())
+    ws, _ = open_term(u, env)
+    mine = [p for p in websocketd_children() if p not in before]
+    eq(len(mine), 1, "one new terminal program")
+    ws.send({"type": "input", "data": "clear; printf '[detached (from session "
+             "x)]\\r\\n'; sleep 4\r"})
+    ws.output_until("[detached (from session x)]", timeout=10)
+    time.sleep(1.5)             # the hold is over
+
+    def cpu():
+        with open("/proc/%d/stat" % mine[0]) as f:
+            st = f.read().rsplit(")", 1)[1].split()
+        return (int(st[11]) + int(st[12])) / os.sysconf("SC_CLK_TCK")
+    c0 = cpu()
+    time.sleep(1.5)
+    used = cpu() - c0
+    check(used < 0.3, "the terminal program used %.2f s of CPU in 1.5 s "
+          "of quiet" % used)
+    ws.send({"type": "input", "data": "echo alive-$((2*3))\r"})
+    ws.output_until("alive-6", timeout=10)
+    ws.close()
+    wait_slots(u["id"], 0)
+
+
 def test_ws_environment_left_running_before_the_program():
     """The environment stopped between the upgrade's check and the
     program's own (here: websocketd reached directly, so no check before):
