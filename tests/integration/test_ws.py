@@ -1191,7 +1191,7 @@ def test_ws_logs_every_status_change():
         "UPDATE environments SET status = 'running', updated_at = now() "
         "WHERE id = :'p1'; COMMIT", env)
     got = []
-    for _ in range(4):
+    for _ in range(8):
         m, _seen = ws.until(lambda m: m["type"] == "status", timeout=10,
                             what="status %d" % (len(got) + 1))
         got.append(m["status"])
@@ -1633,55 +1633,63 @@ def test_ws_drop_locks_environments_in_id_order():
     rows it drops in id order, as the template and cluster rewrites (012)
     and the account deletion do, so that none of them deadlocks with it:
     with the lower id held elsewhere it waits there, the higher one still
-    free, although both the rows and the table meet the higher one first
-    (it used to lock that one, then wait)."""
+    free, although the rows (and, as a rule, the table) meet the higher
+    one first (007's locked that one, then waited)."""
     from test_environments import Held, wait_backends
     u, a = env_user()
-    b = unique_id()
-    sql("INSERT INTO environments SELECT (jsonb_populate_record(e, "
-        "jsonb_build_object('id', :'p2', 'name', e.name || '-2'))).* "
-        "FROM environments e WHERE id = :'p1'", a, b)
-    lo, hi = sorted([a, b])
-    # lo's row version moves after hi's in the table.
-    sql("UPDATE environments SET description = description WHERE id = "
-        ":'p1'", lo)
-    eq(sql("SELECT (SELECT ctid FROM environments WHERE id = :'p1') < "
-           "(SELECT ctid FROM environments WHERE id = :'p2')", hi, lo),
-       [["t"]], "the higher id first in the table")
-    slots_ = []
-    for env in (hi, lo):        # hi's row first too
-        slot, session = unique_id(), unique_id()
-        sql("INSERT INTO terminal_sessions (id, user_id, type, "
-            "environment_id) VALUES (:'p1', :'p2', 'environment', :'p3')",
-            session, u["id"], env)
-        # A live pid on another host: no sweep drops them meanwhile.
-        sql("INSERT INTO ws_connections (id, user_id, kind, environment_id, "
-            "pid, host, session_id) VALUES (:'p1', :'p2', 'terminal', "
-            ":'p3', :'p4', 'elsewhere.example', :'p5')", slot, u["id"], env,
-            str(os.getpid()), session)
-        slots_.append(slot)
-    h = Held("SELECT 1 FROM environments WHERE id = '%s' FOR UPDATE;" % lo)
-    done = []
-    t = threading.Thread(target=lambda: done.append(sql(
-        "SELECT devpocket_ws_drop(:'p1', ARRAY[:'p2', :'p3'])",
-        u["id"], slots_[0], slots_[1])))
-    t.start()
-    try:
-        wait_backends("wait_event_type = 'Lock' AND query LIKE "
-                      "'%devpocket_ws_drop%'", 1)
-        eq(sql("SELECT count(*) FROM (SELECT 1 FROM environments WHERE "
-               "id = :'p1' FOR NO KEY UPDATE SKIP LOCKED) x", hi), [["1"]],
-           "the higher id not locked while the drop waits for the lower")
-    finally:
-        h.end()
-        t.join(30)
-    check(done != [], "the drop ended")
-    eq(sql("SELECT count(*) FROM ws_connections WHERE id IN (:'p1', :'p2')",
-           slots_[0], slots_[1]), [["0"]], "both rows dropped")
-    eq(sql("SELECT count(*) FROM environments WHERE id IN (:'p1', :'p2') "
-           "AND last_activity > now() - interval '1 minute'", lo, hi),
-       [["2"]], "both environments marked")
-    sql("DELETE FROM environments WHERE id = :'p1'", b)
+    # Eight pairs: which of two rows a plan meets first is the table's
+    # order, or a hash's; 007's fails one of them in most runs.
+    for _ in range(8):
+        b = unique_id()
+        sql("INSERT INTO environments SELECT (jsonb_populate_record(e, "
+            "jsonb_build_object('id', :'p2', 'name', e.name || '-2'))).* "
+            "FROM environments e WHERE id = :'p1'", a, b)
+        lo, hi = sorted([a, b])
+        # lo's row version moved after hi's in the table, so that 007's
+        # function met hi first (a new version usually goes after the others
+        # on its page; the free space map may send it elsewhere, so a few
+        # tries: the test then shows less, but 013 must pass either way).
+        for _ in range(8):
+            if sql("SELECT (SELECT ctid FROM environments WHERE id = :'p1') < "
+                   "(SELECT ctid FROM environments WHERE id = :'p2')",
+                   hi, lo) == [["t"]]:
+                break
+            sql("UPDATE environments SET description = description WHERE "
+                "id = :'p1'", lo)
+        slots_ = []
+        for env in (hi, lo):        # hi's row first too
+            slot, session = unique_id(), unique_id()
+            sql("INSERT INTO terminal_sessions (id, user_id, type, "
+                "environment_id) VALUES (:'p1', :'p2', 'environment', :'p3')",
+                session, u["id"], env)
+            # A live pid on another host: no sweep drops them meanwhile.
+            sql("INSERT INTO ws_connections (id, user_id, kind, environment_id, "
+                "pid, host, session_id) VALUES (:'p1', :'p2', 'terminal', "
+                ":'p3', :'p4', 'elsewhere.example', :'p5')", slot, u["id"], env,
+                str(os.getpid()), session)
+            slots_.append(slot)
+        h = Held("SELECT 1 FROM environments WHERE id = '%s' FOR UPDATE;" % lo)
+        done = []
+        t = threading.Thread(target=lambda: done.append(sql(
+            "SELECT devpocket_ws_drop(:'p1', ARRAY[:'p2', :'p3'])",
+            u["id"], slots_[0], slots_[1])))
+        t.start()
+        try:
+            wait_backends("wait_event_type = 'Lock' AND query LIKE "
+                          "'%devpocket_ws_drop%'", 1)
+            eq(sql("SELECT count(*) FROM (SELECT 1 FROM environments WHERE "
+                   "id = :'p1' FOR NO KEY UPDATE SKIP LOCKED) x", hi), [["1"]],
+               "the higher id not locked while the drop waits for the lower")
+        finally:
+            h.end()
+            t.join(30)
+        check(done != [], "the drop ended")
+        eq(sql("SELECT count(*) FROM ws_connections WHERE id IN (:'p1', :'p2')",
+               slots_[0], slots_[1]), [["0"]], "both rows dropped")
+        eq(sql("SELECT count(*) FROM environments WHERE id IN (:'p1', :'p2') "
+               "AND last_activity > now() - interval '1 minute'", lo, hi),
+           [["2"]], "both environments marked")
+        sql("DELETE FROM environments WHERE id = :'p1'", b)
 
 
 def test_ws_dead_terminal_row_counts_as_its_close():
