@@ -1191,7 +1191,7 @@ def test_ws_logs_every_status_change():
         "UPDATE environments SET status = 'running', updated_at = now() "
         "WHERE id = :'p1'; COMMIT", env)
     got = []
-    for _ in range(8):
+    for _ in range(4):
         m, _seen = ws.until(lambda m: m["type"] == "status", timeout=10,
                             what="status %d" % (len(got) + 1))
         got.append(m["status"])
