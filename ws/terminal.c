@@ -1051,6 +1051,14 @@ reattach(struct term *t)
 	if (t->raw.len > 0)
 		send_output(t, false);
 	write_pty(t);
+	/* The login session and the environment again, now (as the pump's
+	 * resume does), not at the next periodic check. */
+#ifdef TERMINAL_DB
+	check(t, false);
+#else
+	check_stop(t);
+	check_start(t);
+#endif
 	return true;
 }
 #else

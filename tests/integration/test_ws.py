@@ -1446,6 +1446,24 @@ def test_ws_detach_command_attaches_again():
     wait_slots(u["id"], 0)
 
 
+def test_ws_detach_checks_the_login_session_again():
+    """Attaching again after a detach checks the socket's login session at
+    once (the resume on the pump's path, the check on the in-process
+    one), not only at the next periodic check (30 s behind nginx)."""
+    u, env = env_user()
+    ws, _ = open_term(u, env)
+    ws.send({"type": "input", "data": "echo ready-$((6*7))\r"})
+    ws.output_until("ready-42", timeout=15)
+    sql("UPDATE login_sessions SET revoked_at = now() WHERE user_id = "
+        ":'p1'", u["id"])
+    ws.send({"type": "input", "data": "tmux detach-client\r"})
+    m, _ = ws.until(lambda m: m["type"] == "close", timeout=8,
+                    what="close after the detach")
+    eq(m, {"type": "close", "code": 1008, "reason": "Authentication failed"},
+       "close")
+    wait_slots(u["id"], 0)
+
+
 def test_ws_detached_line_printed_by_a_program():
     """A program that prints tmux's detached line itself (its client did
     not go; after a clear, tmux draws it with nothing after its line end):
