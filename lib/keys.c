@@ -224,10 +224,8 @@ keyfile_parse(const unsigned char *raw, size_t rlen, struct dp_buf *dec,
 			    "number of at least %d digits", path, 2 * KEY_MIN);
 			goto out;
 		}
-		for (i = 0; i < tlen; i += 2)
-			dec->s[dec->len++] = (char)(dp_hexval(raw[i]) << 4 |
-			    dp_hexval(raw[i + 1]));
-		dec->s[dec->len] = '\0';
+		/* (dec has room: no copy of the key is left behind.) */
+		(void)dp_buf_add_unhex(dec, (const char *)raw, tlen);
 		rc = 0;
 		goto out;
 	}

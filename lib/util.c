@@ -439,6 +439,24 @@ dp_hex(char *out, const unsigned char *in, size_t n)
 	out[2 * n] = '\0';
 }
 
+int
+dp_buf_add_unhex(struct dp_buf *b, const char *s, size_t n)
+{
+	size_t	 i;
+
+	if (n % 2 != 0)
+		return -1;
+	for (i = 0; i < n; i++)
+		if (dp_hexval(s[i]) < 0)
+			return -1;
+	dp_buf_grow(b, n / 2);
+	for (i = 0; i < n; i += 2)
+		b->s[b->len++] = (char)(dp_hexval(s[i]) << 4 |
+		    dp_hexval(s[i + 1]));
+	b->s[b->len] = '\0';
+	return 0;
+}
+
 void
 dp_random(void *p, size_t n)
 {

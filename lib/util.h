@@ -105,6 +105,9 @@ int	 dp_parse_bool(const char *, bool *out);
 
 /* Lowercase hex of n bytes into out (2n+1 bytes). */
 void	 dp_hex(char *out, const unsigned char *in, size_t n);
+/* Append the bytes of hex text s[0..n) (either case); -1, with nothing
+ * appended, when n is odd or a digit is not hex. */
+int	 dp_buf_add_unhex(struct dp_buf *, const char *s, size_t n);
 /* Fill with cryptographically random bytes (getrandom); aborts on failure. */
 void	 dp_random(void *, size_t);
 /* A new 24-hex-character object id into out[25]. */

@@ -538,7 +538,8 @@ dp_wsapp_slot_claim(struct dp_db *db, const char *slot, int pid)
 {
 	static const char claim[] =
 	    "WITH c AS (UPDATE ws_connections SET pid = $2::int, "
-	    "seen_at = now() WHERE id = $1 AND pid IN (0, $2::int) AND host = $3 "
+	    "seen_at = now() WHERE id = $1 AND pid IN (0, $2::int) "
+	    "AND host = $3 "
 	    "RETURNING user_id, environment_id), "
 	    "e AS (UPDATE environments SET last_accessed = now(), "
 	    "last_activity = now() WHERE id = (SELECT environment_id FROM c)) "

@@ -122,7 +122,8 @@ int	 dp_wsapp_slot_reserve(struct dp_db *, const char *user_id,
 	    char slot[25], char session[25]);
 /*
  * Claim a reserved slot for process pid (on this host), marking its
- * environment accessed and dropping the user's dead rows here: 1, 0 when
+ * environment accessed and dropping the user's dead rows here (a claim
+ * run again by the process that holds it succeeds: a resume): 1, 0 when
  * the reservation is gone, -1.
  */
 int	 dp_wsapp_slot_claim(struct dp_db *, const char *slot, int pid);

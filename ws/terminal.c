@@ -244,6 +244,8 @@ detached(const struct term *t)
 	const char	*p = t->tail, *end = t->tail + t->ntail;
 	const char	*hit = NULL, *q;
 
+	if (t->ntail == 0 || end[-1] != '\n')
+		return false;	/* (most reads: no line end last) */
 	while ((q = memmem(p, (size_t)(end - p), DETACHED_MSG,
 	    sizeof(DETACHED_MSG) - 1)) != NULL) {
 		hit = q;
@@ -975,6 +977,46 @@ detach(struct term *t)
 
 /* ---- attaching again ---------------------------------------------------- */
 
+#if defined(DP_TERMINAL_PUMP) || defined(TERMINAL_DB)
+/* What a socket carries across its execs (the pump, the resume) beside
+ * its ids: BYTES_IN BYTES_OUT REATTACHES SINCE, four arguments. */
+struct carry {
+	char	 bi[24], bo[24], n[16], since[24];
+};
+
+static void
+carry_args(const struct term *t, struct carry *c, char *argv[4])
+{
+	snprintf(c->bi, sizeof(c->bi), "%lld", (long long)t->bytes_in);
+	snprintf(c->bo, sizeof(c->bo), "%lld", (long long)t->bytes_out);
+	snprintf(c->n, sizeof(c->n), "%d", t->reattaches);
+	snprintf(c->since, sizeof(c->since), "%lld",
+	    (long long)t->reattach_since);
+	argv[0] = c->bi;
+	argv[1] = c->bo;
+	argv[2] = c->n;
+	argv[3] = c->since;
+}
+
+/* carry_args' four arguments back into t; 0 or -1. */
+static int
+carry_parse(struct term *t, char *const argv[4])
+{
+	int64_t	 bi, bo, n, since;
+
+	if (dp_parse_int64(argv[0], 0, INT64_MAX, &bi) < 0 ||
+	    dp_parse_int64(argv[1], 0, INT64_MAX, &bo) < 0 ||
+	    dp_parse_int64(argv[2], 0, REATTACH_MAX, &n) < 0 ||
+	    dp_parse_int64(argv[3], 0, INT64_MAX, &since) < 0)
+		return -1;
+	t->bytes_in = bi;
+	t->bytes_out = bo;
+	t->reattaches = (int)n;
+	t->reattach_since = since;
+	return 0;
+}
+#endif
+
 /*
  * tmux detached our client (detach-client typed in the session; its keys
  * are unbound): the session lives on, so the terminal attaches again
@@ -1025,6 +1067,29 @@ size_keep(struct term *t)
 }
 
 #ifndef DP_TERMINAL_PUMP
+/* The decrypted kubeconfig, wiped and gone (attach opens it again). */
+static void
+kubeconfig_drop(struct term *t)
+{
+	if (t->kubeconfig != NULL) {
+		explicit_bzero(t->kubeconfig, strlen(t->kubeconfig));
+		free(t->kubeconfig);
+		t->kubeconfig = NULL;
+	}
+}
+
+/* A new client attached after a detach: its redraw, the held keys. */
+static void
+attached_again(struct term *t)
+{
+	dp_info("terminal %s: detached by tmux, attached again", t->env.id);
+	t->ntail = 0;
+	t->held_since = 0;
+	if (t->raw.len > 0)
+		send_output(t, false);
+	write_pty(t);
+}
+
 /* A new client of the same session, in this process; false: end. */
 static bool
 reattach(struct term *t)
@@ -1035,22 +1100,13 @@ reattach(struct term *t)
 		return false;
 	size_keep(t);
 	detach(t);
-	if (t->kubeconfig != NULL) {
-		explicit_bzero(t->kubeconfig, strlen(t->kubeconfig));
-		free(t->kubeconfig);
-		t->kubeconfig = NULL;
-	}
+	kubeconfig_drop(t);
 	if (attach(t, &err) < 0) {
 		dp_error("attach %s again: %s", t->env.id, err.msg);
 		t->att_lost = true;
 		return false;
 	}
-	dp_info("terminal %s: detached by tmux, attached again", t->env.id);
-	t->ntail = 0;
-	t->held_since = 0;
-	if (t->raw.len > 0)
-		send_output(t, false);
-	write_pty(t);
+	attached_again(t);
 	/* The login session and the environment again, now (as the pump's
 	 * resume does), not at the next periodic check. */
 #ifdef TERMINAL_DB
@@ -1064,7 +1120,7 @@ reattach(struct term *t)
 #else
 /*
  * The pump has no driver: it becomes "terminal-full --resume SID ENV
- * SESSION SLOT CLAIM BYTES_IN BYTES_OUT COLS ROWS REATTACHES SINCE"
+ * SESSION SLOT CLAIM COLS ROWS BYTES_IN BYTES_OUT REATTACHES SINCE"
  * (same pid, mask kept as for --end; the input held for the next client
  * in DP_TERM_HELD, hex, HELD_MAX bytes at most: the environment, unlike
  * the command line, is its owner's only), which attaches and pumps again.
@@ -1073,10 +1129,10 @@ reattach(struct term *t)
 static bool
 reattach(struct term *t)
 {
-	char	 bi[24], bo[24], cols[16], rows[16], n[16], since[24];
-	char	 held[2 * HELD_MAX + 1];
-	char	*argv[14];
-	bool	 owed;
+	struct carry	 c;
+	char		 cols[16], rows[16], held[2 * HELD_MAX + 1];
+	char		*argv[14];
+	bool		 owed;
 
 	if (!reattach_allowed(t))
 		return false;
@@ -1086,12 +1142,8 @@ reattach(struct term *t)
 	check_stop(t);
 	detach(t);
 	(void)dp_wsapp_flush_wait(STDOUT_FILENO, &t->out, FINAL_FLUSH_MS);
-	snprintf(bi, sizeof(bi), "%lld", (long long)t->bytes_in);
-	snprintf(bo, sizeof(bo), "%lld", (long long)t->bytes_out);
 	snprintf(cols, sizeof(cols), "%d", t->req.cols);
 	snprintf(rows, sizeof(rows), "%d", t->req.rows);
-	snprintf(n, sizeof(n), "%d", t->reattaches);
-	snprintf(since, sizeof(since), "%lld", (long long)t->reattach_since);
 	dp_hex(held, (const unsigned char *)t->pin.s,
 	    t->pin.len < HELD_MAX ? t->pin.len : HELD_MAX);
 	argv[0] = heavy_path;
@@ -1101,12 +1153,9 @@ reattach(struct term *t)
 	argv[4] = t->session;
 	argv[5] = t->slot;
 	argv[6] = (char *)(owed ? "1" : "0");
-	argv[7] = bi;
-	argv[8] = bo;
-	argv[9] = cols;
-	argv[10] = rows;
-	argv[11] = n;
-	argv[12] = since;
+	argv[7] = cols;
+	argv[8] = rows;
+	carry_args(t, &c, argv + 9);
 	argv[13] = NULL;
 	if (setenv("DP_TERM_HELD", held, 1) == 0)
 		execv(argv[0], argv);
@@ -1449,7 +1498,7 @@ main(int argc, char *argv[])
 {
 	struct term	 t;
 	sigset_t	 waitmask;
-	int64_t		 fd, pid, claim, bi, bo, n, since;
+	int64_t		 fd, pid, claim;
 
 	memset(&t, 0, sizeof(t));
 	t.att.fd = t.att.pid = t.claim_fd = t.claim_pid = -1;
@@ -1460,10 +1509,7 @@ main(int argc, char *argv[])
 	    arg_id(argv[3], t.env.id) < 0 || arg_id(argv[4], t.user.sid) < 0 ||
 	    arg_id(argv[5], t.session) < 0 || arg_id(argv[6], t.slot) < 0 ||
 	    dp_parse_int64(argv[7], 0, 1, &claim) < 0 ||
-	    dp_parse_int64(argv[10], 0, INT64_MAX, &bi) < 0 ||
-	    dp_parse_int64(argv[11], 0, INT64_MAX, &bo) < 0 ||
-	    dp_parse_int64(argv[12], 0, REATTACH_MAX, &n) < 0 ||
-	    dp_parse_int64(argv[13], 0, INT64_MAX, &since) < 0 ||
+	    carry_parse(&t, argv + 10) < 0 ||
 	    beside(HEAVY_NAME, heavy_path, sizeof(heavy_path)) < 0) {
 		fprintf(stderr, "terminal-pump: run by ws/terminal only\n");
 		return 1;
@@ -1473,10 +1519,6 @@ main(int argc, char *argv[])
 	t.att.pid = (int)pid;
 	t.attached = true;
 	t.claim = claim == 1;
-	t.bytes_in = bi;
-	t.bytes_out = bo;
-	t.reattaches = (int)n;
-	t.reattach_since = since;
 	(void)fcntl(t.att.fd, F_SETFD, FD_CLOEXEC);
 	pump_to_end(&t, &waitmask);
 	return 0;
@@ -1517,10 +1559,10 @@ welcome(struct term *t)
 static void
 exec_pump(struct term *t)
 {
-	char	 path[4096], fd[16], pid[16], bi[24], bo[24], n[16];
-	char	 since[24];
-	char	*argv[15];
-	int	 fl;
+	struct carry	 c;
+	char		 path[4096], fd[16], pid[16];
+	char		*argv[15];
+	int		 fl;
 
 	if (beside(PUMP_NAME, path, sizeof(path)) < 0 ||
 	    access(path, X_OK) < 0 || t->att.fd < 0 || t->att.pid <= 0 ||
@@ -1538,21 +1580,13 @@ exec_pump(struct term *t)
 	argv[7] = (char *)(t->claim ? "1" : "0");
 	argv[8] = dp_cfg.web_log_format;
 	argv[9] = dp_cfg.web_log_level;
-	snprintf(bi, sizeof(bi), "%lld", (long long)t->bytes_in);
-	snprintf(bo, sizeof(bo), "%lld", (long long)t->bytes_out);
-	snprintf(n, sizeof(n), "%d", t->reattaches);
-	snprintf(since, sizeof(since), "%lld", (long long)t->reattach_since);
-	argv[10] = bi;
-	argv[11] = bo;
-	argv[12] = n;
-	argv[13] = since;
+	carry_args(t, &c, argv + 10);
 	argv[14] = NULL;
 	fl = fcntl(t->att.fd, F_GETFD);
 	(void)fcntl(t->att.fd, F_SETFD, fl & ~FD_CLOEXEC);
 	/* The mask stays: signals that came meanwhile wait for the pump. */
 	dp_wsreq_release(&t->req);
-	if (t->kubeconfig != NULL)
-		explicit_bzero(t->kubeconfig, strlen(t->kubeconfig));
+	kubeconfig_drop(t);
 	execv(path, argv);
 	dp_warn("exec %s: %s; pumping in process", path, strerror(errno));
 	(void)fcntl(t->att.fd, F_SETFD, fl);
@@ -1577,10 +1611,7 @@ term_free(struct term *t)
 {
 	dp_wsreq_release(&t->req);
 	dp_wsapp_env_release(&t->env);
-	if (t->kubeconfig != NULL) {
-		explicit_bzero(t->kubeconfig, strlen(t->kubeconfig));
-		free(t->kubeconfig);
-	}
+	kubeconfig_drop(t);
 	term_release(t);
 }
 
@@ -1785,8 +1816,8 @@ helper_end(struct term *t, char *argv[])
 }
 
 /*
- * terminal-full --resume SID ENV SESSION SLOT CLAIM BYTES_IN BYTES_OUT
- * COLS ROWS REATTACHES SINCE, which the pump becomes when tmux detached
+ * terminal-full --resume SID ENV SESSION SLOT CLAIM COLS ROWS BYTES_IN
+ * BYTES_OUT REATTACHES SINCE, which the pump becomes when tmux detached
  * its client (reattach): the socket's login session and environment
  * again, a new client of the same session (DP_TERM_HELD, hex, is typed
  * into it), then the pump.  The session row and the slot go on; main's
@@ -1797,10 +1828,11 @@ helper_resume(struct term *t, char *argv[], const sigset_t *waitmask)
 {
 	struct dp_err	 err = { 0 };
 	char		 sid[25], env[25];
-	const char	*held = getenv("DP_TERM_HELD");
-	int64_t		 claim, bi, bo, cols, rows, n, since;
-	size_t		 i, hl = held != NULL ? strlen(held) : 0;
-	int		 r, hi, lo, fl;
+	const char	*held = getenv("DP_TERM_HELD"), *why;
+	int64_t		 claim, cols, rows;
+	size_t		 hl = held != NULL ? strlen(held) : 0;
+	int		 r, fl;
+	bool		 found;
 
 	if (arg_id(argv[0], sid) < 0 || arg_id(argv[1], env) < 0 ||
 	    arg_id(argv[2], t->session) < 0 || arg_id(argv[3], t->slot) < 0) {
@@ -1812,42 +1844,28 @@ helper_resume(struct term *t, char *argv[], const sigset_t *waitmask)
 	 * (the redraw, a close) must not be cut short. */
 	if ((fl = fcntl(STDOUT_FILENO, F_GETFL)) != -1)
 		(void)fcntl(STDOUT_FILENO, F_SETFL, fl & ~O_NONBLOCK);
+	/* (session_end marks the environment by its id.) */
 	snprintf(t->env.id, sizeof(t->env.id), "%s", env);
 	if (dp_parse_int64(argv[4], 0, 1, &claim) < 0 ||
-	    dp_parse_int64(argv[5], 0, INT64_MAX, &bi) < 0 ||
-	    dp_parse_int64(argv[6], 0, INT64_MAX, &bo) < 0 ||
-	    dp_parse_int64(argv[7], 1, 1000, &cols) < 0 ||
-	    dp_parse_int64(argv[8], 1, 1000, &rows) < 0 ||
-	    dp_parse_int64(argv[9], 0, REATTACH_MAX, &n) < 0 ||
-	    dp_parse_int64(argv[10], 0, INT64_MAX, &since) < 0 ||
-	    hl % 2 != 0 || hl > 2 * HELD_MAX)
+	    dp_parse_int64(argv[5], 1, 1000, &cols) < 0 ||
+	    dp_parse_int64(argv[6], 1, 1000, &rows) < 0 ||
+	    carry_parse(t, argv + 7) < 0 || hl > 2 * HELD_MAX ||
+	    dp_buf_add_unhex(&t->pin, held != NULL ? held : "", hl) < 0)
 		return refuse(t, 1011, "Terminal unavailable");
-	for (i = 0; i < hl; i += 2) {
-		if ((hi = dp_hexval(held[i])) < 0 ||
-		    (lo = dp_hexval(held[i + 1])) < 0)
-			break;
-		dp_buf_addc(&t->pin, (char)(hi << 4 | lo));
-	}
 	(void)unsetenv("DP_TERM_HELD");
-	t->bytes_in = bi;
-	t->bytes_out = bo;
-	t->reattaches = (int)n;
-	t->reattach_since = since;
 	if (db(t) == NULL)
 		return refuse(t, 1011, "Service temporarily unavailable");
-	if ((r = dp_wsapp_resume(t->db, sid, env, &t->user, &t->env,
-	    &err)) <= 0) {
-		snprintf(t->env.id, sizeof(t->env.id), "%s", env);
+	r = dp_wsapp_resume(t->db, sid, env, &t->user, &t->env, &err);
+	found = r > 0 && t->env.id[0] != '\0';
+	snprintf(t->env.id, sizeof(t->env.id), "%s", env);
+	if (r <= 0)
 		return refuse(t, r < 0 ? 1011 : 1008, r < 0 ?
 		    "Service temporarily unavailable" :
 		    "Authentication failed");
-	}
-	if (t->env.id[0] == '\0' || strcmp(t->env.status, "running") != 0) {
+	if (!found || strcmp(t->env.status, "running") != 0) {
 		/* As the periodic check says it (§3.2). */
-		const char *why = dp_wsapp_status_reason(t->env.id[0] ?
-		    t->env.status : "terminated");
-
-		snprintf(t->env.id, sizeof(t->env.id), "%s", env);
+		why = dp_wsapp_status_reason(found ? t->env.status :
+		    "terminated");
 		dp_wsapp_info(&t->out, why);
 		return refuse(t, 1000, why);
 	}
@@ -1861,10 +1879,7 @@ helper_resume(struct term *t, char *argv[], const sigset_t *waitmask)
 		dp_error("attach %s again: %s", t->env.id, err.msg);
 		return refuse(t, 1011, "Terminal unavailable");
 	}
-	dp_info("terminal %s: detached by tmux, attached again", t->env.id);
-	if (t->raw.len > 0)
-		send_output(t, false);
-	write_pty(t);
+	attached_again(t);
 	flush_out(t);
 	db_close(t);
 	if (t->done)

@@ -126,6 +126,18 @@ def websocketd_children():
     return n
 
 
+def ended_session_row(sid, columns):
+    """The session row sid's `active, <columns>`, once it is no longer
+    active (or as it stands after 5 s)."""
+    deadline = time.time() + 5
+    while True:
+        row = sql("SELECT active, %s FROM terminal_sessions WHERE id = "
+                  ":'p1'" % columns, sid)
+        if row[0][0] == "f" or time.time() >= deadline:
+            return row
+        time.sleep(0.1)
+
+
 def slots(user_id):
     return int(sql("SELECT count(*) FROM ws_connections WHERE user_id = "
                    ":'p1'", user_id)[0][0])
@@ -297,14 +309,8 @@ def test_ws_terminal_echo():
     ws.until(lambda m: m["type"] == "pong", what="pong")
     ws.close()
     wait_slots(u["id"], 0)
-    deadline = time.time() + 5
-    while time.time() < deadline:
-        row = sql("SELECT active, ended_at IS NOT NULL, bytes_in > 0, "
-                  "bytes_out > 0, close_code FROM terminal_sessions "
-                  "WHERE id = :'p1'", sid)
-        if row[0][0] == "f":
-            break
-        time.sleep(0.1)
+    row = ended_session_row(sid, "ended_at IS NOT NULL, bytes_in > 0, "
+                            "bytes_out > 0, close_code")
     eq(row, [["f", "t", "t", "t", "1000"]], "ended session row")
     la = sql("SELECT last_accessed IS NOT NULL, last_activity IS NOT NULL "
              "FROM environments WHERE id = :'p1'", env)
@@ -1428,14 +1434,8 @@ def test_ws_detach_command_attaches_again():
        "a session that keeps detaching")
     ws.close()
     wait_slots(u["id"], 0)
-    deadline = time.time() + 5
-    while time.time() < deadline:
-        row = sql("SELECT active, close_code, bytes_in FROM "
-                  "terminal_sessions WHERE id = :'p1'", sid)
-        if row[0][0] == "f":
-            break
-        time.sleep(0.1)
-    eq(row, [["f", "1011", str(sent)]], "ended session row (bytes kept)")
+    eq(ended_session_row(sid, "close_code, bytes_in"),
+       [["f", "1011", str(sent)]], "ended session row (bytes kept)")
     ws, _ = open_term(u, env)
     eq(ws.recv(10), {"type": "info",
                      "message": "Reattached to existing session"},
@@ -1540,14 +1540,8 @@ def test_ws_ticket_admission():
     ws.output_until("TK42T")
     ws.close()
     wait_slots(u["id"], 0)
-    deadline = time.time() + 5
-    while time.time() < deadline:
-        row = sql("SELECT active, close_code FROM terminal_sessions "
-                  "WHERE id = :'p1'", session)
-        if row[0][0] == "f":
-            break
-        time.sleep(0.1)
-    eq(row, [["f", "1000"]], "ended session row")
+    eq(ended_session_row(session, "close_code"), [["f", "1000"]],
+       "ended session row")
 
 
 def test_ws_ticket_refusals_fall_back():

@@ -373,7 +373,7 @@ END_TEST
 
 START_TEST(test_crypto_keyfile_create)
 {
-	char		 path[128], buf[128];
+	char		 path[128], buf[128], hex[65];
 	struct stat	 st;
 	struct dp_buf	 key = { 0 }, key2 = { 0 };
 	struct dp_err	 err = { 0 };
@@ -397,6 +397,9 @@ START_TEST(test_crypto_keyfile_create)
 		    (buf[i] >= 'a' && buf[i] <= 'f'));
 	ck_assert_int_eq(dp_keyfile_read(path, &key, &err), 0);
 	ck_assert_uint_eq(key.len, 32);
+	/* The key is the file's hex, decoded. */
+	hex_of((const unsigned char *)key.s, key.len, hex);
+	ck_assert_int_eq(memcmp(hex, buf, 64), 0);
 
 	/* An existing file is left alone. */
 	ck_assert_int_eq(chmod(path, 0600), 0);

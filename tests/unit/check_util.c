@@ -72,6 +72,39 @@ START_TEST(test_buf_add_jkey)
 }
 END_TEST
 
+/* dp_hex's inverse: every byte value round trips (NUL too); odd lengths
+ * and non-hex digits add nothing. */
+START_TEST(test_buf_add_unhex)
+{
+	unsigned char	 all[256];
+	char		 hex[2 * 256 + 1];
+	struct dp_buf	 b = { 0 };
+	int		 i;
+
+	for (i = 0; i < 256; i++)
+		all[i] = (unsigned char)i;
+	dp_hex(hex, all, sizeof(all));
+	dp_buf_adds(&b, "x");
+	ck_assert_int_eq(dp_buf_add_unhex(&b, hex, strlen(hex)), 0);
+	ck_assert_uint_eq(b.len, 257);
+	ck_assert_int_eq(memcmp(b.s + 1, all, sizeof(all)), 0);
+	ck_assert_int_eq(b.s[b.len], '\0');
+	dp_buf_reset(&b);
+	ck_assert_int_eq(dp_buf_add_unhex(&b, "0aFF", 4), 0);
+	ck_assert_uint_eq(b.len, 2);
+	ck_assert_int_eq((unsigned char)b.s[0], 0x0a);
+	ck_assert_int_eq((unsigned char)b.s[1], 0xff);
+	ck_assert_int_eq(dp_buf_add_unhex(&b, "", 0), 0);
+	ck_assert_uint_eq(b.len, 2);
+	ck_assert_int_eq(dp_buf_add_unhex(&b, "abc", 3), -1);
+	ck_assert_int_eq(dp_buf_add_unhex(&b, "0g", 2), -1);
+	ck_assert_int_eq(dp_buf_add_unhex(&b, "00\xff" "0", 4), -1);
+	ck_assert_int_eq(dp_buf_add_unhex(&b, "1\0002", 4), -1);
+	ck_assert_uint_eq(b.len, 2);
+	dp_buf_release(&b);
+}
+END_TEST
+
 /* PostgreSQL's timestamptz text to the contract's: six digits and Z. */
 START_TEST(test_json_ts)
 {
@@ -112,6 +145,7 @@ util_suite(void)
 	tcase_add_test(tc, test_ct_equal);
 	tcase_add_test(tc, test_buf_addi);
 	tcase_add_test(tc, test_buf_add_jkey);
+	tcase_add_test(tc, test_buf_add_unhex);
 	tcase_add_test(tc, test_json_ts);
 	suite_add_tcase(s, tc);
 	return s;
