@@ -920,17 +920,16 @@ line_done(struct dp_wslines *l, const char *s, size_t n, dp_wsline_cb cb,
 		dp_buf_add(&l->pend, s, n);
 		return;
 	}
-	/* Bytes glued before a message (a binary frame's), a few tries. */
+	/*
+	 * Bytes glued before a message in one read (a binary frame's, a few
+	 * tries): not a message, never acted on; then the message.
+	 */
 	if (st == J_BAD)
 		for (p = s + 1, tries = 0; tries < 8 && p < s + n &&
 		    (p = memchr(p, '{', (size_t)(s + n - p))) != NULL;
 		    p++, tries++)
 			if (jstate(p, (size_t)(s + n - p), NULL) == J_WHOLE) {
-				struct dp_buf	 glued = { 0 };
-
-				dp_buf_add(&glued, s, (size_t)(p - s));
-				cb(arg, glued.s, glued.len, false);
-				dp_buf_release(&glued);
+				cb(arg, NULL, 0, false);
 				n -= (size_t)(p - s);
 				s = p;
 				break;
@@ -944,6 +943,45 @@ dp_wslines_release(struct dp_wslines *l)
 	dp_buf_release(&l->line);
 	pend_reset(l);
 	dp_buf_release(&l->pend);
+}
+
+/* What waited (an open message) goes as it is. */
+static void
+pend_flush(struct dp_wslines *l, dp_wsline_cb cb, void *arg)
+{
+	if (l->pend.len > 0)
+		cb(arg, l->pend.s, l->pend.len, false);
+	pend_reset(l);
+}
+
+/*
+ * The line ends.  Its bytes before mark came in an earlier read, with no
+ * line end: when the line is not one message but the bytes from mark on
+ * begin one, those bytes were a frame of their own (binary: websocketd
+ * writes it with no line end), and are not acted on.
+ */
+static void
+line_end(struct dp_wslines *l, dp_wsline_cb cb, void *arg)
+{
+	const char	*s = l->line.s != NULL ? l->line.s : "";
+	size_t		 n = l->line.len, m = l->mark;
+	enum jstate	 st;
+
+	l->mark = 0;
+	if (l->discarding) {
+		pend_reset(l);
+		if (!l->told)
+			cb(arg, NULL, 0, true);
+		return;
+	}
+	if (m > 0 && m < n && l->pend.len == 0 &&
+	    jstate(s, n, NULL) != J_WHOLE &&
+	    ((st = jstate(s + m, n - m, NULL)) == J_WHOLE || st == J_OPEN)) {
+		cb(arg, NULL, 0, false);
+		s += m;
+		n -= m;
+	}
+	line_done(l, s, n, cb, arg);
 }
 
 void
@@ -965,26 +1003,27 @@ dp_wsapp_feed_lines(struct dp_wslines *l, const char *p, size_t n,
 		}
 		if (nl == NULL)
 			break;
-		if (l->discarding) {
-			pend_reset(l);
-			cb(arg, NULL, 0, true);
-		} else
-			line_done(l, l->line.s ? l->line.s : "", l->line.len,
-			    cb, arg);
-		l->discarding = false;
+		line_end(l, cb, arg);
+		l->discarding = l->told = false;
 		dp_buf_reset(&l->line);
 		p += k + 1;
 		n -= k + 1;
 	}
 	/*
-	 * websocketd writes a frame and its line end at once: an open
-	 * message at the end of what came, with no line begun after it, is
-	 * a whole frame (a truncated message) unless the rest of a frame
-	 * larger than the pipe's atomic write comes at once.  It waits for
-	 * that a moment (dp_wslines_expire).
+	 * websocketd writes a frame and its line end at once.  What came
+	 * with no line end is a binary frame, or the start of a frame
+	 * larger than the pipe's atomic write whose rest comes at once; an
+	 * open message at the end of what came, with no line begun after
+	 * it, is a whole frame (a truncated message) or such a start too.
+	 * Each waits DP_WS_PEND_MS (from the last bytes) for more, then
+	 * goes as it is (dp_wslines_expire).
 	 */
-	if (l->pend.len > 0 && l->line.len == 0 && !l->discarding &&
-	    l->due == 0)
+	if (l->line.len > 0 || l->discarding) {
+		l->mark = l->line.len;
+		l->due = dp_mono_ms() + DP_WS_PEND_MS;
+	} else if (l->pend.len == 0)
+		l->due = 0;
+	else if (l->due == 0)
 		l->due = dp_mono_ms() + DP_WS_PEND_MS;
 }
 
@@ -994,11 +1033,22 @@ dp_wslines_expire(struct dp_wslines *l, int64_t now_ms, dp_wsline_cb cb,
 {
 	if (l->due == 0 || now_ms < l->due)
 		return;
-	if (l->pend.len > 0 && l->line.len == 0 && !l->discarding) {
-		cb(arg, l->pend.s, l->pend.len, false);
+	l->due = 0;
+	if (l->discarding) {
+		/* Too large, and no line end came: said now, once. */
+		if (!l->told)
+			cb(arg, NULL, 0, true);
+		l->told = true;
 		pend_reset(l);
-	} else
-		l->due = 0;	/* a line began after it: its end decides */
+		return;
+	}
+	pend_flush(l, cb, arg);
+	if (l->line.len > 0) {
+		/* A frame with no line end: binary (not a message). */
+		cb(arg, NULL, 0, false);
+		dp_buf_reset(&l->line);
+		l->mark = 0;
+	}
 }
 
 int

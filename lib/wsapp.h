@@ -182,17 +182,21 @@ int64_t	 dp_wsapp_env_ms(const char *name, int64_t dflt);
  */
 /*
  * websocketd (text mode) hands each frame on as a line, so a frame with a
- * raw line break arrives as several lines, and a binary frame (written
- * with no line end) glues itself to the next.  The assembler gives the
- * callback messages instead: a line that starts a JSON object and is not
- * yet whole waits for the next one (joined with the line break, within
- * DP_WS_LINE_MAX); one still open at the end of what came waits
- * DP_WS_PEND_MS for more (websocketd writes a frame at once, but a pipe
- * read may end inside a frame larger than PIPE_BUF) and then goes as it
- * is (a truncated message): the caller's loop calls dp_wslines_expire
- * by the time in due.  A line that does not parse but ends with a whole
- * JSON object is the bytes before it (an error for the callback) and
- * that message.  Release with dp_wslines_release.
+ * raw line break arrives as several lines, and a binary frame comes with
+ * no line end.  The assembler gives the callback messages instead: a line
+ * that starts a JSON object and is not yet whole waits for the next one
+ * (joined with the line break, within DP_WS_LINE_MAX).  What is left at
+ * the end of what came, an open message or bytes with no line end, waits
+ * DP_WS_PEND_MS from the last bytes for more (websocketd writes a frame
+ * at once, but a pipe read may end inside a frame larger than PIPE_BUF):
+ * the caller's loop calls dp_wslines_expire by the time in due.  Then an
+ * open message goes as it is (a truncated message), and bytes with no
+ * line end (a binary frame) go as data NULL, toolong false: not a
+ * message, never acted on.  A line that is not one message but ends with
+ * a whole JSON object (bytes with no line end, then a message) is that
+ * binary frame (data NULL) and the message: split where the bytes' read
+ * ended when they came in an earlier read, else at one of the line's
+ * first few "{".  Release with dp_wslines_release.
  */
 #define DP_WS_PEND_MS	20
 struct json_tokener;
@@ -201,6 +205,8 @@ struct dp_wslines {
 	struct dp_buf	 pend;		/* a message not yet whole */
 	struct json_tokener *tok;	/* its parse so far (with pend) */
 	bool		 discarding;
+	bool		 told;		/* its "too large" was said */
+	size_t		 mark;		/* line's bytes from earlier reads */
 	int64_t		 due;		/* dp_mono_ms() when pend goes as
 					   it is, or 0 */
 };

@@ -358,14 +358,31 @@ def test_ws_bad_messages_keep_socket():
         eq(m, {"type": "error", "message": want, "data": want},
            "answer to %r" % (str(payload)[:60],))
     # websocketd (text mode) writes a binary message to the program
-    # without a line end, so it reaches us glued to the next message:
-    # the binary frame gets its error and the ping its pong (§3.3).
+    # without a line end.  Alone, it is answered at once, not when the
+    # next message comes; glued to the next message, it gets its error
+    # and the message its answer.  A binary frame's JSON is never acted
+    # on (§3.3: binary frame → Failed to process message).
+    ws.send_binary(b"\x00\xff\x01")
+    m, _ = ws.until(lambda m: m["type"] in ("error", "pong"), timeout=3,
+                    what="error for a binary frame alone")
+    eq(m["message"], "Failed to process message", "binary frame alone")
     ws.send_binary(b"\x00\xff\x01")
     ws.send({"type": "ping"})
     m, _ = ws.until(lambda m: m["type"] in ("error", "pong"), what="error")
     eq(m["message"], "Failed to process message", "binary frame")
     m, _ = ws.until(lambda m: m["type"] in ("error", "pong"), what="pong")
     eq(m, {"type": "pong"}, "the ping glued after it")
+    ws.send_binary(json.dumps({"type": "input",
+                               "data": "echo BIN$((20+3))\r"}).encode())
+    m, _ = ws.until(lambda m: m["type"] in ("error", "pong"), timeout=3,
+                    what="error for a binary frame of JSON")
+    eq(m["message"], "Failed to process message", "binary JSON frame")
+    ws.send_binary(json.dumps({"type": "input",
+                               "data": "echo BIN$((20+4))\r"}).encode())
+    ws.send({"type": "input", "data": "echo TXT$((30+3))\r"})
+    out = ws.output_until("TXT33")
+    check("BIN23" not in out and "BIN24" not in out,
+          "a binary frame's input is not typed: %r" % out[-200:])
     # A message with raw line breaks between its tokens (websocketd splits
     # it into lines) is one message.
     ws.send_text('{"type":\n"ping"\n}')

@@ -236,7 +236,8 @@ cb(void *arg, const char *d, size_t len, bool toolong)
 		return;
 	}
 	s->lastlen = len;
-	snprintf(s->last, sizeof(s->last), "%.*s", (int)len, d);
+	snprintf(s->last, sizeof(s->last), "%.*s", (int)len,
+	    d != NULL ? d : "?");
 }
 
 START_TEST(test_wsapp_lines)
@@ -319,7 +320,10 @@ START_TEST(test_wsapp_lines_many)
 }
 END_TEST
 
-/* Every message the assembler hands on, "|"-separated, toolong as "!". */
+/*
+ * Every message the assembler hands on, "|"-separated, toolong as "!",
+ * not a message (a binary frame) as "?".
+ */
 static void
 cb_all(void *arg, const char *d, size_t len, bool toolong)
 {
@@ -329,6 +333,8 @@ cb_all(void *arg, const char *d, size_t len, bool toolong)
 		dp_buf_addc(b, '|');
 	if (toolong)
 		dp_buf_addc(b, '!');
+	else if (d == NULL)
+		dp_buf_addc(b, '?');	/* a binary frame */
 	else
 		dp_buf_add(b, d, len);
 }
@@ -361,11 +367,15 @@ START_TEST(test_wsapp_line_messages)
 	    "{\"type\":\"ping\",\n\"x\": 1}");
 	ck_messages("{\n\"type\"\n:\n\"ping\"\n}\n", -1,
 	    "{\n\"type\"\n:\n\"ping\"\n}");
-	/* A binary frame's bytes glued to the next message. */
+	/* A binary frame's bytes glued to the next message: not acted on. */
 	ck_messages("\x00\xff\x01{\"type\":\"ping\"}\n", 19,
-	    "\x00\xff\x01|{\"type\":\"ping\"}");
-	ck_messages("ab{cd{\"type\":\"ping\"}\n", -1,
-	    "ab{cd|{\"type\":\"ping\"}");
+	    "?|{\"type\":\"ping\"}");
+	ck_messages("ab{cd{\"type\":\"ping\"}\n", -1, "?|{\"type\":\"ping\"}");
+	ck_messages("{\"type\":\"input\",\"data\":\"x\"}{\"type\":\"ping\"}\n", -1,
+	    "?|{\"type\":\"ping\"}");
+	/* Bytes with no line end are a binary frame: not a message. */
+	ck_messages("\x00\xff\x01", 3, "?");
+	ck_messages("{\"type\":\"input\",\"data\":\"x\"}", -1, "?");
 	/* An open start that the next line does not continue: both. */
 	ck_messages("{\"type\":\"ping\"\n{\"type\":\"ping\"}\n", -1,
 	    "{\"type\":\"ping\"|{\"type\":\"ping\"}");
@@ -428,15 +438,57 @@ START_TEST(test_wsapp_line_split_frame)
 	ck_assert_int_eq(l.due, 0);
 	dp_wslines_expire(&l, INT64_MAX, cb_all, &b);
 	ck_assert_str_eq(b.s, "{\"type\":");
-	/* A line begun after it: that line's end decides, not the time. */
+	/* A line begun after it: its end, in time, decides. */
 	dp_buf_reset(&b);
 	dp_wsapp_feed_lines(&l, "{\"a\":\n", 6, cb_all, &b);
 	dp_wsapp_feed_lines(&l, "1", 1, cb_all, &b);
-	dp_wslines_expire(&l, INT64_MAX, cb_all, &b);
+	dp_wslines_expire(&l, l.due - 1, cb_all, &b);
 	ck_assert_uint_eq(b.len, 0);
-	ck_assert_int_eq(l.due, 0);
 	dp_wsapp_feed_lines(&l, "}\n", 2, cb_all, &b);
 	ck_assert_str_eq(b.s, "{\"a\":\n1}");
+	ck_assert_int_eq(l.due, 0);
+	/* Not in time: the open message as it is, the line a binary frame. */
+	dp_buf_reset(&b);
+	dp_wsapp_feed_lines(&l, "{\"a\":\n", 6, cb_all, &b);
+	dp_wsapp_feed_lines(&l, "1", 1, cb_all, &b);
+	dp_wslines_expire(&l, l.due, cb_all, &b);
+	ck_assert_str_eq(b.s, "{\"a\":|?");
+	ck_assert_int_eq(l.due, 0);
+	/*
+	 * A binary frame, then a message in the next read: the frame (not
+	 * acted on), then the message.  A frame larger than a pipe's write,
+	 * split between two reads, is one message.
+	 */
+	dp_buf_reset(&b);
+	dp_wsapp_feed_lines(&l, "{\"type\":\"input\",\"data\":\"x\"}", 27,
+	    cb_all, &b);
+	ck_assert_uint_eq(b.len, 0);
+	dp_wsapp_feed_lines(&l, "{\"type\":\"ping\"}\n", 16, cb_all, &b);
+	ck_assert_str_eq(b.s, "?|{\"type\":\"ping\"}");
+	ck_assert_int_eq(l.due, 0);
+	/* (Which the first few "{" would not find: the frame left open.) */
+	dp_buf_reset(&b);
+	dp_wsapp_feed_lines(&l, "{\"a\":", 5, cb_all, &b);
+	dp_wsapp_feed_lines(&l, "{\"type\":\"ping\"}\n", 16, cb_all, &b);
+	ck_assert_str_eq(b.s, "?|{\"type\":\"ping\"}");
+	dp_buf_reset(&b);
+	dp_wsapp_feed_lines(&l, "{\"type\":\"in", 11, cb_all, &b);
+	dp_wsapp_feed_lines(&l, "put\",\"data\":\"x\"}\n", 17, cb_all, &b);
+	ck_assert_str_eq(b.s, "{\"type\":\"input\",\"data\":\"x\"}");
+	/* A binary frame past the cap, alone: too large, said once. */
+	dp_buf_reset(&b);
+	{
+		char	*big = malloc(DP_WS_LINE_MAX + 10);
+
+		memset(big, 'x', DP_WS_LINE_MAX + 10);
+		dp_wsapp_feed_lines(&l, big, DP_WS_LINE_MAX + 10, cb_all, &b);
+		free(big);
+	}
+	dp_wslines_expire(&l, l.due, cb_all, &b);
+	ck_assert_str_eq(b.s, "!");
+	dp_wsapp_feed_lines(&l, "xx\n{\"type\":\"ping\"}\n", 19, cb_all,
+	    &b);
+	ck_assert_str_eq(b.s, "!|{\"type\":\"ping\"}");
 	dp_buf_release(&b);
 	dp_wslines_release(&l);
 }
